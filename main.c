@@ -1,0 +1,184 @@
+/*
+ * pylon: command line entry. Glues the controller (which publishes tables)
+ * to the proxy (which serves them); the two only meet in common/table.h.
+ */
+#include "common/pl.h"
+#include "common/log.h"
+#include "controller/controller.h"
+#include "proxy/proxy.h"
+
+#include <getopt.h>
+
+static void usage(FILE *f)
+{
+	fputs("usage: pylon <command> [options]\n"
+	      "\n"
+	      "commands:\n"
+	      "  run    --manifests PATH   serve Gateway API manifests from a file or directory\n"
+	      "  check  --manifests PATH   compile manifests, print status conditions, exit 1 on errors\n"
+	      "  echo   --listen ADDR      run the echo backend used by demos, tests and benchmarks\n"
+	      "\n"
+	      "  pylon <command> --help    options of one command\n"
+	      "  pylon --version\n", f);
+}
+
+static void usage_run(FILE *f)
+{
+	fputs("usage: pylon run --manifests PATH [options]\n"
+	      "  --manifests PATH         YAML file or directory (recursive, *.yaml/*.yml/*.json)\n"
+	      "  --controller-name NAME   serve only GatewayClasses with this controllerName (default: all)\n"
+	      "  --workers N              worker threads (default: number of CPUs)\n"
+	      "  --admin ADDR             admin listener, host:port (default 127.0.0.1:9901; \"off\" disables)\n"
+	      "  --max-conns N            connections per worker (default 10000)\n"
+	      "  --header-timeout MS      deadline for a whole request head (default 10000)\n"
+	      "  --idle-timeout MS        idle connection timeout (default 60000)\n"
+	      "  --connect-timeout MS     backend connect timeout (default 5000)\n"
+	      "  --backend-timeout MS     backend response timeout when a route sets none (default 60000)\n"
+	      "  --max-header-bytes N     request head limit, beyond it 431 (default 65536)\n"
+	      "  --poll-ms MS             how often manifests are checked for changes (default 200)\n"
+	      "  --log-level LEVEL        error|warn|info|debug (default info; env PYLON_LOG)\n", f);
+}
+
+static void usage_check(FILE *f)
+{
+	fputs("usage: pylon check --manifests PATH [--controller-name NAME]\n"
+	      "  prints every object's status as Kubernetes would show it;\n"
+	      "  exit 0: all accepted, 1: some object rejected, 2: manifests unreadable\n", f);
+}
+
+static void usage_echo(FILE *f)
+{
+	fputs("usage: pylon echo --listen ADDR\n"
+	      "  ADDR is host:port, e.g. 127.0.0.1:8081. Answers every request with JSON\n"
+	      "  describing it (method, path, host, headers, body size, POD_NAME, NAMESPACE).\n", f);
+}
+
+static int parse_num(const char *opt, const char *s, uint64_t *out)
+{
+	if (pl_parse_u64(s, strlen(s), out) != 0) {
+		fprintf(stderr, "pylon: %s: not a number: %s\n", opt, s);
+		return -1;
+	}
+	return 0;
+}
+
+enum { O_MANIFESTS = 1, O_CTLNAME, O_WORKERS, O_ADMIN, O_MAXCONNS, O_HDRTO, O_IDLETO, O_CONNTO,
+       O_BACKTO, O_MAXHDR, O_POLL, O_LOGLEVEL, O_LISTEN, O_HELP };
+
+static const struct option opts[] = {
+	{ "manifests", required_argument, NULL, O_MANIFESTS },
+	{ "controller-name", required_argument, NULL, O_CTLNAME },
+	{ "workers", required_argument, NULL, O_WORKERS },
+	{ "admin", required_argument, NULL, O_ADMIN },
+	{ "max-conns", required_argument, NULL, O_MAXCONNS },
+	{ "header-timeout", required_argument, NULL, O_HDRTO },
+	{ "idle-timeout", required_argument, NULL, O_IDLETO },
+	{ "connect-timeout", required_argument, NULL, O_CONNTO },
+	{ "backend-timeout", required_argument, NULL, O_BACKTO },
+	{ "max-header-bytes", required_argument, NULL, O_MAXHDR },
+	{ "poll-ms", required_argument, NULL, O_POLL },
+	{ "log-level", required_argument, NULL, O_LOGLEVEL },
+	{ "listen", required_argument, NULL, O_LISTEN },
+	{ "help", no_argument, NULL, O_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+int main(int argc, char **argv)
+{
+	const char *env = getenv("PYLON_LOG");
+	if (env && pl_log_parse_level(env) >= 0)
+		pl_log_set_level((enum pl_log_level)pl_log_parse_level(env));
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("pylon %s\n", PL_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	void (*cmd_usage)(FILE *);
+	if (strcmp(cmd, "run") == 0)
+		cmd_usage = usage_run;
+	else if (strcmp(cmd, "check") == 0)
+		cmd_usage = usage_check;
+	else if (strcmp(cmd, "echo") == 0)
+		cmd_usage = usage_echo;
+	else {
+		fprintf(stderr, "pylon: unknown command '%s'\n", cmd);
+		usage(stderr);
+		return 2;
+	}
+
+	struct pl_ctl_config ctl = { .poll_ms = 200 };
+	struct pl_proxy_config px;
+	pl_proxy_config_defaults(&px);
+	const char *listen = NULL;
+	uint64_t v;
+
+	optind = 2;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_MANIFESTS: ctl.manifests = optarg; break;
+		case O_CTLNAME: ctl.controller_name = optarg; break;
+		case O_WORKERS:
+			if (parse_num("--workers", optarg, &v) || v < 1 || v > 64) {
+				fprintf(stderr, "pylon: --workers must be 1..64\n");
+				return 2;
+			}
+			px.workers = (unsigned)v;
+			break;
+		case O_ADMIN: px.admin_addr = strcmp(optarg, "off") == 0 ? NULL : optarg; break;
+		case O_MAXCONNS: if (parse_num("--max-conns", optarg, &v)) return 2; px.max_conns = (uint32_t)v; break;
+		case O_HDRTO: if (parse_num("--header-timeout", optarg, &v)) return 2; px.header_timeout_ms = v; break;
+		case O_IDLETO: if (parse_num("--idle-timeout", optarg, &v)) return 2; px.idle_timeout_ms = v; break;
+		case O_CONNTO: if (parse_num("--connect-timeout", optarg, &v)) return 2; px.connect_timeout_ms = v; break;
+		case O_BACKTO: if (parse_num("--backend-timeout", optarg, &v)) return 2; px.backend_timeout_ms = v; break;
+		case O_MAXHDR: if (parse_num("--max-header-bytes", optarg, &v)) return 2; px.max_header_bytes = v; break;
+		case O_POLL: if (parse_num("--poll-ms", optarg, &v)) return 2; ctl.poll_ms = (unsigned)v; break;
+		case O_LOGLEVEL:
+			if (pl_log_parse_level(optarg) < 0) {
+				fprintf(stderr, "pylon: unknown log level '%s'\n", optarg);
+				return 2;
+			}
+			pl_log_set_level((enum pl_log_level)pl_log_parse_level(optarg));
+			break;
+		case O_LISTEN: listen = optarg; break;
+		case O_HELP: case 'h': cmd_usage(stdout); return 0;
+		default: cmd_usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pylon: unexpected argument '%s'\n", argv[optind]);
+		cmd_usage(stderr);
+		return 2;
+	}
+
+	if (strcmp(cmd, "echo") == 0) {
+		if (!listen) {
+			usage_echo(stderr);
+			return 2;
+		}
+		return pl_echo_run(listen);
+	}
+	if (!ctl.manifests) {
+		fprintf(stderr, "pylon %s: --manifests is required\n", cmd);
+		cmd_usage(stderr);
+		return 2;
+	}
+	if (strcmp(cmd, "check") == 0)
+		return pl_ctl_check(&ctl, stdout);
+
+	px.ready = pl_ctl_ready;
+	if (pl_ctl_start(&ctl) != 0)
+		return 1;
+	int rc = pl_proxy_run(&px);
+	pl_ctl_stop();
+	return rc;
+}
