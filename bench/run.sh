@@ -1,0 +1,200 @@
+#!/bin/sh
+# Side-by-side benchmark: pylon vs nginx vs HAProxy as reverse proxies.
+#   sh bench/run.sh [PYLON_BIN]        (make bench)
+#
+# Setup (everything on 127.0.0.1, ports picked free, configs in a temp dir):
+#   backend  nginx serving a fixed 64-byte response ("return 200"), 2 workers:
+#            cheap enough that it is not what is measured, and the same for all
+#   proxies  pylon run --workers 1; nginx with 1 worker (upstream keepalive);
+#            HAProxy with nbthread 1 (http-reuse always). Each proxies every
+#            request to the backend over pooled keep-alive connections.
+#   load     wrk, keep-alive, $THREADS threads, $CONNS connections, $DURATION,
+#            after a 2 s warm-up, one proxy at a time.
+# Reported per proxy: requests/s, the proxy's own CPU seconds during the run
+# (utime+stime of all its processes from /proc/PID/stat), requests per proxy
+# CPU-second (the number that matters on a shared machine: wrk and the backend
+# take CPU too), p50/p99 latency, and the ratios to nginx.
+# Not part of `make test`; about 45 s.
+set -eu
+
+PYLON=${1:-build/pylon}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-50}
+
+for tool in nginx haproxy wrk curl python3; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found (make deps)" >&2; exit 2; }
+done
+[ -x "$PYLON" ] || { echo "bench: $PYLON not executable (make build)" >&2; exit 2; }
+PYLON=$(cd "$(dirname "$PYLON")" && pwd)/$(basename "$PYLON")
+
+TMP=$(mktemp -d /tmp/pylon-bench.XXXXXX)
+PIDS=""
+cleanup() {
+	for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
+	for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# CPU clock ticks (utime+stime) of a process and its direct children (nginx workers).
+cpu_ticks() {
+	{ echo "$1"; pgrep -P "$1" || true; } | while read -r pid; do
+		[ -r "/proc/$pid/stat" ] && sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
+	done | awk '{s += $1} END {print s + 0}'
+}
+
+wait_http() {
+	i=0
+	until curl -fs -o /dev/null "$1"; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && { echo "bench: $2 did not answer on $1" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+BACKEND=$(free_port)
+P_PYLON=$(free_port)
+P_NGINX=$(free_port)
+P_HAPROXY=$(free_port)
+ADMIN=$(free_port)
+
+nginx_conf() { # $1 dir, $2 workers, $3 server block
+	mkdir -p "$1"
+	cat >"$1/nginx.conf" <<EOF
+worker_processes $2;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $1/body;
+	proxy_temp_path $1/proxy;
+	fastcgi_temp_path $1/fastcgi;
+	uwsgi_temp_path $1/uwsgi;
+	scgi_temp_path $1/scgi;
+	keepalive_requests 1000000;
+	$3
+}
+EOF
+}
+
+nginx_conf "$TMP/backend" 2 "server { listen 127.0.0.1:$BACKEND; location / { return 200 'pylon-bench backend: a small fixed response body of 64 bytes!!\n'; } }"
+nginx -c "$TMP/backend/nginx.conf" -p "$TMP/backend" -g 'daemon off;' &
+PIDS="$PIDS $!"
+wait_http "http://127.0.0.1:$BACKEND/" "backend nginx"
+
+# pylon: the Gateway API objects for one route to the backend
+mkdir -p "$TMP/pylon"
+cat >"$TMP/pylon/bench.yaml" <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pylon}
+spec: {controllerName: pylon.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench, namespace: default}
+spec:
+  gatewayClassName: pylon
+  listeners: [{name: http, protocol: HTTP, port: $P_PYLON}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bench, namespace: default}
+spec:
+  parentRefs: [{name: bench}]
+  rules: [{backendRefs: [{name: backend, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-1, namespace: default, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{name: http, port: $BACKEND}]
+endpoints: [{addresses: [127.0.0.1]}]
+EOF
+"$PYLON" run --manifests "$TMP/pylon" --workers 1 --admin "127.0.0.1:$ADMIN" --log-level warn \
+	2>"$TMP/pylon.log" &
+PID_PYLON=$!
+PIDS="$PIDS $PID_PYLON"
+
+nginx_conf "$TMP/nginx" 1 "upstream be { server 127.0.0.1:$BACKEND; keepalive 64; }
+	server { listen 127.0.0.1:$P_NGINX; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" -g 'daemon off;' &
+PID_NGINX=$!
+PIDS="$PIDS $PID_NGINX"
+
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+	nbthread 1
+	maxconn 10000
+defaults
+	mode http
+	option http-keep-alive
+	http-reuse always
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+frontend fe
+	bind 127.0.0.1:$P_HAPROXY
+	default_backend be
+backend be
+	server s1 127.0.0.1:$BACKEND
+EOF
+haproxy -f "$TMP/haproxy.cfg" -db 2>"$TMP/haproxy.log" &
+PID_HAPROXY=$!
+PIDS="$PIDS $PID_HAPROXY"
+
+wait_http "http://127.0.0.1:$P_PYLON/" "pylon (log: $(cat "$TMP/pylon.log" 2>/dev/null | tail -5))"
+wait_http "http://127.0.0.1:$P_NGINX/" "nginx"
+wait_http "http://127.0.0.1:$P_HAPROXY/" "haproxy"
+
+HZ=$(getconf CLK_TCK)
+echo "bench: wrk -t$THREADS -c$CONNS -d$DURATION, keep-alive, one proxy worker each, backend nginx:$BACKEND"
+printf '%-8s %10s %8s %12s %9s %9s %10s\n' proxy req/s cpu_s req/cpu_s p50 p99 vs_nginx
+RESULTS="$TMP/results"
+: >"$RESULTS"
+for name in nginx pylon haproxy; do
+	eval "port=\$P_$(echo $name | tr a-z A-Z)"
+	eval "pid=\$PID_$(echo $name | tr a-z A-Z)"
+	url="http://127.0.0.1:$port/"
+	wrk -t"$THREADS" -c"$CONNS" -d2s "$url" >/dev/null 2>&1
+	before=$(cpu_ticks "$pid")
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$url" >"$TMP/wrk-$name.txt" 2>&1
+	after=$(cpu_ticks "$pid")
+	awk -v name="$name" -v ticks=$((after - before)) -v hz="$HZ" '
+		/Requests\/sec:/ { rps = $2 }
+		/^ +50%/ { p50 = $2 }
+		/^ +99%/ { p99 = $2 }
+		/requests in/ { reqs = $1 }
+		/Non-2xx or 3xx/ { bad = $NF }
+		END {
+			cpu = ticks / hz
+			per = cpu > 0 ? reqs / cpu : 0
+			printf "%s %s %.2f %.0f %s %s %s\n", name, rps, cpu, per, p50, p99, bad + 0
+		}' "$TMP/wrk-$name.txt" >>"$RESULTS"
+done
+
+awk '
+	{ n[NR] = $1; rps[NR] = $2; cpu[NR] = $3; per[NR] = $4; p50[NR] = $5; p99[NR] = $6; bad[NR] = $7 }
+	$1 == "nginx" { base = $4 }
+	END {
+		for (i = 1; i <= NR; i++) {
+			printf "%-8s %10.0f %8.2f %12.0f %9s %9s %9.2fx", n[i], rps[i], cpu[i], per[i], p50[i], p99[i],
+			       base > 0 ? per[i] / base : 0
+			if (bad[i] > 0)
+				printf "   (%d non-2xx responses!)", bad[i]
+			printf "\n"
+		}
+	}' "$RESULTS"
+echo "req/cpu_s = requests per CPU-second of the proxy itself; vs_nginx compares that number."

@@ -1,0 +1,2264 @@
+#define _GNU_SOURCE /* accept4, pipe2 */
+#include "pl.h"
+#include "log.h"
+#include "stats.h"
+#include "table.h"
+#include "buf.h"
+#include "h1scan.h"
+#include "http1.h"
+#include "reqview.h"
+#include "rewrite.h"
+#include "router.h"
+#include "upstream.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_HDRS 100            /* header fields per head; beyond: 431 / 502 */
+#define MAX_CTOK 16             /* Connection header tokens remembered */
+#define MAX_MODS 4              /* header modifier filters per request (rule + backendRef) */
+#define MAX_MIRRORS 4
+#define MAX_RESP_HEAD (64 * 1024)
+#define MIRROR_MAX_BODY (16 * 1024)
+#define MIRRORS_INFLIGHT 256    /* per worker; more mirrors are skipped */
+#define LINGER_S 2.0
+#define LINGER_MAX (256 * 1024)
+/*
+ * Room kept free in an output buffer when feeding body bytes to llhttp: the
+ * re-chunked output of n input bytes is at most n + 2 split chunk headers +
+ * the last-chunk line, so feeding (space - BODY_MARGIN) bytes always fits.
+ */
+#define BODY_MARGIN 64
+
+enum h1_state {
+	H1_IDLE = 0,    /* keep-alive: nothing of the next request received yet */
+	H1_HEAD,        /* receiving a request head (header deadline running) */
+	H1_PROXY,       /* routed: connect, send, stream the response back */
+	H1_LOCAL,       /* writing a response made here (error, redirect) */
+	H1_TUNNEL,      /* after 101: raw bytes both ways */
+	H1_LINGER,      /* last response sent, write side shut, discarding input */
+	H1_CLOSED,      /* fd closed, waiting for the reaper */
+};
+
+static const char *state_str(enum h1_state s)
+{
+	static const char *const names[] = { "idle", "head", "proxy", "local", "tunnel", "linger", "closed" };
+	return (unsigned)s < PL_ARRAY_LEN(names) ? names[s] : "?";
+}
+
+enum { RP_HEAD = 0, RP_BODY };
+enum tmo { T_NONE = 0, T_IDLE, T_HEAD, T_CONNECT, T_BACKEND, T_RULE, T_INACTIVE, T_LINGER };
+
+/* Per-request state, zeroed when a request ends. */
+struct h1_req {
+	struct pl_wtable *wt;                   /* pinned table, NULL before routing */
+	const struct pl_listener *listener;
+	const struct pl_route_entry *entry;
+	struct pl_rule *rule;
+	struct pl_cluster *cluster;
+	const struct pl_endpoint *ep;
+	struct pl_route_stats *stats;
+	const struct pl_header_mod *resp_mods[MAX_MODS];
+	unsigned n_resp_mods;
+	const char *method;
+	char target[96];                        /* for logs */
+	int status;                             /* final status sent; 0 until then */
+	uint8_t minor;                          /* client's HTTP/1.x minor version */
+	uint8_t keepalive;                      /* client allows another request */
+	uint8_t is_head, upgrade, chunked;
+	uint8_t req_done;                       /* request body completely read */
+	uint8_t retry_ok, retried;
+	uint8_t resp_any;                       /* a byte of the response arrived */
+	uint8_t resp_started;                   /* final head sent to the client */
+	uint8_t resp_done, resp_chunk, resp_phase, counted;
+	ev_tstamp start, conn_start, req_done_at, rule_deadline;
+};
+
+struct pl_h1conn {
+	struct pl_worker *w;
+	struct pl_lsock *ls;
+	struct pl_h1conn *next, *prev;
+	int fd;
+	enum h1_state st;
+	ev_io rio, wio;
+	ev_timer timer;
+	ev_tstamp timer_at;
+	ev_tstamp last_io, head_start, linger_until;
+	struct pl_budget budget;
+	struct pl_buf in;       /* client bytes */
+	struct pl_buf out;      /* bytes for the client */
+	struct pl_buf up_out;   /* bytes for the backend */
+	size_t up_sent;         /* bytes of up_out sent but kept for a retry */
+	size_t linger_bytes;
+	struct pl_h1scan scan, rscan;
+	size_t scanned, rscanned;
+	llhttp_t rp, sp;        /* request parser, response parser */
+	struct pl_upconn *up;
+	struct h1_req req;
+	unsigned requests;
+	uint8_t cl_wblocked, up_wblocked, client_eof, up_eof, close_after;
+	uint8_t rp_hdone, rp_done, sp_hdone, sp_done;
+	char peer[INET6_ADDRSTRLEN];
+};
+
+/*
+ * Scratch for the head being processed. Heads are handled synchronously
+ * inside one callback, so one copy per thread serves every connection and
+ * connections do not carry 2 KiB of header slots each.
+ */
+struct scratch {
+	struct pl_hdr hdrs[MAX_HDRS];
+	uint8_t kind[MAX_HDRS];
+	uint32_t n;
+	int last_value;
+	const char *url, *reason;
+	size_t url_len, reason_len;
+	struct { const char *p; size_t n; } ctok[MAX_CTOK];
+	unsigned n_ctok;
+	char host[256];         /* routing host: lower-case, no port */
+	uint32_t host_len;
+};
+static __thread struct scratch S;
+
+static llhttp_settings_t req_settings, resp_settings;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
+
+static void conn_run(struct pl_h1conn *c);
+static void conn_close(struct pl_h1conn *c);
+static void respond_local(struct pl_h1conn *c, int status, const char *why);
+static void upstream_fail(struct pl_h1conn *c, int status, const char *why);
+
+/* ---------------------------------------------------------------- utils */
+
+struct wr {
+	char *p, *end;
+	int over;
+};
+
+static inline void wr_put(struct wr *w, const void *s, size_t n)
+{
+	if (PL_UNLIKELY((size_t)(w->end - w->p) < n)) {
+		w->over = 1;
+		return;
+	}
+	memcpy(w->p, s, n);
+	w->p += n;
+}
+
+#define WR_LIT(w, s) wr_put(w, s, sizeof(s) - 1)
+
+static void wr_str(struct wr *w, const char *s)
+{
+	wr_put(w, s, strlen(s));
+}
+
+static void wr_u64(struct wr *w, uint64_t v)
+{
+	char t[24];
+	int i = 24;
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	wr_put(w, t + i, (size_t)(24 - i));
+}
+
+static void wr_hdr(struct wr *w, const char *n, size_t nl, const char *v, size_t vl)
+{
+	wr_put(w, n, nl);
+	WR_LIT(w, ": ");
+	wr_put(w, v, vl);
+	WR_LIT(w, "\r\n");
+}
+
+/* Appends a chunk header for n bytes ("1f\r\n"); space must be reserved. */
+static void put_chunk_head(struct pl_buf *b, size_t n)
+{
+	char t[20];
+	int i = 18;
+	t[18] = '\r';
+	t[19] = '\n';
+	do {
+		t[--i] = "0123456789abcdef"[n & 15];
+		n >>= 4;
+	} while (n);
+	pl_buf_put(b, t + i, (size_t)(20 - i));
+}
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	}
+	return "Unknown";
+}
+
+/* Header kinds the proxy treats specially (hop-by-hop, framing, forwarding). */
+enum { H_OTHER = 0, H_HOST, H_CL, H_TE, H_CONNECTION, H_HOP, H_UPGRADE, H_XFF, H_XFP };
+
+static int hdr_kind(const char *n, size_t len)
+{
+	switch (len) {
+	case 2:
+		return pl_strncaseeq(n, "te", 2) ? H_HOP : H_OTHER;
+	case 4:
+		return pl_strncaseeq(n, "host", 4) ? H_HOST : H_OTHER;
+	case 7:
+		if (pl_strncaseeq(n, "upgrade", 7))
+			return H_UPGRADE;
+		return pl_strncaseeq(n, "trailer", 7) ? H_HOP : H_OTHER;
+	case 10:
+		if (pl_strncaseeq(n, "connection", 10))
+			return H_CONNECTION;
+		return pl_strncaseeq(n, "keep-alive", 10) ? H_HOP : H_OTHER;
+	case 14:
+		return pl_strncaseeq(n, "content-length", 14) ? H_CL : H_OTHER;
+	case 15:
+		return pl_strncaseeq(n, "x-forwarded-for", 15) ? H_XFF : H_OTHER;
+	case 16:
+		return pl_strncaseeq(n, "proxy-connection", 16) ? H_HOP : H_OTHER;
+	case 17:
+		if (pl_strncaseeq(n, "transfer-encoding", 17))
+			return H_TE;
+		return pl_strncaseeq(n, "x-forwarded-proto", 17) ? H_XFP : H_OTHER;
+	}
+	return H_OTHER;
+}
+
+static int is_ows(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/* Classifies S.hdrs and collects the Connection tokens. */
+static void classify_headers(void)
+{
+	S.n_ctok = 0;
+	for (uint32_t i = 0; i < S.n; i++) {
+		struct pl_hdr *h = &S.hdrs[i];
+		S.kind[i] = (uint8_t)hdr_kind(h->name, h->name_len);
+		if (S.kind[i] != H_CONNECTION)
+			continue;
+		const char *p = h->value, *end = h->value + h->value_len;
+		while (p < end) {
+			while (p < end && (is_ows(*p) || *p == ','))
+				p++;
+			const char *t = p;
+			while (p < end && *p != ',' && !is_ows(*p))
+				p++;
+			if (p > t && S.n_ctok < MAX_CTOK) {
+				S.ctok[S.n_ctok].p = t;
+				S.ctok[S.n_ctok].n = (size_t)(p - t);
+				S.n_ctok++;
+			}
+		}
+	}
+}
+
+static int in_ctok(const char *name, size_t len)
+{
+	for (unsigned i = 0; i < S.n_ctok; i++)
+		if (S.ctok[i].n == len && pl_strncaseeq(S.ctok[i].p, name, len))
+			return 1;
+	return 0;
+}
+
+/* 1 if a header modifier removes or sets this name (the original is dropped). */
+static int mods_hit(const struct pl_header_mod *const *mods, unsigned n, const char *name, size_t len)
+{
+	for (unsigned m = 0; m < n; m++) {
+		const struct pl_header_mod *hm = mods[m];
+		for (uint32_t i = 0; i < hm->n_remove; i++)
+			if (strlen(hm->remove[i]) == len && pl_strncaseeq(hm->remove[i], name, len))
+				return 1;
+		for (uint32_t i = 0; i < hm->n_set; i++)
+			if (hm->set[i].name_len == len && pl_strncaseeq(hm->set[i].name, name, len))
+				return 1;
+	}
+	return 0;
+}
+
+static size_t mods_size(const struct pl_header_mod *const *mods, unsigned n)
+{
+	size_t sz = 0;
+	for (unsigned m = 0; m < n; m++) {
+		for (uint32_t i = 0; i < mods[m]->n_set; i++)
+			sz += mods[m]->set[i].name_len + mods[m]->set[i].value_len + 4;
+		for (uint32_t i = 0; i < mods[m]->n_add; i++)
+			sz += mods[m]->add[i].name_len + mods[m]->add[i].value_len + 4;
+	}
+	return sz;
+}
+
+/* Emits the set and add entries of the modifiers; skip_host drops "host" sets. */
+static void mods_emit(struct wr *w, const struct pl_header_mod *const *mods, unsigned n, int skip_host)
+{
+	for (unsigned m = 0; m < n; m++)
+		for (uint32_t i = 0; i < mods[m]->n_set; i++) {
+			const struct pl_kv *kv = &mods[m]->set[i];
+			if (skip_host && kv->name_len == 4 && pl_strncaseeq(kv->name, "host", 4))
+				continue;
+			wr_hdr(w, kv->name, kv->name_len, kv->value, kv->value_len);
+		}
+	for (unsigned m = 0; m < n; m++)
+		for (uint32_t i = 0; i < mods[m]->n_add; i++) {
+			const struct pl_kv *kv = &mods[m]->add[i];
+			wr_hdr(w, kv->name, kv->name_len, kv->value, kv->value_len);
+		}
+}
+
+/* Transfer-Encoding values must be exactly "chunked": other codings are not supported. */
+static int te_is_chunked_only(void)
+{
+	for (uint32_t i = 0; i < S.n; i++) {
+		if (S.kind[i] != H_TE)
+			continue;
+		const struct pl_hdr *h = &S.hdrs[i];
+		if (h->value_len != 7 || !pl_strncaseeq(h->value, "chunked", 7))
+			return 0;
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------- llhttp callbacks */
+
+static int cb_begin(llhttp_t *p)
+{
+	S.n = 0;
+	S.last_value = 0;
+	S.url = S.reason = NULL;
+	S.url_len = S.reason_len = 0;
+	return 0;
+}
+
+static int cb_url(llhttp_t *p, const char *at, size_t n)
+{
+	if (!S.url)
+		S.url = at;
+	S.url_len = (size_t)(at + n - S.url);
+	return 0;
+}
+
+static int cb_status(llhttp_t *p, const char *at, size_t n)
+{
+	if (!S.reason)
+		S.reason = at;
+	S.reason_len = (size_t)(at + n - S.reason);
+	return 0;
+}
+
+static int hdrs_done(llhttp_t *p)
+{
+	struct pl_h1conn *c = p->data;
+	return p == &c->rp ? c->rp_hdone : c->sp_hdone;
+}
+
+/*
+ * Field and value spans: a head is always fed to llhttp in one contiguous
+ * piece, so a span split over several callbacks is extended in place.
+ * Trailer fields (after the body) are ignored: trailers are dropped.
+ */
+static int cb_hfield(llhttp_t *p, const char *at, size_t n)
+{
+	if (hdrs_done(p))
+		return 0;
+	if (S.n == 0 || S.last_value) {
+		if (S.n == MAX_HDRS) {
+			llhttp_set_error_reason(p, "too many header fields");
+			return HPE_USER;
+		}
+		struct pl_hdr *h = &S.hdrs[S.n++];
+		h->name = at;
+		h->name_len = (uint32_t)n;
+		h->value = at + n;
+		h->value_len = 0;
+		S.last_value = 0;
+	} else {
+		struct pl_hdr *h = &S.hdrs[S.n - 1];
+		h->name_len = (uint32_t)(at + n - h->name);
+	}
+	return 0;
+}
+
+static int cb_hvalue(llhttp_t *p, const char *at, size_t n)
+{
+	if (hdrs_done(p) || S.n == 0)
+		return 0;
+	struct pl_hdr *h = &S.hdrs[S.n - 1];
+	if (!S.last_value) {
+		h->value = at;
+		h->value_len = (uint32_t)n;
+		S.last_value = 1;
+	} else {
+		h->value_len = (uint32_t)(at + n - h->value);
+	}
+	return 0;
+}
+
+static void trim_values(void)
+{
+	for (uint32_t i = 0; i < S.n; i++) {
+		struct pl_hdr *h = &S.hdrs[i];
+		while (h->value_len && is_ows(h->value[h->value_len - 1]))
+			h->value_len--;
+	}
+}
+
+static int cb_req_headers_done(llhttp_t *p)
+{
+	struct pl_h1conn *c = p->data;
+	c->rp_hdone = 1;
+	trim_values();
+	return 0;
+}
+
+static int cb_resp_headers_done(llhttp_t *p)
+{
+	struct pl_h1conn *c = p->data;
+	c->sp_hdone = 1;
+	trim_values();
+	/* a response to HEAD has no body whatever its framing headers say */
+	return c->req.is_head ? 1 : 0;
+}
+
+static int cb_req_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct pl_h1conn *c = p->data;
+	if (n == 0)
+		return 0;
+	struct pl_buf *b = &c->up_out;
+	if (pl_buf_reserve(b, n + 24) != 0) {
+		llhttp_set_error_reason(p, "request body buffer exhausted");
+		return HPE_USER;
+	}
+	if (c->req.chunked) {
+		put_chunk_head(b, n);
+		pl_buf_put(b, at, n);
+		pl_buf_put(b, "\r\n", 2);
+	} else {
+		pl_buf_put(b, at, n);
+	}
+	return 0;
+}
+
+static int cb_req_done(llhttp_t *p)
+{
+	struct pl_h1conn *c = p->data;
+	c->rp_done = 1;
+	if (c->rp_hdone && c->req.chunked && c->st == H1_PROXY) {
+		if (pl_buf_reserve(&c->up_out, 5) != 0) {
+			llhttp_set_error_reason(p, "request body buffer exhausted");
+			return HPE_USER;
+		}
+		pl_buf_put(&c->up_out, "0\r\n\r\n", 5);
+	}
+	/* stop at the message boundary: the next pipelined request is scanned first */
+	return HPE_PAUSED;
+}
+
+static int cb_resp_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct pl_h1conn *c = p->data;
+	if (n == 0)
+		return 0;
+	struct pl_buf *b = &c->out;
+	if (pl_buf_reserve(b, n + 24) != 0) {
+		llhttp_set_error_reason(p, "response body buffer exhausted");
+		return HPE_USER;
+	}
+	if (c->req.resp_chunk) {
+		put_chunk_head(b, n);
+		pl_buf_put(b, at, n);
+		pl_buf_put(b, "\r\n", 2);
+	} else {
+		pl_buf_put(b, at, n);
+	}
+	return 0;
+}
+
+static int cb_resp_done(llhttp_t *p)
+{
+	struct pl_h1conn *c = p->data;
+	c->sp_done = 1;
+	return HPE_PAUSED;
+}
+
+static void settings_init(void)
+{
+	llhttp_settings_init(&req_settings);
+	req_settings.on_message_begin = cb_begin;
+	req_settings.on_url = cb_url;
+	req_settings.on_header_field = cb_hfield;
+	req_settings.on_header_value = cb_hvalue;
+	req_settings.on_headers_complete = cb_req_headers_done;
+	req_settings.on_body = cb_req_body;
+	req_settings.on_message_complete = cb_req_done;
+
+	llhttp_settings_init(&resp_settings);
+	resp_settings.on_message_begin = cb_begin;
+	resp_settings.on_status = cb_status;
+	resp_settings.on_header_field = cb_hfield;
+	resp_settings.on_header_value = cb_hvalue;
+	resp_settings.on_headers_complete = cb_resp_headers_done;
+	resp_settings.on_body = cb_resp_body;
+	resp_settings.on_message_complete = cb_resp_done;
+}
+
+/* ------------------------------------------------------------ state, stats */
+
+static void set_state(struct pl_h1conn *c, enum h1_state st)
+{
+	if (PL_UNLIKELY(pl_log_level >= PL_LOG_DEBUG))
+		pl_debug("conn %s fd %d: %s -> %s", c->peer, c->fd, state_str(c->st), state_str(st));
+	c->st = st;
+}
+
+static struct pl_route_stats *req_stats(struct pl_h1conn *c)
+{
+	if (c->req.stats)
+		return c->req.stats;
+	c->req.stats = pl_worker_nrstats(c->w, c->req.listener ? c->req.listener->name : "");
+	return c->req.stats;
+}
+
+static void count_status(struct pl_h1conn *c, int status)
+{
+	struct h1_req *r = &c->req;
+	r->status = status;
+	if (r->counted)
+		return;
+	r->counted = 1;
+	pl_stats_inc(req_stats(c), c->w->id, status);
+}
+
+static void count_upstream_error(struct pl_h1conn *c)
+{
+	atomic_fetch_add_explicit(&c->w->upstream_errors, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&req_stats(c)->w[c->w->id].upstream_errors, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------- local responses */
+
+/*
+ * Writes a complete response made here into out and moves to H1_LOCAL.
+ * extra: preformatted header lines ("Name: value\r\n"...), may be NULL.
+ */
+static void local_reply(struct pl_h1conn *c, int status, const char *extra, size_t extra_len, int with_body)
+{
+	struct h1_req *r = &c->req;
+	char body[64];
+	int blen = 0;
+	if (with_body)
+		blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_phrase(status));
+	/* after a malformed or refused request the stream cannot be trusted: close */
+	int fatal = status == 400 || status == 405 || status == 408 || status == 413 || status == 414 ||
+		    status == 431 || status == 501 || status == 505;
+	if (!r->req_done || !r->keepalive || c->w->draining || fatal)
+		c->close_after = 1;
+	if (pl_buf_reserve(&c->out, 256 + extra_len + (size_t)blen) != 0) {
+		conn_close(c);
+		return;
+	}
+	struct wr w = { pl_buf_wptr(&c->out), pl_buf_wptr(&c->out) + pl_buf_space(&c->out), 0 };
+	WR_LIT(&w, "HTTP/1.1 ");
+	wr_u64(&w, (uint64_t)status);
+	WR_LIT(&w, " ");
+	wr_str(&w, reason_phrase(status));
+	WR_LIT(&w, "\r\n");
+	if (extra)
+		wr_put(&w, extra, extra_len);
+	if (blen > 0)
+		WR_LIT(&w, "Content-Type: text/plain\r\n");
+	WR_LIT(&w, "Content-Length: ");
+	wr_u64(&w, (uint64_t)(blen > 0 ? blen : 0));
+	WR_LIT(&w, "\r\n");
+	if (c->close_after)
+		WR_LIT(&w, "Connection: close\r\n");
+	else if (r->minor == 0)
+		WR_LIT(&w, "Connection: keep-alive\r\n");
+	WR_LIT(&w, "\r\n");
+	if (blen > 0 && !r->is_head)
+		wr_put(&w, body, (size_t)blen);
+	PL_BUG_ON(w.over);
+	pl_buf_commit(&c->out, (size_t)(w.p - pl_buf_wptr(&c->out)));
+	count_status(c, status);
+	set_state(c, H1_LOCAL);
+}
+
+/* An error answer: one log line saying why, then the response. */
+static void respond_local(struct pl_h1conn *c, int status, const char *why)
+{
+	struct h1_req *r = &c->req;
+	if (status >= 500)
+		pl_warn("%s \"%s %s\" %d: %s", c->peer, r->method ? r->method : "-", r->target, status, why);
+	else
+		pl_info("%s \"%s %s\" %d: %s", c->peer, r->method ? r->method : "-", r->target, status, why);
+	local_reply(c, status, NULL, 0, 1);
+}
+
+/* ---------------------------------------------------------------- mirror */
+
+struct mirror {
+	struct pl_worker *w;
+	struct pl_upconn *u;
+	struct pl_buf out;
+	ev_timer timer;
+	struct mirror *next, *prev;   /* worker's live list, then its dead list */
+};
+
+static void mirror_done(struct mirror *m)
+{
+	struct pl_worker *w = m->w;
+	if (m->u)
+		pl_up_close(m->u);
+	m->u = NULL;
+	ev_timer_stop(w->loop, &m->timer);
+	pl_buf_free(&m->out);
+	w->n_mirrors--;
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		w->mirrors = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	m->prev = NULL;
+	m->next = w->mirror_dead;
+	w->mirror_dead = m;
+}
+
+static void mirror_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct mirror *m = t->data;
+	pl_debug("mirror to %s: timed out", m->u ? m->u->peer : "?");
+	mirror_done(m);
+}
+
+/* Fire and forget: send, read and discard the answer until the backend closes. */
+static void mirror_cb(struct pl_upconn *u, int ev)
+{
+	struct mirror *m = u->data;
+	switch (ev) {
+	case PL_UP_EV_ERROR:
+		pl_debug("mirror to %s: connect failed: %s", u->peer, strerror(u->err));
+		mirror_done(m);
+		return;
+	case PL_UP_EV_CONNECTED:
+	case PL_UP_EV_WRITE: {
+		ssize_t n = pl_buf_write_fd(&m->out, u->fd);
+		if (n < 0 && n != -EAGAIN) {
+			mirror_done(m);
+			return;
+		}
+		pl_up_want(u, 1, !pl_buf_empty(&m->out));
+		return;
+	}
+	case PL_UP_EV_READ: {
+		char tmp[4096];
+		ssize_t n = recv(u->fd, tmp, sizeof(tmp), 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			mirror_done(m);
+		return;
+	}
+	}
+}
+
+/*
+ * Starts a mirror of the request whose upstream head is head[0, len) (ending
+ * in CRLFCRLF) and whose body, if any, is body[0, blen).
+ */
+static void mirror_start(struct pl_h1conn *c, const struct pl_mirror *mi, const char *head, size_t len,
+			 const char *body, size_t blen)
+{
+	struct pl_worker *w = c->w;
+	if (!mi->cluster || w->n_mirrors >= MIRRORS_INFLIGHT)
+		return;
+	if (mi->percent_den && mi->percent_num < mi->percent_den) {
+		uint64_t seq = w->mirror_seq++;
+		if ((seq * mi->percent_num) % mi->percent_den >= mi->percent_num)
+			return;
+	}
+	const struct pl_endpoint *ep = pl_router_endpoint(mi->cluster);
+	if (!ep) {
+		pl_debug("mirror %s: no ready endpoint", mi->cluster->name);
+		return;
+	}
+	struct mirror *m = calloc(1, sizeof(*m));
+	if (!m)
+		return;
+	m->w = w;
+	pl_buf_init(&m->out, NULL);
+	static const char conn_close_hdr[] = "Connection: close\r\n\r\n";
+	if (pl_buf_reserve(&m->out, len + sizeof(conn_close_hdr) + blen) != 0) {
+		free(m);
+		return;
+	}
+	pl_buf_put(&m->out, head, len - 2);
+	pl_buf_put(&m->out, conn_close_hdr, sizeof(conn_close_hdr) - 1);
+	if (blen)
+		pl_buf_put(&m->out, body, blen);
+	int err = 0;
+	m->u = pl_up_get(w, mi->cluster->id, ep, 1, mirror_cb, m, &err);
+	if (!m->u) {
+		pl_debug("mirror to %s: %s", ep->text, strerror(-err));
+		pl_buf_free(&m->out);
+		free(m);
+		return;
+	}
+	w->n_mirrors++;
+	m->next = w->mirrors;
+	if (m->next)
+		((struct mirror *)m->next)->prev = m;
+	w->mirrors = m;
+	uint64_t ms = w->cfg->backend_timeout_ms ? PL_MIN(w->cfg->backend_timeout_ms, 30000) : 30000;
+	ev_timer_init(&m->timer, mirror_timeout, (double)ms / 1000.0, 0.);
+	m->timer.data = m;
+	ev_timer_start(w->loop, &m->timer);
+	if (m->u->st == PL_UP_READY)
+		pl_up_want(m->u, 1, 1);
+}
+
+/* ---------------------------------------------------------- request head */
+
+static int host_char_ok(unsigned char ch)
+{
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+		return 1;
+	switch (ch) {
+	case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'':
+	case '(': case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']':
+		return 1;
+	}
+	return 0;
+}
+
+/* Host (or authority) value -> S.host, lower-case, port stripped. -1 if malformed. */
+static int parse_host(const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!host_char_ok((unsigned char)v[i]))
+			return -1;
+	size_t hl = n;
+	if (n && v[0] == '[') {
+		const char *rb = memchr(v, ']', n);
+		if (!rb)
+			return -1;
+		hl = (size_t)(rb - v) + 1;
+		if (hl < n && v[hl] != ':')
+			return -1;
+	} else {
+		const char *colon = memchr(v, ':', n);
+		if (colon) {
+			hl = (size_t)(colon - v);
+			if (memchr(colon + 1, ':', n - hl - 1))
+				return -1;
+		}
+	}
+	if (hl < n) {
+		/* a port: digits only (may be empty per RFC 3986) */
+		for (size_t i = hl + 1; i < n; i++)
+			if (v[i] < '0' || v[i] > '9')
+				return -1;
+	}
+	if (hl >= sizeof(S.host))
+		return -1;
+	for (size_t i = 0; i < hl; i++)
+		S.host[i] = pl_lower(v[i]);
+	S.host[hl] = '\0';
+	S.host_len = (uint32_t)hl;
+	return 0;
+}
+
+/* "/a/./b", "/a/../b", "/..": dot-segments would let a path escape its prefix match. */
+static int has_dot_segment(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '/' || i + 1 >= n || p[i + 1] != '.')
+			continue;
+		size_t j = i + 2;
+		if (j < n && p[j] == '.')
+			j++;
+		if (j == n || p[j] == '/' || p[j] == '?')
+			return 1;
+	}
+	return 0;
+}
+
+struct target {
+	const char *path, *query, *authority;
+	size_t path_len, query_len, authority_len;
+};
+
+static int parse_target(const char *u, size_t n, struct target *t)
+{
+	memset(t, 0, sizeof(*t));
+	if (n == 0)
+		return -1;
+	if (memchr(u, '#', n))
+		return -1;
+	const char *p = u, *end = u + n;
+	if (u[0] != '/') {
+		size_t skip;
+		if (n > 7 && pl_strncaseeq(u, "http://", 7))
+			skip = 7;
+		else if (n > 8 && pl_strncaseeq(u, "https://", 8))
+			skip = 8;
+		else
+			return -1;
+		const char *a = u + skip;
+		const char *q = a;
+		while (q < end && *q != '/' && *q != '?')
+			q++;
+		t->authority = a;
+		t->authority_len = (size_t)(q - a);
+		if (t->authority_len == 0 || memchr(a, '@', t->authority_len))
+			return -1;
+		p = q;
+	}
+	const char *qm = memchr(p, '?', (size_t)(end - p));
+	if (p == end || *p == '?') {
+		t->path = "/";
+		t->path_len = 1;
+	} else {
+		t->path = p;
+		t->path_len = (size_t)((qm ? qm : end) - p);
+	}
+	if (qm) {
+		t->query = qm + 1;
+		t->query_len = (size_t)(end - qm - 1);
+	}
+	return 0;
+}
+
+struct filters {
+	const struct pl_header_mod *req_mods[MAX_MODS];
+	unsigned n_req_mods;
+	const struct pl_redirect *redirect;
+	const struct pl_rewrite *rewrite;
+	const struct pl_mirror *mirrors[MAX_MIRRORS];
+	unsigned n_mirrors;
+};
+
+static void collect_filters(struct h1_req *r, struct filters *f, const struct pl_filter *fl, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const struct pl_filter *x = &fl[i];
+		switch (x->type) {
+		case PL_FILTER_REQUEST_HEADER:
+			if (f->n_req_mods < MAX_MODS)
+				f->req_mods[f->n_req_mods++] = &x->u.hdr;
+			break;
+		case PL_FILTER_RESPONSE_HEADER:
+			if (r->n_resp_mods < MAX_MODS)
+				r->resp_mods[r->n_resp_mods++] = &x->u.hdr;
+			break;
+		case PL_FILTER_REDIRECT:
+			if (!f->redirect)
+				f->redirect = &x->u.redirect;
+			break;
+		case PL_FILTER_REWRITE:
+			if (!f->rewrite)
+				f->rewrite = &x->u.rewrite;
+			break;
+		case PL_FILTER_MIRROR:
+			if (f->n_mirrors < MAX_MIRRORS)
+				f->mirrors[f->n_mirrors++] = &x->u.mirror;
+			break;
+		}
+	}
+}
+
+static void send_redirect(struct pl_h1conn *c, const struct pl_redirect *rd, const struct target *t)
+{
+	struct h1_req *r = &c->req;
+	size_t cap = 64 + t->path_len + t->query_len + S.host_len + (rd->hostname ? strlen(rd->hostname) : 0) +
+		     (rd->path.value ? strlen(rd->path.value) : 0) + (rd->scheme ? strlen(rd->scheme) : 0);
+	char stackbuf[2048];
+	char *loc = cap + 32 <= sizeof(stackbuf) ? stackbuf : malloc(cap + 32);
+	if (!loc) {
+		respond_local(c, 500, "out of memory building redirect");
+		return;
+	}
+	memcpy(loc, "Location: ", 10);
+	int n = pl_redirect_location(rd, &r->entry->match, "http", S.host, S.host_len, c->ls->port, t->path,
+				     t->path_len, t->query, t->query_len, loc + 10, cap + 32 - 12);
+	if (n < 0) {
+		if (loc != stackbuf)
+			free(loc);
+		respond_local(c, 500, "redirect location too long");
+		return;
+	}
+	memcpy(loc + 10 + n, "\r\n", 2);
+	int status = rd->status_code ? rd->status_code : 302;
+	pl_debug("%s \"%s %s\" %d redirect", c->peer, r->method, r->target, status);
+	local_reply(c, status, loc, (size_t)n + 12, 0);
+	if (loc != stackbuf)
+		free(loc);
+}
+
+/*
+ * Writes the request head for the backend into up_out. Returns its length,
+ * or -1 (the reason is logged by the caller's 500).
+ */
+static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const struct filters *f,
+			     const struct pl_hdr *host_hdr, size_t head_len, const char **err)
+{
+	struct h1_req *r = &c->req;
+	const struct pl_rewrite *rw = f->rewrite;
+	size_t need = head_len + 256 + INET6_ADDRSTRLEN + mods_size(f->req_mods, f->n_req_mods) + t->query_len;
+	if (rw && rw->path.type != PL_PATHMOD_NONE)
+		need += t->path_len + (rw->path.value ? strlen(rw->path.value) : 0) + 2;
+	if (rw && rw->hostname)
+		need += strlen(rw->hostname);
+	if (t->authority)
+		need += t->authority_len;
+	if (pl_buf_reserve(&c->up_out, need) != 0) {
+		*err = "request head too large for the connection budget";
+		return -1;
+	}
+	char *start = pl_buf_wptr(&c->up_out);
+	struct wr w = { start, start + pl_buf_space(&c->up_out), 0 };
+
+	wr_str(&w, r->method);
+	WR_LIT(&w, " ");
+	if (rw && rw->path.type != PL_PATHMOD_NONE) {
+		int n = pl_rewrite_path(&rw->path, &r->entry->match, t->path, t->path_len, w.p, (size_t)(w.end - w.p));
+		if (n < 0) {
+			*err = "rewritten path too long";
+			return -1;
+		}
+		w.p += n;
+	} else {
+		wr_put(&w, t->path, t->path_len);
+	}
+	if (t->query) {
+		WR_LIT(&w, "?");
+		wr_put(&w, t->query, t->query_len);
+	}
+	WR_LIT(&w, " HTTP/1.1\r\nHost: ");
+	const struct pl_kv *host_set = NULL;
+	for (unsigned m = 0; m < f->n_req_mods; m++)
+		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++)
+			if (f->req_mods[m]->set[i].name_len == 4 && pl_strncaseeq(f->req_mods[m]->set[i].name, "host", 4))
+				host_set = &f->req_mods[m]->set[i];
+	if (rw && rw->hostname)
+		wr_str(&w, rw->hostname);
+	else if (host_set)
+		wr_put(&w, host_set->value, host_set->value_len);
+	else if (t->authority)
+		wr_put(&w, t->authority, t->authority_len);
+	else if (host_hdr)
+		wr_put(&w, host_hdr->value, host_hdr->value_len);
+	WR_LIT(&w, "\r\n");
+
+	unsigned n_xff = 0;
+	for (uint32_t i = 0; i < S.n; i++) {
+		const struct pl_hdr *h = &S.hdrs[i];
+		switch (S.kind[i]) {
+		case H_OTHER:
+			break;
+		case H_UPGRADE:
+			if (r->upgrade)
+				break;
+			continue;
+		case H_XFF:
+			n_xff++;
+			continue;
+		default:
+			continue;
+		}
+		if (S.n_ctok && in_ctok(h->name, h->name_len))
+			continue;
+		if (f->n_req_mods && mods_hit(f->req_mods, f->n_req_mods, h->name, h->name_len))
+			continue;
+		wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
+	}
+	if (f->n_req_mods)
+		mods_emit(&w, f->req_mods, f->n_req_mods, 1);
+	WR_LIT(&w, "X-Forwarded-For: ");
+	for (uint32_t i = 0; n_xff && i < S.n; i++) {
+		if (S.kind[i] != H_XFF)
+			continue;
+		wr_put(&w, S.hdrs[i].value, S.hdrs[i].value_len);
+		WR_LIT(&w, ", ");
+	}
+	wr_str(&w, c->peer);
+	WR_LIT(&w, "\r\nX-Forwarded-Proto: http\r\n");
+	if (c->rp.flags & F_CONTENT_LENGTH) {
+		WR_LIT(&w, "Content-Length: ");
+		wr_u64(&w, c->rp.content_length);
+		WR_LIT(&w, "\r\n");
+	} else if (r->chunked) {
+		WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
+	}
+	if (r->upgrade)
+		WR_LIT(&w, "Connection: upgrade\r\n");
+	WR_LIT(&w, "\r\n");
+	if (w.over) {
+		*err = "request head does not fit";
+		return -1;
+	}
+	size_t len = (size_t)(w.p - start);
+	pl_buf_commit(&c->up_out, len);
+	return (ssize_t)len;
+}
+
+static void up_cb(struct pl_upconn *u, int ev);
+
+/* Attaches a backend connection for the routed request (fresh: no pooled one). */
+static void dispatch(struct pl_h1conn *c, int fresh)
+{
+	struct h1_req *r = &c->req;
+	int err = 0;
+	struct pl_upconn *u = pl_up_get(c->w, r->cluster->id, r->ep, fresh, up_cb, c, &err);
+	if (!u) {
+		char why[160];
+		snprintf(why, sizeof(why), "connect to %s (%s) failed: %s", r->ep->text, r->cluster->name,
+			 strerror(-err));
+		count_upstream_error(c);
+		respond_local(c, 502, why);
+		return;
+	}
+	PL_BUG_ON(u->in.data != NULL);
+	u->in.budget = &c->budget;
+	c->up = u;
+	c->up_wblocked = 0;
+	c->up_eof = 0;
+	c->up_sent = 0;
+	r->resp_phase = RP_HEAD;
+	r->resp_any = 0;
+	c->rscanned = 0;
+	pl_h1scan_init(&c->rscan, (uint32_t)c->w->cfg->max_request_line, MAX_RESP_HEAD);
+	r->conn_start = ev_now(c->w->loop);
+}
+
+/*
+ * A complete request head of head_len bytes is at the front of c->in: parse,
+ * validate, route, filter, and either answer locally or start proxying. The
+ * caller consumes the head bytes afterwards.
+ */
+static void handle_head(struct pl_h1conn *c, size_t head_len)
+{
+	struct pl_worker *w = c->w;
+	struct h1_req *r = &c->req;
+	const char *p = pl_buf_rptr(&c->in);
+	ev_tstamp now = ev_now(w->loop);
+
+	r->start = now;
+	r->keepalive = 1;
+	r->minor = 1;
+	llhttp_init(&c->rp, HTTP_REQUEST, &req_settings);
+	c->rp.data = c;
+	c->rp_hdone = c->rp_done = 0;
+	S.n = 0;
+	S.url = NULL;
+	llhttp_errno_t e = llhttp_execute(&c->rp, p, head_len);
+	size_t used = head_len;
+	if (e == HPE_PAUSED) {
+		used = (size_t)(llhttp_get_error_pos(&c->rp) - p);
+		llhttp_resume(&c->rp);
+	} else if (e != HPE_OK) {
+		char why[160];
+		snprintf(why, sizeof(why), "invalid request: %s (%s)", llhttp_get_error_reason(&c->rp),
+			 llhttp_errno_name(e));
+		r->keepalive = 0;
+		respond_local(c, e == HPE_USER ? 431 : 400, why);
+		return;
+	}
+	if (S.url) {
+		size_t tl = PL_MIN(S.url_len, sizeof(r->target) - 1);
+		memcpy(r->target, S.url, tl);
+		r->target[tl] = '\0';
+	}
+	r->method = llhttp_method_name((llhttp_method_t)c->rp.method);
+	r->minor = c->rp.http_minor;
+	if (!c->rp_hdone || used != head_len) {
+		r->keepalive = 0;
+		respond_local(c, 400, "malformed request head");
+		return;
+	}
+	r->req_done = c->rp_done;
+	r->keepalive = (uint8_t)llhttp_should_keep_alive(&c->rp);
+	if (c->rp.http_major != 1) {
+		r->keepalive = 0;
+		respond_local(c, 505, "HTTP version not supported");
+		return;
+	}
+	r->is_head = c->rp.method == HTTP_HEAD;
+	r->chunked = (c->rp.flags & F_CHUNKED) != 0;
+	if (c->rp.method == HTTP_CONNECT) {
+		r->keepalive = 0;
+		respond_local(c, 405, "CONNECT is not supported");
+		return;
+	}
+	r->upgrade = c->rp.upgrade && r->minor >= 1;
+	if (c->rp.upgrade && !r->upgrade) {
+		r->keepalive = 0;
+		respond_local(c, 400, "upgrade from HTTP/1.0");
+		return;
+	}
+	if (!r->req_done && r->upgrade) {
+		respond_local(c, 400, "upgrade request with a body");
+		return;
+	}
+	classify_headers();
+	if ((c->rp.flags & F_TRANSFER_ENCODING) && !te_is_chunked_only()) {
+		r->keepalive = 0;
+		respond_local(c, 501, "unsupported transfer-coding");
+		return;
+	}
+
+	struct target t;
+	if (parse_target(S.url, S.url_len, &t) != 0) {
+		respond_local(c, 400, "unsupported request target");
+		return;
+	}
+	if (has_dot_segment(t.path, t.path_len)) {
+		respond_local(c, 400, "dot-segment in path");
+		return;
+	}
+	const struct pl_hdr *host_hdr = NULL;
+	for (uint32_t i = 0; i < S.n; i++) {
+		if (S.kind[i] != H_HOST)
+			continue;
+		if (host_hdr) {
+			respond_local(c, 400, "multiple Host headers");
+			return;
+		}
+		host_hdr = &S.hdrs[i];
+	}
+	int hrc = 0;
+	if (t.authority)
+		hrc = parse_host(t.authority, t.authority_len);
+	else if (host_hdr)
+		hrc = parse_host(host_hdr->value, host_hdr->value_len);
+	else if (r->minor >= 1)
+		hrc = -2;
+	else
+		S.host_len = 0, S.host[0] = '\0';
+	if (hrc == -2) {
+		respond_local(c, 400, "missing Host header");
+		return;
+	}
+	if (hrc < 0) {
+		respond_local(c, 400, "invalid Host header");
+		return;
+	}
+
+	/* route */
+	if (!w->wt) {
+		respond_local(c, 503, "no configuration published yet");
+		return;
+	}
+	r->wt = w->wt;
+	pl_wtable_get(r->wt);
+	const struct pl_bind *b = c->ls->bind;
+	if (!b) {
+		r->keepalive = 0;
+		respond_local(c, 404, "listener removed from the configuration");
+		return;
+	}
+	r->listener = pl_router_listener(b, S.host, S.host_len);
+	if (!r->listener) {
+		respond_local(c, 404, "no listener for host");
+		return;
+	}
+	struct pl_req_view view = {
+		.method = r->method, .method_len = (uint32_t)strlen(r->method),
+		.path = t.path, .path_len = (uint32_t)t.path_len,
+		.query = t.query, .query_len = (uint32_t)t.query_len,
+		.host = S.host, .host_len = S.host_len,
+		.hdrs = S.hdrs, .n_hdrs = S.n,
+	};
+	r->entry = pl_router_find(r->listener, &view);
+	if (!r->entry) {
+		respond_local(c, 404, "no route matches");
+		return;
+	}
+	r->rule = r->entry->rule;
+	r->stats = r->rule->stats;
+	struct filters f;
+	memset(&f, 0, sizeof(f));
+	collect_filters(r, &f, r->rule->filters, r->rule->n_filters);
+	if (f.redirect) {
+		send_redirect(c, f.redirect, &t);
+		return;
+	}
+	const struct pl_backend *be = pl_router_pick(r->rule);
+	if (!be || !be->cluster) {
+		respond_local(c, 500, "no valid backend for the rule");
+		return;
+	}
+	collect_filters(r, &f, be->filters, be->n_filters);
+	if (f.redirect) {
+		send_redirect(c, f.redirect, &t);
+		return;
+	}
+	r->cluster = be->cluster;
+	r->ep = pl_router_endpoint(r->cluster);
+	if (!r->ep) {
+		char why[160];
+		snprintf(why, sizeof(why), "no ready endpoint for %s", r->cluster->name);
+		respond_local(c, 503, why);
+		return;
+	}
+	if (r->rule->timeout_request_ms)
+		r->rule_deadline = now + (double)r->rule->timeout_request_ms / 1000.0;
+	if (r->rule->timeout_backend_ms) {
+		ev_tstamp d = now + (double)r->rule->timeout_backend_ms / 1000.0;
+		if (!r->rule_deadline || d < r->rule_deadline)
+			r->rule_deadline = d;
+	}
+
+	/* the backend's request head */
+	PL_BUG_ON(!pl_buf_empty(&c->up_out));
+	const char *err = NULL;
+	ssize_t hl = emit_req_head(c, &t, &f, host_hdr, head_len, &err);
+	if (hl < 0) {
+		respond_local(c, 500, err);
+		return;
+	}
+	if (f.n_mirrors && !r->upgrade) {
+		const char *body = NULL;
+		size_t blen = 0;
+		int ok = 1;
+		if (!r->req_done) {
+			ok = 0;
+			uint64_t cl = c->rp.content_length;
+			if ((c->rp.flags & F_CONTENT_LENGTH) && cl <= MIRROR_MAX_BODY &&
+			    pl_buf_size(&c->in) - head_len >= cl) {
+				body = p + head_len;
+				blen = (size_t)cl;
+				ok = 1;
+			}
+		}
+		for (unsigned i = 0; ok && i < f.n_mirrors; i++)
+			mirror_start(c, f.mirrors[i], pl_buf_rptr(&c->up_out), (size_t)hl, body, blen);
+		if (!ok)
+			pl_debug("%s \"%s %s\": body not mirrored (too large or streaming): mirror skipped", c->peer,
+				 r->method, r->target);
+	}
+	/* a request without a body that fails on a reused connection can be replayed */
+	r->retry_ok = r->req_done && !r->upgrade && c->rp.method != HTTP_POST && c->rp.method != HTTP_PATCH;
+	if (r->req_done)
+		r->req_done_at = now;
+	set_state(c, H1_PROXY);
+	dispatch(c, 0);
+}
+
+/* ----------------------------------------------------- response handling */
+
+static void tunnel_start(struct pl_h1conn *c);
+
+/* Writes the client's response head for the backend head in S / c->sp. */
+static int emit_resp_head(struct pl_h1conn *c, int status, int interim, size_t head_len)
+{
+	struct h1_req *r = &c->req;
+	size_t need = head_len + 192 + mods_size(r->resp_mods, r->n_resp_mods);
+	if (pl_buf_reserve(&c->out, need) != 0)
+		return -1;
+	char *start = pl_buf_wptr(&c->out);
+	struct wr w = { start, start + pl_buf_space(&c->out), 0 };
+	WR_LIT(&w, "HTTP/1.1 ");
+	wr_u64(&w, (uint64_t)status);
+	WR_LIT(&w, " ");
+	if (S.reason_len)
+		wr_put(&w, S.reason, S.reason_len);
+	else
+		wr_str(&w, reason_phrase(status));
+	WR_LIT(&w, "\r\n");
+	int upgrade = status == 101;
+	for (uint32_t i = 0; i < S.n; i++) {
+		const struct pl_hdr *h = &S.hdrs[i];
+		switch (S.kind[i]) {
+		case H_OTHER: case H_HOST: case H_XFF: case H_XFP:
+			break;
+		case H_UPGRADE:
+			if (upgrade)
+				break;
+			continue;
+		default:
+			continue;
+		}
+		if (S.n_ctok && in_ctok(h->name, h->name_len))
+			continue;
+		if (r->n_resp_mods && mods_hit(r->resp_mods, r->n_resp_mods, h->name, h->name_len))
+			continue;
+		wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
+	}
+	if (!interim && r->n_resp_mods)
+		mods_emit(&w, r->resp_mods, r->n_resp_mods, 0);
+	if (!interim && !upgrade) {
+		if ((c->sp.flags & F_CONTENT_LENGTH) && status != 204) {
+			WR_LIT(&w, "Content-Length: ");
+			wr_u64(&w, c->sp.content_length);
+			WR_LIT(&w, "\r\n");
+		} else if (r->resp_chunk) {
+			WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
+		}
+		if (c->close_after || !r->keepalive || c->w->draining)
+			WR_LIT(&w, "Connection: close\r\n");
+		else if (r->minor == 0)
+			WR_LIT(&w, "Connection: keep-alive\r\n");
+	}
+	if (upgrade)
+		WR_LIT(&w, "Connection: upgrade\r\n");
+	WR_LIT(&w, "\r\n");
+	if (w.over)
+		return -1;
+	pl_buf_commit(&c->out, (size_t)(w.p - start));
+	return 0;
+}
+
+static void resp_complete(struct pl_h1conn *c)
+{
+	struct h1_req *r = &c->req;
+	struct pl_upconn *u = c->up;
+	if (r->resp_chunk) {
+		if (pl_buf_reserve(&c->out, 5) != 0) {
+			conn_close(c);
+			return;
+		}
+		pl_buf_put(&c->out, "0\r\n\r\n", 5);
+	}
+	r->resp_done = 1;
+	int reusable = llhttp_should_keep_alive(&c->sp) && r->req_done && pl_buf_empty(&c->up_out) &&
+		       !c->up_eof && !r->upgrade;
+	c->up = NULL;
+	pl_up_release(u, reusable);
+	if (!r->req_done)
+		c->close_after = 1;   /* the rest of the request body will not be read */
+}
+
+/* Processes a complete response head of head_len bytes at the front of u->in. */
+static void resp_head(struct pl_h1conn *c, size_t head_len)
+{
+	struct h1_req *r = &c->req;
+	struct pl_upconn *u = c->up;
+	const char *p = pl_buf_rptr(&u->in);
+	llhttp_init(&c->sp, HTTP_RESPONSE, &resp_settings);
+	c->sp.data = c;
+	c->sp_hdone = c->sp_done = 0;
+	S.n = 0;
+	S.reason = NULL;
+	S.reason_len = 0;
+	llhttp_errno_t e = llhttp_execute(&c->sp, p, head_len);
+	size_t used = head_len;
+	if (e == HPE_PAUSED) {
+		used = (size_t)(llhttp_get_error_pos(&c->sp) - p);
+		llhttp_resume(&c->sp);
+	} else if (e != HPE_OK) {
+		char why[200];
+		snprintf(why, sizeof(why), "invalid response from %s: %s", u->peer, llhttp_get_error_reason(&c->sp));
+		upstream_fail(c, 502, why);
+		return;
+	}
+	if (!c->sp_hdone || used != head_len || c->sp.http_major != 1) {
+		upstream_fail(c, 502, "malformed response head from backend");
+		return;
+	}
+	classify_headers();
+	int status = c->sp.status_code;
+	if ((c->sp.flags & F_TRANSFER_ENCODING) && !te_is_chunked_only()) {
+		upstream_fail(c, 502, "unsupported transfer-coding from backend");
+		return;
+	}
+	if (status == 101) {
+		if (!r->upgrade) {
+			upstream_fail(c, 502, "unexpected 101 from backend");
+			return;
+		}
+		if (emit_resp_head(c, status, 0, head_len) != 0) {
+			upstream_fail(c, 502, "response head too large");
+			return;
+		}
+		pl_buf_consume(&u->in, head_len);
+		count_status(c, status);
+		r->resp_started = 1;
+		tunnel_start(c);
+		return;
+	}
+	if (status < 200) {
+		/* interim response: relayed to HTTP/1.1 clients, then wait for the final one */
+		if (r->minor >= 1 && emit_resp_head(c, status, 1, head_len) != 0) {
+			upstream_fail(c, 502, "response head too large");
+			return;
+		}
+		pl_buf_consume(&u->in, head_len);
+		c->rscanned = 0;
+		pl_h1scan_init(&c->rscan, (uint32_t)c->w->cfg->max_request_line, MAX_RESP_HEAD);
+		return;
+	}
+	int bodyless = c->sp_done;
+	if (!bodyless && !(c->sp.flags & F_CONTENT_LENGTH)) {
+		/* chunked or until EOF: re-chunk for HTTP/1.1, close-delimit for 1.0 */
+		if (r->minor >= 1)
+			r->resp_chunk = 1;
+		else
+			c->close_after = 1;
+	}
+	if (r->upgrade)
+		c->close_after = 1;   /* the request parser is past an upgrade: no next request */
+	if (emit_resp_head(c, status, 0, head_len) != 0) {
+		upstream_fail(c, 502, "response head too large");
+		return;
+	}
+	pl_buf_consume(&u->in, head_len);
+	count_status(c, status);
+	r->resp_started = 1;
+	r->resp_phase = RP_BODY;
+	if (c->sp_done)
+		resp_complete(c);
+}
+
+/* Parses what the backend sent; returns 1 if anything changed. */
+static int step_resp(struct pl_h1conn *c)
+{
+	struct h1_req *r = &c->req;
+	int progress = 0;
+	while (c->st == H1_PROXY && c->up && !r->resp_done) {
+		struct pl_upconn *u = c->up;
+		if (r->resp_phase == RP_HEAD) {
+			size_t avail = pl_buf_size(&u->in);
+			if (avail > c->rscanned) {
+				size_t used = 0;
+				const char *p = pl_buf_rptr(&u->in);
+				int rc = pl_h1scan_feed(&c->rscan, p + c->rscanned, avail - c->rscanned, &used);
+				if (rc == PL_H1SCAN_MORE) {
+					c->rscanned = avail;
+				} else if (rc < 0) {
+					char why[200];
+					snprintf(why, sizeof(why), "invalid response head from %s: %s", u->peer,
+						 pl_h1scan_reason(&c->rscan));
+					upstream_fail(c, 502, why);
+					return 1;
+				} else {
+					resp_head(c, c->rscanned + used);
+					progress = 1;
+					continue;
+				}
+			}
+			if (c->up_eof) {
+				upstream_fail(c, 502, "backend closed the connection in the response head");
+				return 1;
+			}
+			return progress;
+		}
+		if (!pl_buf_empty(&u->in)) {
+			if (!c->out.data && pl_buf_reserve(&c->out, PL_BUF_STD) != 0) {
+				conn_close(c);
+				return 1;
+			}
+			if (pl_buf_space(&c->out) < 2 * BODY_MARGIN)
+				pl_buf_compact(&c->out);
+			size_t space = pl_buf_space(&c->out);
+			if (space < 2 * BODY_MARGIN)
+				return progress;   /* client is slow: backpressure */
+			const char *p = pl_buf_rptr(&u->in);
+			size_t n = PL_MIN(pl_buf_size(&u->in), space - BODY_MARGIN);
+			llhttp_errno_t e = llhttp_execute(&c->sp, p, n);
+			size_t used = n;
+			if (e == HPE_PAUSED) {
+				used = (size_t)(llhttp_get_error_pos(&c->sp) - p);
+				llhttp_resume(&c->sp);
+			} else if (e != HPE_OK) {
+				pl_warn("%s \"%s %s\": invalid response body from %s: %s; aborting", c->peer, r->method,
+					r->target, u->peer, llhttp_get_error_reason(&c->sp));
+				count_upstream_error(c);
+				conn_close(c);
+				return 1;
+			}
+			pl_buf_consume(&u->in, used);
+			progress = 1;
+			if (c->sp_done) {
+				if (!pl_buf_empty(&u->in))
+					c->up_eof = 1;    /* bytes after the response: do not reuse */
+				resp_complete(c);
+				return 1;
+			}
+			continue;
+		}
+		if (c->up_eof) {
+			if (llhttp_message_needs_eof(&c->sp)) {
+				llhttp_finish(&c->sp);
+				if (c->sp_done) {
+					resp_complete(c);
+					return 1;
+				}
+			}
+			pl_warn("%s \"%s %s\": backend %s closed the connection mid-response; aborting", c->peer,
+				r->method, r->target, u->peer);
+			count_upstream_error(c);
+			conn_close(c);
+			return 1;
+		}
+		return progress;
+	}
+	return progress;
+}
+
+/* Feeds request body bytes from in to up_out; returns 1 if anything changed. */
+static int step_req_body(struct pl_h1conn *c)
+{
+	struct h1_req *r = &c->req;
+	int progress = 0;
+	while (c->st == H1_PROXY && !r->req_done && c->up && !pl_buf_empty(&c->in)) {
+		if (!c->up_out.data && pl_buf_reserve(&c->up_out, PL_BUF_STD) != 0) {
+			conn_close(c);
+			return 1;
+		}
+		if (pl_buf_space(&c->up_out) < 2 * BODY_MARGIN)
+			pl_buf_compact(&c->up_out);
+		size_t space = pl_buf_space(&c->up_out);
+		if (space < 2 * BODY_MARGIN)
+			break;   /* backend is slow: backpressure */
+		const char *p = pl_buf_rptr(&c->in);
+		size_t n = PL_MIN(pl_buf_size(&c->in), space - BODY_MARGIN);
+		llhttp_errno_t e = llhttp_execute(&c->rp, p, n);
+		size_t used = n;
+		if (e == HPE_PAUSED) {
+			used = (size_t)(llhttp_get_error_pos(&c->rp) - p);
+			llhttp_resume(&c->rp);
+		} else if (e != HPE_OK) {
+			char why[160];
+			snprintf(why, sizeof(why), "invalid request body: %s", llhttp_get_error_reason(&c->rp));
+			r->keepalive = 0;
+			if (c->up) {
+				pl_up_close(c->up);
+				c->up = NULL;
+			}
+			if (r->resp_started) {
+				pl_info("%s \"%s %s\": %s; aborting", c->peer, r->method, r->target, why);
+				conn_close(c);
+			} else {
+				respond_local(c, 400, why);
+			}
+			return 1;
+		}
+		pl_buf_consume(&c->in, used);
+		progress = 1;
+		if (c->rp_done) {
+			r->req_done = 1;
+			r->req_done_at = ev_now(c->w->loop);
+		}
+	}
+	return progress;
+}
+
+/* -------------------------------------------------------------- tunnel */
+
+static void tunnel_start(struct pl_h1conn *c)
+{
+	struct pl_upconn *u = c->up;
+	(void)u;
+	set_state(c, H1_TUNNEL);
+}
+
+/* Space to copy into b without growing it past its standard size: backpressure. */
+static size_t tunnel_room(struct pl_buf *b)
+{
+	if (!b->data && pl_buf_reserve(b, PL_BUF_STD) != 0)
+		return 0;
+	if (pl_buf_space(b) == 0)
+		pl_buf_compact(b);
+	return pl_buf_space(b);
+}
+
+/* Moves bytes between the two sides; returns 1 if anything moved. */
+static int step_tunnel(struct pl_h1conn *c)
+{
+	struct pl_upconn *u = c->up;
+	int progress = 0;
+	if (!u)
+		return 0;
+	if (!pl_buf_empty(&c->in)) {
+		size_t n = PL_MIN(pl_buf_size(&c->in), tunnel_room(&c->up_out));
+		if (n) {
+			pl_buf_put(&c->up_out, pl_buf_rptr(&c->in), n);
+			pl_buf_consume(&c->in, n);
+			progress = 1;
+		}
+	}
+	if (!pl_buf_empty(&u->in)) {
+		size_t n = PL_MIN(pl_buf_size(&u->in), tunnel_room(&c->out));
+		if (n) {
+			pl_buf_put(&c->out, pl_buf_rptr(&u->in), n);
+			pl_buf_consume(&u->in, n);
+			progress = 1;
+		}
+	}
+	return progress;
+}
+
+/* ------------------------------------------------------------ failures */
+
+/*
+ * The backend connection failed (connect error, reset, EOF or garbage before
+ * a complete response head). A request without a body on a reused
+ * connection that has not seen a response byte is replayed once on a fresh
+ * connection: the backend probably closed the idle connection as we used it.
+ */
+static void upstream_fail(struct pl_h1conn *c, int status, const char *why)
+{
+	struct h1_req *r = &c->req;
+	struct pl_upconn *u = c->up;
+	if (u && u->reused && r->retry_ok && !r->retried && !r->resp_any) {
+		pl_debug("%s \"%s %s\": %s on a reused connection; retrying", c->peer, r->method, r->target, why);
+		pl_up_close(u);
+		c->up = NULL;
+		r->retried = 1;
+		c->up_sent = 0;
+		dispatch(c, 1);
+		return;
+	}
+	if (u) {
+		pl_up_close(u);
+		c->up = NULL;
+	}
+	count_upstream_error(c);
+	if (r->resp_started) {
+		pl_warn("%s \"%s %s\": %s after the response started; aborting", c->peer, r->method, r->target, why);
+		conn_close(c);
+		return;
+	}
+	pl_buf_consume(&c->up_out, pl_buf_size(&c->up_out));
+	c->up_sent = 0;
+	respond_local(c, status, why);
+}
+
+/* ------------------------------------------------------------------- I/O */
+
+static size_t buf_room(const struct pl_buf *b)
+{
+	return b->cap - (b->len - b->off);
+}
+
+static void client_read(struct pl_h1conn *c)
+{
+	struct pl_worker *w = c->w;
+	if (c->st == H1_IDLE || c->st == H1_HEAD) {
+		/* a head must fit whole in the buffer: grow up to the head limit */
+		size_t lim = w->cfg->max_header_bytes + 1024;
+		if (c->in.cap && buf_room(&c->in) == 0 && c->in.cap < lim && pl_buf_reserve(&c->in, PL_BUF_STD) != 0) {
+			conn_close(c);
+			return;
+		}
+	}
+	ssize_t n = pl_buf_read_fd(&c->in, c->fd, 0);
+	if (n > 0) {
+		c->last_io = ev_now(w->loop);
+		if (c->st == H1_LINGER) {
+			c->linger_bytes += (size_t)n;
+			pl_buf_consume(&c->in, pl_buf_size(&c->in));
+			if (c->linger_bytes > LINGER_MAX)
+				conn_close(c);
+		}
+		return;
+	}
+	if (n == -EAGAIN || n == -ENOBUFS)
+		return;
+	if (n == -ENOMEM) {
+		conn_close(c);
+		return;
+	}
+	/* EOF or error */
+	c->client_eof = 1;
+	struct h1_req *r = &c->req;
+	switch (c->st) {
+	case H1_PROXY:
+		if (n == 0 && r->req_done)
+			return;   /* half-close after a complete request: still answer it */
+		if (r->status == 0 && r->method)
+			pl_info("%s \"%s %s\": client closed the connection before the response", c->peer, r->method,
+				r->target);
+		conn_close(c);
+		return;
+	case H1_LOCAL:
+		if (n == 0)
+			return;
+		conn_close(c);
+		return;
+	case H1_TUNNEL:
+		return;
+	default:
+		conn_close(c);
+		return;
+	}
+}
+
+static void up_read(struct pl_h1conn *c)
+{
+	struct pl_upconn *u = c->up;
+	struct h1_req *r = &c->req;
+	if (r->resp_phase == RP_HEAD && c->st == H1_PROXY && u->in.cap && buf_room(&u->in) == 0 &&
+	    u->in.cap < MAX_RESP_HEAD + PL_BUF_STD && pl_buf_reserve(&u->in, PL_BUF_STD) != 0) {
+		upstream_fail(c, 502, "response head exceeds the connection budget");
+		return;
+	}
+	ssize_t n = pl_buf_read_fd(&u->in, u->fd, 0);
+	if (n > 0) {
+		c->last_io = ev_now(c->w->loop);
+		if (!r->resp_any) {
+			r->resp_any = 1;
+			r->retry_ok = 0;
+			if (c->up_sent) {
+				pl_buf_consume(&c->up_out, c->up_sent);
+				c->up_sent = 0;
+			}
+		}
+		return;
+	}
+	if (n == -EAGAIN || n == -ENOBUFS)
+		return;
+	if (c->st == H1_TUNNEL) {
+		c->up_eof = 1;
+		return;
+	}
+	if (!r->resp_any) {
+		char why[160];
+		if (n == 0)
+			snprintf(why, sizeof(why), "backend %s closed the connection without responding", u->peer);
+		else
+			snprintf(why, sizeof(why), "backend %s: read error: %s", u->peer, strerror((int)-n));
+		upstream_fail(c, 502, why);
+		return;
+	}
+	if (n < 0 && !r->resp_started) {
+		upstream_fail(c, 502, "read error from backend");
+		return;
+	}
+	c->up_eof = 1;   /* step_resp decides: end of an EOF-delimited body, or truncation */
+}
+
+/* Writes out to the client; 1 if bytes were written. */
+static int flush_client(struct pl_h1conn *c)
+{
+	if (pl_buf_empty(&c->out) || c->cl_wblocked)
+		return 0;
+	size_t want = pl_buf_size(&c->out);
+	ssize_t n = pl_buf_write_fd(&c->out, c->fd);
+	if (n > 0) {
+		c->last_io = ev_now(c->w->loop);
+		if ((size_t)n < want)
+			c->cl_wblocked = 1;
+		return 1;
+	}
+	if (n == -EAGAIN) {
+		c->cl_wblocked = 1;
+		return 0;
+	}
+	pl_debug("%s: write error: %s", c->peer, strerror((int)-n));
+	conn_close(c);
+	return 0;
+}
+
+/* Writes up_out to the backend; 1 if bytes were written. */
+static int flush_up(struct pl_h1conn *c)
+{
+	struct pl_upconn *u = c->up;
+	if (!u || u->st != PL_UP_READY || c->up_wblocked)
+		return 0;
+	size_t avail = pl_buf_size(&c->up_out) - c->up_sent;
+	if (avail == 0)
+		return 0;
+	ssize_t n;
+	do
+		n = send(u->fd, pl_buf_rptr(&c->up_out) + c->up_sent, avail, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		c->last_io = ev_now(c->w->loop);
+		if (c->req.retry_ok && c->st == H1_PROXY)
+			c->up_sent += (size_t)n;
+		else
+			pl_buf_consume(&c->up_out, (size_t)n);
+		if ((size_t)n < avail)
+			c->up_wblocked = 1;
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		c->up_wblocked = 1;
+		return 0;
+	}
+	if (c->st == H1_TUNNEL) {
+		c->up_eof = 1;
+		pl_buf_consume(&c->up_out, pl_buf_size(&c->up_out));
+		return 1;
+	}
+	char why[160];
+	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(errno));
+	upstream_fail(c, 502, why);
+	return 1;
+}
+
+static void update_watchers(struct pl_h1conn *c)
+{
+	struct ev_loop *loop = c->w->loop;
+	int rd = 0;
+	switch (c->st) {
+	case H1_IDLE: case H1_HEAD: case H1_LINGER:
+		rd = 1;
+		break;
+	case H1_PROXY: case H1_TUNNEL:
+		rd = !c->client_eof && (c->in.cap == 0 || buf_room(&c->in) > 0);
+		break;
+	default:
+		break;
+	}
+	if (c->client_eof)
+		rd = 0;
+	if (rd)
+		ev_io_start(loop, &c->rio);
+	else
+		ev_io_stop(loop, &c->rio);
+	if (c->cl_wblocked && !pl_buf_empty(&c->out))
+		ev_io_start(loop, &c->wio);
+	else
+		ev_io_stop(loop, &c->wio);
+
+	struct pl_upconn *u = c->up;
+	if (u && u->st == PL_UP_READY) {
+		int urd = !c->up_eof && !c->req.resp_done &&
+			  (u->in.cap == 0 || buf_room(&u->in) > 0 ||
+			   (c->req.resp_phase == RP_HEAD && c->st == H1_PROXY && u->in.cap < MAX_RESP_HEAD + PL_BUF_STD));
+		int uwr = c->up_wblocked && pl_buf_size(&c->up_out) > c->up_sent;
+		pl_up_want(u, urd, uwr);
+	}
+}
+
+/* --------------------------------------------------------------- timers */
+
+static ev_tstamp deadline(struct pl_h1conn *c, enum tmo *why)
+{
+	const struct pl_proxy_config *cfg = c->w->cfg;
+	struct h1_req *r = &c->req;
+	double idle = (double)cfg->idle_timeout_ms / 1000.0;
+	ev_tstamp d = 0;
+	*why = T_NONE;
+#define CONSIDER(val, reason) do { ev_tstamp v_ = (val); if (*why == T_NONE || v_ < d) { d = v_; *why = (reason); } } while (0)
+	switch (c->st) {
+	case H1_IDLE:
+		if (idle > 0)
+			CONSIDER(c->last_io + idle, T_IDLE);
+		break;
+	case H1_HEAD:
+		if (cfg->header_timeout_ms)
+			CONSIDER(c->head_start + (double)cfg->header_timeout_ms / 1000.0, T_HEAD);
+		break;
+	case H1_PROXY:
+		if (c->up && c->up->st == PL_UP_CONNECTING && cfg->connect_timeout_ms)
+			CONSIDER(r->conn_start + (double)cfg->connect_timeout_ms / 1000.0, T_CONNECT);
+		if (r->rule_deadline && !r->resp_done)
+			CONSIDER(r->rule_deadline, T_RULE);
+		if (!r->resp_started && r->req_done && !r->rule_deadline && cfg->backend_timeout_ms)
+			CONSIDER(r->req_done_at + (double)cfg->backend_timeout_ms / 1000.0, T_BACKEND);
+		if ((r->resp_started || !r->req_done) && idle > 0)
+			CONSIDER(c->last_io + idle, T_INACTIVE);
+		break;
+	case H1_LOCAL: case H1_TUNNEL:
+		if (idle > 0)
+			CONSIDER(c->last_io + idle, T_INACTIVE);
+		break;
+	case H1_LINGER:
+		CONSIDER(c->linger_until, T_LINGER);
+		break;
+	case H1_CLOSED:
+		break;
+	}
+#undef CONSIDER
+	return d;
+}
+
+static void arm_timer(struct pl_h1conn *c)
+{
+	enum tmo why;
+	ev_tstamp d = deadline(c, &why);
+	if (why == T_NONE) {
+		ev_timer_stop(c->w->loop, &c->timer);
+		return;
+	}
+	/* a later deadline leaves the armed timer alone: it fires early and re-arms */
+	if (ev_is_active(&c->timer) && c->timer_at <= d)
+		return;
+	ev_timer_stop(c->w->loop, &c->timer);
+	double after = d - ev_now(c->w->loop);
+	ev_timer_set(&c->timer, after > 0 ? after : 0, 0.);
+	ev_timer_start(c->w->loop, &c->timer);
+	c->timer_at = d;
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct pl_h1conn *c = t->data;
+	struct h1_req *r = &c->req;
+	enum tmo why;
+	ev_tstamp d = deadline(c, &why);
+	if (why == T_NONE)
+		return;
+	if (d > ev_now(loop) + 0.001) {
+		arm_timer(c);
+		return;
+	}
+	switch (why) {
+	case T_IDLE:
+	case T_LINGER:
+		conn_close(c);
+		return;
+	case T_HEAD:
+		if (pl_buf_empty(&c->in) && c->requests > 0) {
+			conn_close(c);
+			return;
+		}
+		if (pl_buf_empty(&c->in)) {
+			pl_debug("%s: no request within the header timeout", c->peer);
+			conn_close(c);
+			return;
+		}
+		r->keepalive = 0;
+		c->close_after = 1;
+		respond_local(c, 408, "request head not received within the header timeout");
+		break;
+	case T_CONNECT: {
+		char why_s[160];
+		snprintf(why_s, sizeof(why_s), "connect to %s timed out", c->up ? c->up->peer : "?");
+		r->retry_ok = 0;
+		upstream_fail(c, 504, why_s);
+		break;
+	}
+	case T_BACKEND:
+	case T_RULE: {
+		char why_s[160];
+		snprintf(why_s, sizeof(why_s), "%s timeout waiting for %s",
+			 why == T_RULE ? "route" : "backend", c->up ? c->up->peer : "backend");
+		r->retry_ok = 0;
+		upstream_fail(c, 504, why_s);
+		break;
+	}
+	case T_INACTIVE:
+		if (c->st == H1_PROXY && !r->req_done && !r->resp_started) {
+			if (c->up) {
+				pl_up_close(c->up);
+				c->up = NULL;
+			}
+			r->keepalive = 0;
+			respond_local(c, 408, "request body stalled (idle timeout)");
+			break;
+		}
+		pl_info("%s \"%s %s\": idle timeout in state %s; closing", c->peer, r->method ? r->method : "-",
+			r->target, state_str(c->st));
+		conn_close(c);
+		return;
+	case T_NONE:
+		return;
+	}
+	if (c->st != H1_CLOSED)
+		conn_run(c);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static void conn_close(struct pl_h1conn *c)
+{
+	if (c->st == H1_CLOSED)
+		return;
+	struct pl_worker *w = c->w;
+	if (c->up) {
+		pl_up_close(c->up);
+		c->up = NULL;
+	}
+	if (c->req.wt) {
+		pl_wtable_put(c->req.wt);
+		c->req.wt = NULL;
+	}
+	ev_io_stop(w->loop, &c->rio);
+	ev_io_stop(w->loop, &c->wio);
+	ev_timer_stop(w->loop, &c->timer);
+	close(c->fd);
+	c->fd = -1;
+	pl_buf_free(&c->in);
+	pl_buf_free(&c->out);
+	pl_buf_free(&c->up_out);
+	set_state(c, H1_CLOSED);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = w->dead;
+	c->prev = NULL;
+	w->dead = c;
+	atomic_fetch_sub_explicit(&w->n_conns, 1, memory_order_relaxed);
+}
+
+static void begin_head(struct pl_h1conn *c)
+{
+	pl_h1scan_init(&c->scan, (uint32_t)c->w->cfg->max_request_line, (uint32_t)c->w->cfg->max_header_bytes);
+	c->scanned = 0;
+	c->head_start = ev_now(c->w->loop);
+	set_state(c, H1_HEAD);
+}
+
+/* The response is out: next request, or close. */
+static void request_end(struct pl_h1conn *c)
+{
+	struct h1_req *r = &c->req;
+	int unread = !r->req_done;
+	int close_now = c->close_after || !r->keepalive || c->w->draining || c->client_eof;
+	if (r->wt)
+		pl_wtable_put(r->wt);
+	memset(r, 0, sizeof(*r));
+	pl_buf_consume(&c->up_out, pl_buf_size(&c->up_out));
+	c->up_sent = 0;
+	c->requests++;
+	if (close_now) {
+		if (c->client_eof || (!unread && pl_buf_empty(&c->in))) {
+			conn_close(c);
+			return;
+		}
+		/* unread input: shut our side and drain, so the kernel sends the
+		 * response before a FIN instead of resetting it away */
+		shutdown(c->fd, SHUT_WR);
+		pl_buf_consume(&c->in, pl_buf_size(&c->in));
+		c->linger_until = ev_now(c->w->loop) + LINGER_S;
+		set_state(c, H1_LINGER);
+		return;
+	}
+	set_state(c, H1_IDLE);
+	c->last_io = ev_now(c->w->loop);
+	/* idle keep-alive connections hold no buffers */
+	pl_buf_shrink_if_empty(&c->out);
+	pl_buf_shrink_if_empty(&c->up_out);
+	pl_buf_shrink_if_empty(&c->in);
+}
+
+/* Scans for a complete request head; returns 1 if the state changed. */
+static int step_head(struct pl_h1conn *c)
+{
+	if (pl_buf_empty(&c->in))
+		return 0;
+	if (c->st == H1_IDLE)
+		begin_head(c);
+	size_t avail = pl_buf_size(&c->in);
+	if (avail <= c->scanned)
+		return 0;
+	size_t used = 0;
+	int rc = pl_h1scan_feed(&c->scan, pl_buf_rptr(&c->in) + c->scanned, avail - c->scanned, &used);
+	if (rc == PL_H1SCAN_MORE) {
+		c->scanned = avail;
+		return 0;
+	}
+	if (rc < 0) {
+		int status = rc == PL_H1SCAN_E_LINE_TOO_LONG ? 414 : rc == PL_H1SCAN_E_HEAD_TOO_LONG ? 431 : 400;
+		char why[160];
+		snprintf(why, sizeof(why), "rejected request head: %s", pl_h1scan_reason(&c->scan));
+		c->req.keepalive = 0;
+		c->req.req_done = 1;
+		respond_local(c, status, why);
+		return 1;
+	}
+	size_t head_len = c->scanned + used;
+	handle_head(c, head_len);
+	if (c->st != H1_CLOSED)
+		pl_buf_consume(&c->in, head_len);
+	return 1;
+}
+
+static void conn_run(struct pl_h1conn *c)
+{
+	for (;;) {
+		int progress = 0;
+		switch (c->st) {
+		case H1_IDLE:
+		case H1_HEAD:
+			progress = step_head(c);
+			break;
+		case H1_PROXY:
+			progress = step_req_body(c);
+			if (c->st == H1_PROXY)
+				progress |= step_resp(c);
+			break;
+		case H1_TUNNEL:
+			progress = step_tunnel(c);
+			break;
+		default:
+			break;
+		}
+		if (c->st == H1_CLOSED)
+			return;
+		progress |= flush_client(c);
+		if (c->st == H1_CLOSED)
+			return;
+		progress |= flush_up(c);
+		if (c->st == H1_CLOSED)
+			return;
+		if (((c->st == H1_PROXY && c->req.resp_done) || c->st == H1_LOCAL) && pl_buf_empty(&c->out)) {
+			request_end(c);
+			if (c->st == H1_CLOSED)
+				return;
+			progress = 1;
+		}
+		if (c->st == H1_TUNNEL && (c->client_eof || c->up_eof)) {
+			/* one side is gone: deliver what is buffered toward the other, then close */
+			int pending = c->client_eof ? !pl_buf_empty(&c->up_out) || !pl_buf_empty(&c->in)
+						    : !pl_buf_empty(&c->out) || (c->up && !pl_buf_empty(&c->up->in));
+			if (!pending || (c->client_eof && !c->up)) {
+				conn_close(c);
+				return;
+			}
+		}
+		if (!progress)
+			break;
+	}
+	update_watchers(c);
+	arm_timer(c);
+}
+
+static void on_client_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct pl_h1conn *c = io->data;
+	client_read(c);
+	if (c->st != H1_CLOSED)
+		conn_run(c);
+}
+
+static void on_client_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct pl_h1conn *c = io->data;
+	c->cl_wblocked = 0;
+	conn_run(c);
+}
+
+static void up_cb(struct pl_upconn *u, int ev)
+{
+	struct pl_h1conn *c = u->data;
+	switch (ev) {
+	case PL_UP_EV_ERROR: {
+		char why[160];
+		snprintf(why, sizeof(why), "connect to %s failed: %s", u->peer, strerror(u->err));
+		c->req.retry_ok = 0;
+		upstream_fail(c, 502, why);
+		break;
+	}
+	case PL_UP_EV_CONNECTED:
+		c->last_io = ev_now(c->w->loop);
+		break;
+	case PL_UP_EV_READ:
+		up_read(c);
+		break;
+	case PL_UP_EV_WRITE:
+		c->up_wblocked = 0;
+		break;
+	}
+	if (c->st != H1_CLOSED)
+		conn_run(c);
+}
+
+void pl_h1_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	pthread_once(&settings_once, settings_init);
+	struct pl_h1conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->w = w;
+	c->ls = ls;
+	pl_lsock_get(ls);
+	c->fd = fd;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+	else
+		snprintf(c->peer, sizeof(c->peer), "unknown");
+	/* budget: a head at its limit in each of in, up_out and out, plus body buffers */
+	size_t hb = PL_BUF_STD;
+	while (hb < w->cfg->max_header_bytes + PL_BUF_STD)
+		hb *= 2;
+	c->budget.limit = 3 * hb + 4 * (size_t)PL_BUF_STD;
+	pl_buf_init(&c->in, &c->budget);
+	pl_buf_init(&c->out, &c->budget);
+	pl_buf_init(&c->up_out, &c->budget);
+	ev_io_init(&c->rio, on_client_read, fd, EV_READ);
+	ev_io_init(&c->wio, on_client_write, fd, EV_WRITE);
+	ev_init(&c->timer, on_timer);
+	c->rio.data = c->wio.data = c->timer.data = c;
+	c->last_io = ev_now(w->loop);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	atomic_fetch_add_explicit(&w->n_conns, 1, memory_order_relaxed);
+	begin_head(c);
+	ev_io_start(w->loop, &c->rio);
+	arm_timer(c);
+}
+
+void pl_h1_reap(struct pl_worker *w)
+{
+	while (w->dead) {
+		struct pl_h1conn *c = w->dead;
+		w->dead = c->next;
+		pl_lsock_put(c->ls);
+		free(c);
+	}
+	while (w->mirror_dead) {
+		struct mirror *m = w->mirror_dead;
+		w->mirror_dead = m->next;
+		free(m);
+	}
+}
+
+void pl_h1_drain(struct pl_worker *w)
+{
+	struct pl_h1conn *c, *next;
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->st == H1_IDLE || (c->st == H1_HEAD && pl_buf_empty(&c->in)) || c->st == H1_LINGER)
+			conn_close(c);
+		else
+			c->close_after = 1;
+	}
+}
+
+void pl_h1_close_all(struct pl_worker *w)
+{
+	while (w->conns)
+		conn_close(w->conns);
+	while (w->mirrors)
+		mirror_done(w->mirrors);
+}

@@ -1,0 +1,86 @@
+/*
+ * Upstream (backend) connections and the per-worker keep-alive pool.
+ *
+ * A pool is keyed by (cluster id, endpoint address): cluster ids are stable
+ * across table swaps, so idle connections survive a swap. Idle connections
+ * keep a read watcher: a backend that closes (or sends stray bytes on) an idle
+ * connection is noticed and the connection dropped at once. Idle connections
+ * expire after pl_up_idle_ms, and at most PL_UP_MAX_IDLE are kept per key.
+ *
+ * Ownership: a connection handed out by pl_up_get() belongs to its caller
+ * until pl_up_release() (back to the pool, or closed) or pl_up_close().
+ * Closed connections are freed by pl_up_reap() from the worker's prepare
+ * watcher, never inside a callback.
+ *
+ * Events: the owner's cb(u, ev) is called with PL_UP_EV_CONNECTED (connect
+ * finished; u->err == 0), PL_UP_EV_ERROR (connect failed; u->err = errno),
+ * PL_UP_EV_READ, PL_UP_EV_WRITE (socket ready; only while the owner wants it,
+ * see pl_up_want()). Reading and writing the socket is the owner's business.
+ *
+ * Threads: a worker's connections and pool are used by that worker only.
+ */
+#ifndef PL_UPSTREAM_H
+#define PL_UPSTREAM_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+
+#define PL_UP_MAX_IDLE 64
+
+struct pl_worker;
+struct pl_endpoint;
+struct pl_upent;
+
+enum pl_up_state { PL_UP_CONNECTING = 0, PL_UP_READY, PL_UP_IDLE, PL_UP_CLOSED };
+enum { PL_UP_EV_CONNECTED = 1, PL_UP_EV_ERROR, PL_UP_EV_READ, PL_UP_EV_WRITE };
+
+struct pl_upkey {
+	uint32_t cluster_id;
+	socklen_t addrlen;
+	struct sockaddr_storage addr;
+};
+
+struct pl_upconn {
+	struct pl_worker *w;
+	int fd;
+	enum pl_up_state st;
+	int err;                 /* errno of a failed connect */
+	unsigned reused;         /* requests completed on this connection before */
+	ev_io rio, wio;
+	struct pl_upkey key;
+	char peer[64];           /* endpoint text for logs */
+	struct pl_buf in;        /* bytes read from the backend (owner's use) */
+	void (*cb)(struct pl_upconn *u, int ev);
+	void *data;
+	ev_tstamp idle_since;
+	struct pl_upent *ent;            /* pool entry while IDLE */
+	struct pl_upconn *next, *prev;   /* pool idle list, or the reap list */
+};
+
+void pl_up_init(struct pl_worker *w);
+void pl_up_fini(struct pl_worker *w);      /* closes and frees everything (worker exit) */
+
+/*
+ * A connection to ep of cluster cluster_id: an idle pooled one (st READY,
+ * reused > 0) unless fresh is set, else a new one (st CONNECTING, or READY
+ * when connect() finished at once). NULL on immediate failure with *err set
+ * (-errno convention: e.g. -EMFILE, -ECONNREFUSED).
+ */
+struct pl_upconn *pl_up_get(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
+			    int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err);
+/* Starts/stops the read and write watchers of a READY connection. */
+void pl_up_want(struct pl_upconn *u, int read, int write);
+/* Gives u back: pooled if reusable, empty-buffered and there is room; else closed. */
+void pl_up_release(struct pl_upconn *u, int reusable);
+void pl_up_close(struct pl_upconn *u);
+/* Frees closed connections; called from the worker's prepare watcher. */
+void pl_up_reap(struct pl_worker *w);
+/* Closes idle connections older than the idle limit; called every second. */
+void pl_up_sweep(struct pl_worker *w);
+/* Closes every idle connection (shutdown). */
+void pl_up_close_idle(struct pl_worker *w);
+
+#endif
