@@ -33,7 +33,7 @@ PIDS=""
 cleanup() {
 	for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
 	for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$TMP"
+	[ -n "${KEEP:-}" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -137,7 +137,7 @@ PIDS="$PIDS $PID_NGINX"
 cat >"$TMP/haproxy.cfg" <<EOF
 global
 	nbthread 1
-	maxconn 10000
+	maxconn 4096
 defaults
 	mode http
 	option http-keep-alive
@@ -190,8 +190,8 @@ awk '
 	$1 == "nginx" { base = $4 }
 	END {
 		for (i = 1; i <= NR; i++) {
-			printf "%-8s %10.0f %8.2f %12.0f %9s %9s %9.2fx", n[i], rps[i], cpu[i], per[i], p50[i], p99[i],
-			       base > 0 ? per[i] / base : 0
+			ratio = base > 0 ? per[i] / base : 0
+			printf "%-8s %10.0f %8.2f %12.0f %9s %9s %9.2fx", n[i], rps[i], cpu[i], per[i], p50[i], p99[i], ratio
 			if (bad[i] > 0)
 				printf "   (%d non-2xx responses!)", bad[i]
 			printf "\n"

@@ -75,6 +75,10 @@ int pl_ctl_check(const struct pl_ctl_config *cfg, FILE *out)
 	pl_status_print(out, r.statuses);
 	fflush(out);
 	size_t n = json_array_size(r.statuses);
+	if (n == 0)
+		fprintf(stderr, "pylon check: no GatewayClass %s%s%s in %s\n", cfg->controller_name ? "with controllerName " : "",
+			cfg->controller_name ? cfg->controller_name : "found", cfg->controller_name ? " found" : "",
+			cfg->manifests);
 	fprintf(stderr, "pylon check: %zu object%s, %u with problems; %u bind%s\n", n, n == 1 ? "" : "s",
 		r.problems, r.table->n_binds, r.table->n_binds == 1 ? "" : "s");
 	int rc = r.problems ? 1 : 0;
@@ -162,10 +166,10 @@ int pl_ctl_start(const struct pl_ctl_config *cfg)
 	char err[1024];
 	if (pl_manifests_signature(ctl.manifests, &ctl.sig, err, sizeof(err)) != 0) {
 		pl_err("manifests: %s", err);
-		return -1;
+		goto fail;
 	}
 	if (reload() != 0)
-		return -1;
+		goto fail;
 	atomic_store(&ready, 1);
 
 	pthread_condattr_t ca;
@@ -176,10 +180,16 @@ int pl_ctl_start(const struct pl_ctl_config *cfg)
 	int e = pthread_create(&ctl.thread, NULL, poll_main, NULL);
 	if (e != 0) {
 		pl_err("controller: pthread_create: %s", strerror(e));
-		return -1;
+		pthread_cond_destroy(&ctl.cond);
+		goto fail;
 	}
 	ctl.running = 1;
 	return 0;
+fail:
+	free(ctl.manifests);
+	free(ctl.controller_name);
+	ctl.manifests = ctl.controller_name = NULL;
+	return -1;
 }
 
 void pl_ctl_stop(void)

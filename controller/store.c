@@ -211,6 +211,8 @@ int pl_parse_rfc3339(const char *s, int64_t *out_ns)
 		return -1;
 	int64_t days = days_from_civil(Y, (unsigned)M, (unsigned)D);
 	int64_t secs = days * 86400 + h * 3600 + m * 60 + sec - off;
+	if (secs < -9000000000LL || secs > 9000000000LL)
+		return -1;   /* outside 1684..2255: not representable in int64 ns */
 	*out_ns = secs * 1000000000 + frac;
 	return 0;
 }

@@ -74,7 +74,11 @@ def test_check_quickstart_accepted(env, tmp_path):
     for kind in ("GatewayClass", "Gateway", "HTTPRoute"):
         assert kind in out, out
     assert "Accepted" in out and "ResolvedRefs" in out, out
-    assert not re.search(r"status:\s*[\"']?False", out), out
+    conds = re.findall(r"status:\s*[\"']?(True|False)[\"']?\s*\n\s*type:\s*(\w+)", out)
+    assert len(conds) >= 6, out
+    for status, typ in conds:
+        want = "False" if typ == "Conflicted" else "True"
+        assert status == want, f"condition {typ} is {status}:\n{out}"
 
 
 def test_check_reports_rejections(env, tmp_path):

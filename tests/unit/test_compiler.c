@@ -637,6 +637,15 @@ static void test_matches_filters(void)
 				" backendRefs: [{name: svc, port: 80, filters: [{type: RequestHeaderModifier,"
 				" requestHeaderModifier: {set: [{name: X-B, value: b}]}}]}],"
 				" timeouts: {request: 10s, backendRequest: 500ms}}]")
+		ROUTE("bad11", "", "[{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: svc, port: 80},"
+				   " fraction: {numerator: 3, denominator: 2}}}]}]")
+		ROUTE("bad12", "", "[{filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {}},"
+				   " {type: ResponseHeaderModifier, responseHeaderModifier: {}}]}]")
+		ROUTE("bad13", "", "[{matches: [{headers: [{name: a, value: yes}]}]}]")
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad14}\n"
+		"spec: {parentRefs: [{name: gw}], hostnames: ['*.*.com']}\n---\n"
+		ROUTE("ok1", "", "[{matches: [{path: {type: Exact, value: /exact/}}]}, {filters: [{type: URLRewrite,"
+				 " urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]}]")
 		ROUTE("f2", "", "[{matches: [{path: {value: /f2}}], filters: [{type: RequestRedirect, requestRedirect:"
 				" {scheme: https, hostname: x.com, port: 8443, statusCode: 301,"
 				" path: {type: ReplaceFullPath, replaceFullPath: /full}}}]}]");
@@ -653,11 +662,17 @@ static void test_matches_filters(void)
 	CHECK(m && regexec(m->path_re, "/api/v12", 0, NULL, 0) == 0);
 	CHECK(m && regexec(m->path_re, "/api/v12/x", 0, NULL, 0) != 0);
 	CHECK(m && regexec(m->path_re, "/x/api/v1", 0, NULL, 0) != 0);
-	for (int i = 1; i <= 10; i++) {
+	for (int i = 1; i <= 14; i++) {
 		char n[16];
 		snprintf(n, sizeof(n), "bad%d", i);
 		CHECK(has_cond(route_conds(&r, "default", n, 0), "Accepted", "False", "UnsupportedValue"));
 	}
+	/* the message says why, with a hint for YAML 1.1 booleans */
+	json_t *c13 = json_array_get(route_conds(&r, "default", "bad13", 0), 0);
+	CHECK(strstr(json_string_value(json_object_get(c13, "message")), "quote it"));
+	CHECK(has_cond(route_conds(&r, "default", "ok1", 0), "Accepted", "True", "Accepted"));
+	m = only_match(&r, "HTTPRoute/default/ok1");
+	CHECK(m && m->path_type == PL_PATH_EXACT && !strcmp(m->path, "/exact/"));
 
 	const struct pl_rule *ru = only_rule(&r, "HTTPRoute/default/f1");
 	CHECK(ru && ru->n_filters == 6);

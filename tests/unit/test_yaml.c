@@ -209,6 +209,8 @@ static void test_store(void)
 	CHECK(pl_parse_rfc3339("2024-02-29T00:00:00Z", &ns) == 0 && ns == 1709164800LL * 1000000000LL);
 	CHECK(pl_parse_rfc3339("2024-13-01T00:00:00Z", &ns) == -1);
 	CHECK(pl_parse_rfc3339("yesterday", &ns) == -1);
+	CHECK(pl_parse_rfc3339("9999-12-31T23:59:59Z", &ns) == -1);
+	CHECK(pl_parse_rfc3339("0001-01-01T00:00:00Z", &ns) == -1);
 }
 
 int main(void)
