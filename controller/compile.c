@@ -879,9 +879,8 @@ static int addr_is_any(const char *a)
 	return strcmp(a, "0.0.0.0") == 0 || strcmp(a, "::") == 0;
 }
 
-static void gateway_addresses(struct ctx *c, struct gw *g)
+static void gateway_addresses(struct gw *g)
 {
-	(void)c;
 	json_t *spec = json_object_get(g->o->json, "spec");
 	int bad = 0;
 	json_t *addrs = aget(spec, "addresses", &bad), *a;
@@ -942,7 +941,7 @@ static void pass_gateways(struct ctx *c)
 		g->controller = sget(json_object_get(co->json, "spec"), "controllerName");
 		jset(c->gw_index, tprintf(c, "%s/%s", v[i]->ns, v[i]->name), json_integer((json_int_t)c->n_gws));
 		c->n_gws++;
-		gateway_addresses(c, g);
+		gateway_addresses(g);
 
 		int bad = 0;
 		json_t *ls = aget(spec, "listeners", &bad), *lj;
@@ -2443,13 +2442,12 @@ static json_t *gateway_status(struct ctx *c, struct gw *g)
 	jpush(addrs, ad);
 	jset(st, "addresses", addrs);
 
-	size_t bad_l = 0, prog_l = 0, n = 0;
+	size_t bad_l = 0, prog_l = 0;
 	json_t *ls = J(json_array());
 	for (size_t i = 0; i < g->n; i++) {
 		struct lst *l = &g->l[i];
 		if (l->dup)
 			continue;
-		n++;
 		int prog = lst_programmed(l);
 		prog_l += prog;
 		bad_l += !prog || l->refs_reason;
@@ -2496,7 +2494,6 @@ static json_t *gateway_status(struct ctx *c, struct gw *g)
 	}
 	jset(st, "conditions", conds);
 	jset(st, "listeners", ls);
-	(void)n;
 	return st;
 }
 
@@ -2523,9 +2520,8 @@ static int unhealthy(const json_t *j)
 	return 0;
 }
 
-static void add_status(struct ctx *c, struct pl_compile_result *r, const struct pl_obj *o, json_t *st)
+static void add_status(struct pl_compile_result *r, const struct pl_obj *o, json_t *st)
 {
-	(void)c;
 	if (unhealthy(st))
 		r->problems++;
 	jpush(r->statuses, obj_header(o, st));
@@ -2824,16 +2820,16 @@ int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, str
 	for (size_t i = 0; i < n; i++) {
 		json_t *st = json_object_get(c.cls_status, v[i]->name);
 		if (st)
-			add_status(&c, r, v[i], json_incref(st));
+			add_status(r, v[i], json_incref(st));
 	}
 	for (size_t i = 0; i < c.n_gws; i++)
-		add_status(&c, r, c.gws[i].o, gateway_status(&c, &c.gws[i]));
+		add_status(r, c.gws[i].o, gateway_status(&c, &c.gws[i]));
 	for (size_t i = 0; i < c.n_routes; i++) {
 		struct croute *cr = &c.routes[i];
 		if (json_array_size(cr->parents)) {
 			json_t *st = J(json_object());
 			jset(st, "parents", json_incref(cr->parents));
-			add_status(&c, r, cr->o, st);
+			add_status(r, cr->o, st);
 		}
 		json_decref(cr->parents);
 	}
