@@ -27,7 +27,8 @@ struct pl_stats_slot {
 struct pl_route_stats {
 	char *name;          /* e.g. "HTTPRoute/default/left" */
 	char *listener;      /* listener name of the route's first parent, may be "" */
-	struct pl_route_stats *next;
+	struct pl_route_stats *next;   /* registry list, newest first */
+	struct pl_route_stats *hnext;  /* hash chain */
 	struct pl_stats_slot w[PL_MAX_WORKERS];
 };
 
