@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "h1scan.h"
 #include "http1.h"
+#include "mirror.h"
 #include "reqview.h"
 #include "rewrite.h"
 #include "router.h"
@@ -25,8 +26,6 @@
 #define MAX_MODS 4              /* header modifier filters per request (rule + backendRef) */
 #define MAX_MIRRORS 4
 #define MAX_RESP_HEAD (64 * 1024)
-#define MIRROR_MAX_BODY (16 * 1024)
-#define MIRRORS_INFLIGHT 256    /* per worker; more mirrors are skipped */
 #define LINGER_S 2.0
 #define LINGER_MAX (256 * 1024)
 /*
@@ -629,127 +628,6 @@ static void respond_local(struct pl_h1conn *c, int status, const char *why)
 	local_reply(c, status, NULL, 0, 1);
 }
 
-/* ---------------------------------------------------------------- mirror */
-
-struct mirror {
-	struct pl_worker *w;
-	struct pl_upconn *u;
-	struct pl_buf out;
-	ev_timer timer;
-	struct mirror *next, *prev;   /* worker's live list, then its dead list */
-};
-
-static void mirror_done(struct mirror *m)
-{
-	struct pl_worker *w = m->w;
-	if (m->u)
-		pl_up_close(m->u);
-	m->u = NULL;
-	ev_timer_stop(w->loop, &m->timer);
-	pl_buf_free(&m->out);
-	w->n_mirrors--;
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		w->mirrors = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
-	m->prev = NULL;
-	m->next = w->mirror_dead;
-	w->mirror_dead = m;
-}
-
-static void mirror_timeout(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	struct mirror *m = t->data;
-	pl_debug("mirror to %s: timed out", m->u ? m->u->peer : "?");
-	mirror_done(m);
-}
-
-/* Fire and forget: send, read and discard the answer until the backend closes. */
-static void mirror_cb(struct pl_upconn *u, int ev)
-{
-	struct mirror *m = u->data;
-	switch (ev) {
-	case PL_UP_EV_ERROR:
-		pl_debug("mirror to %s: connect failed: %s", u->peer, strerror(u->err));
-		mirror_done(m);
-		return;
-	case PL_UP_EV_CONNECTED:
-	case PL_UP_EV_WRITE: {
-		ssize_t n = pl_buf_write_fd(&m->out, u->fd);
-		if (n < 0 && n != -EAGAIN) {
-			mirror_done(m);
-			return;
-		}
-		pl_up_want(u, 1, !pl_buf_empty(&m->out));
-		return;
-	}
-	case PL_UP_EV_READ: {
-		char tmp[4096];
-		ssize_t n = recv(u->fd, tmp, sizeof(tmp), 0);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			mirror_done(m);
-		return;
-	}
-	}
-}
-
-/*
- * Starts a mirror of the request whose upstream head is head[0, len) (ending
- * in CRLFCRLF) and whose body, if any, is body[0, blen).
- */
-static void mirror_start(struct pl_h1conn *c, const struct pl_mirror *mi, const char *head, size_t len,
-			 const char *body, size_t blen)
-{
-	struct pl_worker *w = c->w;
-	if (!mi->cluster || w->n_mirrors >= MIRRORS_INFLIGHT)
-		return;
-	if (mi->percent_den && mi->percent_num < mi->percent_den) {
-		uint64_t seq = w->mirror_seq++;
-		if ((seq * mi->percent_num) % mi->percent_den >= mi->percent_num)
-			return;
-	}
-	const struct pl_endpoint *ep = pl_router_endpoint(mi->cluster);
-	if (!ep) {
-		pl_debug("mirror %s: no ready endpoint", mi->cluster->name);
-		return;
-	}
-	struct mirror *m = calloc(1, sizeof(*m));
-	if (!m)
-		return;
-	m->w = w;
-	pl_buf_init(&m->out, NULL);
-	static const char conn_close_hdr[] = "Connection: close\r\n\r\n";
-	if (pl_buf_reserve(&m->out, len + sizeof(conn_close_hdr) + blen) != 0) {
-		free(m);
-		return;
-	}
-	pl_buf_put(&m->out, head, len - 2);
-	pl_buf_put(&m->out, conn_close_hdr, sizeof(conn_close_hdr) - 1);
-	if (blen)
-		pl_buf_put(&m->out, body, blen);
-	int err = 0;
-	m->u = pl_up_get(w, mi->cluster->id, ep, 1, mirror_cb, m, &err);
-	if (!m->u) {
-		pl_debug("mirror to %s: %s", ep->text, strerror(-err));
-		pl_buf_free(&m->out);
-		free(m);
-		return;
-	}
-	w->n_mirrors++;
-	m->next = w->mirrors;
-	if (m->next)
-		((struct mirror *)m->next)->prev = m;
-	w->mirrors = m;
-	uint64_t ms = w->cfg->backend_timeout_ms ? PL_MIN(w->cfg->backend_timeout_ms, 30000) : 30000;
-	ev_timer_init(&m->timer, mirror_timeout, (double)ms / 1000.0, 0.);
-	m->timer.data = m;
-	ev_timer_start(w->loop, &m->timer);
-	if (m->u->st == PL_UP_READY)
-		pl_up_want(m->u, 1, 1);
-}
-
 /* ---------------------------------------------------------- request head */
 
 static int host_char_ok(unsigned char ch)
@@ -990,8 +868,10 @@ static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const 
 		case H_OTHER:
 			break;
 		case H_UPGRADE:
-			if (r->upgrade)
-				break;
+			if (r->upgrade) {
+				wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
+				continue;
+			}
 			continue;
 		case H_XFF:
 			n_xff++;
@@ -1257,7 +1137,7 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		if (!r->req_done) {
 			ok = 0;
 			uint64_t cl = c->rp.content_length;
-			if ((c->rp.flags & F_CONTENT_LENGTH) && cl <= MIRROR_MAX_BODY &&
+			if ((c->rp.flags & F_CONTENT_LENGTH) && cl <= PL_MIRROR_MAX_BODY &&
 			    pl_buf_size(&c->in) - head_len >= cl) {
 				body = p + head_len;
 				blen = (size_t)cl;
@@ -1265,7 +1145,7 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 			}
 		}
 		for (unsigned i = 0; ok && i < f.n_mirrors; i++)
-			mirror_start(c, f.mirrors[i], pl_buf_rptr(&c->up_out), (size_t)hl, body, blen);
+			pl_mirror_start(c->w, f.mirrors[i], pl_buf_rptr(&c->up_out), (size_t)hl, body, blen);
 		if (!ok)
 			pl_debug("%s \"%s %s\": body not mirrored (too large or streaming): mirror skipped", c->peer,
 				 r->method, r->target);
@@ -1307,7 +1187,7 @@ static int emit_resp_head(struct pl_h1conn *c, int status, int interim, size_t h
 			break;
 		case H_UPGRADE:
 			if (upgrade)
-				break;
+				wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
 			continue;
 		default:
 			continue;
@@ -1967,11 +1847,18 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 	case T_INACTIVE:
 		if (c->st == H1_PROXY && !r->req_done && !r->resp_started) {
+			/* who stalled: the backend (our bytes wait for it) or the client */
+			int backend_stalled = pl_buf_size(&c->up_out) > c->up_sent;
+			r->keepalive = 0;
+			if (backend_stalled) {
+				r->retry_ok = 0;
+				upstream_fail(c, 504, "backend stopped reading the request body (idle timeout)");
+				break;
+			}
 			if (c->up) {
 				pl_up_close(c->up);
 				c->up = NULL;
 			}
-			r->keepalive = 0;
 			respond_local(c, 408, "request body stalled (idle timeout)");
 			break;
 		}
@@ -2236,11 +2123,7 @@ void pl_h1_reap(struct pl_worker *w)
 		pl_lsock_put(c->ls);
 		free(c);
 	}
-	while (w->mirror_dead) {
-		struct mirror *m = w->mirror_dead;
-		w->mirror_dead = m->next;
-		free(m);
-	}
+	pl_mirror_reap(w);
 }
 
 void pl_h1_drain(struct pl_worker *w)
@@ -2259,6 +2142,5 @@ void pl_h1_close_all(struct pl_worker *w)
 {
 	while (w->conns)
 		conn_close(w->conns);
-	while (w->mirrors)
-		mirror_done(w->mirrors);
+	pl_mirror_close_all(w);
 }

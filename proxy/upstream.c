@@ -268,6 +268,7 @@ void pl_up_release(struct pl_upconn *u, int reusable)
 	}
 	ev_io_stop(w->loop, &u->wio);
 	pl_buf_free(&u->in);
+	u->in.budget = NULL;   /* it was the previous owner's */
 	u->cb = NULL;
 	u->data = NULL;
 	u->reused++;

@@ -1,0 +1,135 @@
+/*
+ * Unit tests for the pure helpers of proxy/http1.c (included, h2o style, to
+ * reach its static functions): request-target and Host parsing, dot-segment
+ * detection, header classification, Connection tokens, chunk framing.
+ * The connection engine itself is exercised by tests/blackbox.
+ */
+#include "proxy/http1.c"
+
+static int failures;
+
+#define CHECK(cond) do { \
+	if (!(cond)) { \
+		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+		failures++; \
+	} } while (0)
+
+#define STR(s) s, sizeof(s) - 1
+
+static void test_target(void)
+{
+	struct target t;
+	CHECK(parse_target(STR("/a/b?x=1&y"), &t) == 0);
+	CHECK(t.path_len == 4 && memcmp(t.path, "/a/b", 4) == 0);
+	CHECK(t.query_len == 5 && memcmp(t.query, "x=1&y", 5) == 0 && !t.authority);
+	CHECK(parse_target(STR("/"), &t) == 0 && t.path_len == 1 && !t.query);
+	CHECK(parse_target(STR("/p?"), &t) == 0 && t.query && t.query_len == 0);
+	CHECK(parse_target(STR("http://Example.com:8080/x?q"), &t) == 0);
+	CHECK(t.authority_len == 16 && memcmp(t.authority, "Example.com:8080", 16) == 0);
+	CHECK(t.path_len == 2 && t.query_len == 1);
+	CHECK(parse_target(STR("HTTPS://h"), &t) == 0 && t.path_len == 1 && t.path[0] == '/');
+	CHECK(parse_target(STR("http://h?q=1"), &t) == 0 && t.path_len == 1 && t.query_len == 3);
+	CHECK(parse_target(STR("*"), &t) != 0);
+	CHECK(parse_target(STR("a/b"), &t) != 0);
+	CHECK(parse_target(STR("/a#frag"), &t) != 0);
+	CHECK(parse_target(STR("http:///x"), &t) != 0);
+	CHECK(parse_target(STR("http://user@h/x"), &t) != 0);
+	CHECK(parse_target(STR("ftp://h/x"), &t) != 0);
+	CHECK(parse_target("", 0, &t) != 0);
+}
+
+static void test_host(void)
+{
+	CHECK(parse_host(STR("Example.COM")) == 0 && S.host_len == 11 && strcmp(S.host, "example.com") == 0);
+	CHECK(parse_host(STR("a.b:8080")) == 0 && strcmp(S.host, "a.b") == 0);
+	CHECK(parse_host(STR("a.b:")) == 0 && strcmp(S.host, "a.b") == 0);
+	CHECK(parse_host(STR("[::1]:80")) == 0 && strcmp(S.host, "[::1]") == 0);
+	CHECK(parse_host(STR("[::1]")) == 0 && strcmp(S.host, "[::1]") == 0);
+	CHECK(parse_host("", 0) == 0 && S.host_len == 0);
+	CHECK(parse_host(STR("a b")) != 0);
+	CHECK(parse_host(STR("a/b")) != 0);
+	CHECK(parse_host(STR("a@b")) != 0);
+	CHECK(parse_host(STR("a:b:c")) != 0);
+	CHECK(parse_host(STR("a:8x")) != 0);
+	CHECK(parse_host(STR("[::1")) != 0);
+	CHECK(parse_host(STR("[::1]x")) != 0);
+	char big[300];
+	memset(big, 'a', sizeof(big));
+	CHECK(parse_host(big, sizeof(big)) != 0);
+}
+
+static void test_dots(void)
+{
+	CHECK(has_dot_segment(STR("/a/../b")));
+	CHECK(has_dot_segment(STR("/a/./b")));
+	CHECK(has_dot_segment(STR("/..")));
+	CHECK(has_dot_segment(STR("/a/.")));
+	CHECK(!has_dot_segment(STR("/a/.b")));
+	CHECK(!has_dot_segment(STR("/a/..b/c")));
+	CHECK(!has_dot_segment(STR("/.well-known/x")));
+	CHECK(!has_dot_segment(STR("/a/b...")));
+}
+
+static void test_kinds(void)
+{
+	CHECK(hdr_kind(STR("Host")) == H_HOST);
+	CHECK(hdr_kind(STR("CONTENT-LENGTH")) == H_CL);
+	CHECK(hdr_kind(STR("transfer-encoding")) == H_TE);
+	CHECK(hdr_kind(STR("Connection")) == H_CONNECTION);
+	CHECK(hdr_kind(STR("keep-alive")) == H_HOP);
+	CHECK(hdr_kind(STR("Proxy-Connection")) == H_HOP);
+	CHECK(hdr_kind(STR("TE")) == H_HOP);
+	CHECK(hdr_kind(STR("Trailer")) == H_HOP);
+	CHECK(hdr_kind(STR("Upgrade")) == H_UPGRADE);
+	CHECK(hdr_kind(STR("x-forwarded-for")) == H_XFF);
+	CHECK(hdr_kind(STR("X-Forwarded-Proto")) == H_XFP);
+	CHECK(hdr_kind(STR("X-Forwarded-Host")) == H_OTHER);
+	CHECK(hdr_kind(STR("Hosts")) == H_OTHER);
+	CHECK(hdr_kind(STR("Te-x")) == H_OTHER);
+
+	S.n = 3;
+	S.hdrs[0] = (struct pl_hdr){ "Connection", " close ,X-Foo,,\tkeep-alive", 10, 26 };
+	S.hdrs[1] = (struct pl_hdr){ "X-Foo", "1", 5, 1 };
+	S.hdrs[2] = (struct pl_hdr){ "connection", "Upgrade", 10, 7 };
+	classify_headers();
+	CHECK(S.kind[0] == H_CONNECTION && S.kind[1] == H_OTHER && S.kind[2] == H_CONNECTION);
+	CHECK(S.n_ctok == 4);
+	CHECK(in_ctok(STR("x-foo")) && in_ctok(STR("CLOSE")) && in_ctok(STR("upgrade")));
+	CHECK(!in_ctok(STR("X-Fo")));
+}
+
+static void test_chunk(void)
+{
+	struct pl_buf b;
+	pl_buf_init(&b, NULL);
+	CHECK(pl_buf_reserve(&b, 64) == 0);
+	put_chunk_head(&b, 0x1f);
+	put_chunk_head(&b, 1);
+	put_chunk_head(&b, 0x10000);
+	CHECK(pl_buf_size(&b) == 4 + 3 + 7 && memcmp(pl_buf_rptr(&b), "1f\r\n1\r\n10000\r\n", 14) == 0);
+	pl_buf_free(&b);
+	pl_buf_thread_cleanup();
+
+	char tmp[32];
+	struct wr w = { tmp, tmp + sizeof(tmp), 0 };
+	wr_u64(&w, 0);
+	wr_u64(&w, 18446744073709551615ull);
+	CHECK(!w.over && w.p - tmp == 21 && memcmp(tmp, "018446744073709551615", 21) == 0);
+	wr_put(&w, "0123456789abcdef", 16);
+	CHECK(w.over);
+}
+
+int main(void)
+{
+	test_target();
+	test_host();
+	test_dots();
+	test_kinds();
+	test_chunk();
+	if (failures) {
+		fprintf(stderr, "test_http1: %d failure(s)\n", failures);
+		return 1;
+	}
+	printf("test_http1: ok\n");
+	return 0;
+}
