@@ -15,6 +15,7 @@ static struct {
 	void *data;
 } hooks[64];
 static unsigned n_hooks;
+static pthread_mutex_t hooks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct pl_table *pl_table_new(void)
 {
@@ -51,8 +52,11 @@ void pl_table_publish(struct pl_table *t)
 	current = t;
 	pthread_mutex_unlock(&cur_lock);
 	pl_table_unref(old);
+	/* hooks may be registered while the controller already publishes */
+	pthread_mutex_lock(&hooks_lock);
 	for (unsigned i = 0; i < n_hooks; i++)
 		hooks[i].fn(hooks[i].data);
+	pthread_mutex_unlock(&hooks_lock);
 	if (t->compiled_at_ns)
 		atomic_store(&last_swap_ns, pl_now_ns() - t->compiled_at_ns);
 }
@@ -69,10 +73,12 @@ struct pl_table *pl_table_acquire(void)
 
 void pl_table_on_publish(void (*fn)(void *), void *data)
 {
+	pthread_mutex_lock(&hooks_lock);
 	PL_BUG_ON(n_hooks >= PL_ARRAY_LEN(hooks));
 	hooks[n_hooks].fn = fn;
 	hooks[n_hooks].data = data;
 	n_hooks++;
+	pthread_mutex_unlock(&hooks_lock);
 }
 
 uint64_t pl_table_generation(void)

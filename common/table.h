@@ -25,7 +25,8 @@ struct pl_table *pl_table_acquire(void);
 void pl_table_ref(struct pl_table *t);
 void pl_table_unref(struct pl_table *t);
 
-/* Hooks run after each publish; at most 64 hooks. Register before the first publish. */
+/* Hooks run after each publish (on the publishing thread); at most 64. A hook
+ * registered after a publish is not called for it: read pl_table_acquire() too. */
 void pl_table_on_publish(void (*fn)(void *data), void *data);
 
 uint64_t pl_table_generation(void);     /* 0 before the first publish */
