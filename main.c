@@ -5,9 +5,12 @@
 #include "common/pl.h"
 #include "common/log.h"
 #include "controller/controller.h"
+#include "controller/kube.h"
 #include "proxy/proxy.h"
 
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 
 static void usage(FILE *f)
 {
@@ -15,6 +18,7 @@ static void usage(FILE *f)
 	      "\n"
 	      "commands:\n"
 	      "  run    --manifests PATH   serve Gateway API manifests from a file or directory\n"
+	      "  run    --kubeconfig PATH | --in-cluster   serve the Gateway API objects of a cluster\n"
 	      "  check  --manifests PATH   compile manifests, print status conditions, exit 1 on errors\n"
 	      "  echo   --listen ADDR      run the echo backend used by demos, tests and benchmarks\n"
 	      "\n"
@@ -25,8 +29,20 @@ static void usage(FILE *f)
 static void usage_run(FILE *f)
 {
 	fputs("usage: pylon run --manifests PATH [options]\n"
+	      "       pylon run --kubeconfig PATH | --in-cluster [options]\n"
 	      "  --manifests PATH         YAML file or directory (recursive, *.yaml/*.yml/*.json)\n"
-	      "  --controller-name NAME   serve only GatewayClasses with this controllerName (default: all)\n"
+	      "  --kubeconfig PATH        watch a Kubernetes API server (client cert, token, CA from PATH)\n"
+	      "  --in-cluster             watch the API server of the pod's cluster (service-account token)\n"
+	      "  --gateway-class-name N   Kubernetes: serve only this GatewayClass (default: every class of the\n"
+	      "                           controller name)\n"
+	      "  --gateway-address-pool P Kubernetes: give each Gateway without spec.addresses its own address\n"
+	      "                           from P (IPv4 CIDR or a.b.c.d-e.f.g.h); its listeners bind there\n"
+	      "  --publish-service NS/N   Kubernetes: report the load-balancer addresses of this Service\n"
+	      "  --lease-namespace NS     Kubernetes: namespace of the leader-election Lease (default: the pod's)\n"
+	      "  --no-leader-election     Kubernetes: write status without holding the Lease (one replica)\n"
+	      "  --debounce-ms MS         Kubernetes: coalesce bursts of events for MS before compiling (default 10)\n"
+	      "  --controller-name NAME   serve only GatewayClasses with this controllerName (default: all;\n"
+	      "                           with Kubernetes: pylon.dev/gateway-controller)\n"
 	      "  --workers N              worker threads (default: number of CPUs)\n"
 	      "  --admin ADDR             admin listener, host:port (default 127.0.0.1:9901; \"off\" disables)\n"
 	      "  --max-conns N            connections per worker (default 10000)\n"
@@ -63,7 +79,8 @@ static int parse_num(const char *opt, const char *s, uint64_t *out)
 }
 
 enum { O_MANIFESTS = 1, O_CTLNAME, O_WORKERS, O_ADMIN, O_MAXCONNS, O_HDRTO, O_IDLETO, O_CONNTO,
-       O_BACKTO, O_MAXHDR, O_POLL, O_LOGLEVEL, O_LISTEN, O_HELP };
+       O_BACKTO, O_MAXHDR, O_POLL, O_LOGLEVEL, O_LISTEN, O_HELP, O_KUBECONFIG, O_INCLUSTER, O_CLASSNAME,
+       O_POOL, O_PUBSVC, O_LEASENS, O_NOLEADER, O_DEBOUNCE };
 
 static const struct option opts[] = {
 	{ "manifests", required_argument, NULL, O_MANIFESTS },
@@ -80,6 +97,14 @@ static const struct option opts[] = {
 	{ "log-level", required_argument, NULL, O_LOGLEVEL },
 	{ "listen", required_argument, NULL, O_LISTEN },
 	{ "help", no_argument, NULL, O_HELP },
+	{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
+	{ "in-cluster", no_argument, NULL, O_INCLUSTER },
+	{ "gateway-class-name", required_argument, NULL, O_CLASSNAME },
+	{ "gateway-address-pool", required_argument, NULL, O_POOL },
+	{ "publish-service", required_argument, NULL, O_PUBSVC },
+	{ "lease-namespace", required_argument, NULL, O_LEASENS },
+	{ "no-leader-election", no_argument, NULL, O_NOLEADER },
+	{ "debounce-ms", required_argument, NULL, O_DEBOUNCE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -116,6 +141,7 @@ int main(int argc, char **argv)
 	}
 
 	struct pl_ctl_config ctl = { .poll_ms = 200 };
+	struct pl_kube_config kube = { 0 };
 	struct pl_proxy_config px;
 	pl_proxy_config_defaults(&px);
 	const char *listen = NULL;
@@ -150,6 +176,20 @@ int main(int argc, char **argv)
 			pl_log_set_level((enum pl_log_level)pl_log_parse_level(optarg));
 			break;
 		case O_LISTEN: listen = optarg; break;
+		case O_KUBECONFIG: kube.kubeconfig = optarg; break;
+		case O_INCLUSTER: kube.in_cluster = 1; break;
+		case O_CLASSNAME: kube.gateway_class_name = optarg; break;
+		case O_POOL: kube.address_pool = optarg; break;
+		case O_PUBSVC: kube.publish_service = optarg; break;
+		case O_LEASENS: kube.lease_namespace = optarg; break;
+		case O_NOLEADER: kube.no_leader_election = 1; break;
+		case O_DEBOUNCE:
+			if (parse_num("--debounce-ms", optarg, &v) || v > 10000) {
+				fprintf(stderr, "pylon: --debounce-ms must be 0..10000\n");
+				return 2;
+			}
+			kube.debounce_ms = (unsigned)v;
+			break;
 		case O_HELP: case 'h': cmd_usage(stdout); return 0;
 		default: cmd_usage(stderr); return 2;
 		}
@@ -167,6 +207,19 @@ int main(int argc, char **argv)
 		}
 		return pl_echo_run(listen);
 	}
+	if (kube.kubeconfig || kube.in_cluster) {
+		if (strcmp(cmd, "run") != 0 || ctl.manifests || (kube.kubeconfig && kube.in_cluster)) {
+			fprintf(stderr, "pylon: --kubeconfig/--in-cluster go with 'run', alone (not with --manifests)\n");
+			return 2;
+		}
+		kube.controller_name = ctl.controller_name;
+		px.ready = pl_kube_ready;
+		if (pl_kube_start(&kube) != 0)
+			return 1;
+		int krc = pl_proxy_run(&px);
+		pl_kube_stop();
+		return krc;
+	}
 	if (!ctl.manifests) {
 		fprintf(stderr, "pylon %s: --manifests is required\n", cmd);
 		cmd_usage(stderr);
@@ -175,6 +228,13 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "check") == 0)
 		return pl_ctl_check(&ctl, stdout);
 
+	/* Block the stop signals before any thread exists so every thread
+	 * inherits the mask; pl_proxy_run takes them with sigwaitinfo. */
+	sigset_t stopset;
+	sigemptyset(&stopset);
+	sigaddset(&stopset, SIGINT);
+	sigaddset(&stopset, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
 	px.ready = pl_ctl_ready;
 	if (pl_ctl_start(&ctl) != 0)
 		return 1;

@@ -6,7 +6,9 @@
  * per bind of the current table, plus the admin listener on worker 0's loop.
  * It picks up every table published with pl_table_publish() (common/table.h)
  * and returns when SIGINT/SIGTERM arrive and connections have drained (or the
- * drain timeout passed). Returns a process exit code.
+ * drain timeout passed). Returns a process exit code. The caller blocks
+ * SIGINT/SIGTERM before it starts any thread (so no other thread takes them);
+ * pl_proxy_run waits for them with sigwaitinfo.
  */
 #ifndef PL_PROXY_H
 #define PL_PROXY_H

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "pl.h"
+#include "bindreg.h"
 #include "log.h"
 #include "stats.h"
 #include "table.h"
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,8 +31,6 @@ static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
 static int hook_live;
 
 /* Self-pipe: the signal handler's only way to wake the main thread. */
-static int sig_pipe[2] = { -1, -1 };
-static volatile sig_atomic_t sig_got;
 
 void pl_proxy_config_defaults(struct pl_proxy_config *cfg)
 {
@@ -182,8 +182,11 @@ static struct pl_lsock *lsock_open(struct pl_worker *w, const struct pl_bind *b)
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
-		pl_err("worker %u: listener %s:%u: %s", w->id, b->address, b->port, strerror(errno));
+		int e = errno;
+		pl_err("worker %u: listener %s:%u: %s", w->id, b->address, b->port, strerror(e));
 		close(fd);
+		if (w->id == 0)
+			pl_bindreg_set(b->address, b->port, 0, e);
 		return NULL;
 	}
 	struct pl_lsock *ls = calloc(1, sizeof(*ls));
@@ -201,13 +204,17 @@ static struct pl_lsock *lsock_open(struct pl_worker *w, const struct pl_bind *b)
 	ls->io.data = ls;
 	if (!ev_is_active(&w->accept_pause))
 		ev_io_start(w->loop, &ls->io);
-	if (w->id == 0)
+	if (w->id == 0) {
 		pl_info("listening on %s:%u", ls->address, ls->port);
+		pl_bindreg_set(ls->address, ls->port, 1, 0);
+	}
 	return ls;
 }
 
 static void lsock_close(struct pl_worker *w, struct pl_lsock *ls)
 {
+	if (w->id == 0 && ls->fd >= 0)
+		pl_bindreg_clear(ls->address, ls->port);
 	ev_io_stop(w->loop, &ls->io);
 	if (ls->fd >= 0)
 		close(ls->fd);
@@ -389,14 +396,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void on_signal(int sig)
-{
-	sig_got = sig;
-	char b = (char)sig;
-	ssize_t r = write(sig_pipe[1], &b, 1);
-	(void)r;
-}
-
 static int worker_init(struct pl_worker *w, unsigned id, const struct pl_proxy_config *cfg)
 {
 	w->id = id;
@@ -430,21 +429,20 @@ static int worker_init(struct pl_worker *w, unsigned id, const struct pl_proxy_c
 int pl_proxy_run(const struct pl_proxy_config *cfg)
 {
 	unsigned n = cfg->workers < 1 ? 1 : cfg->workers > PL_MAX_WORKERS ? PL_MAX_WORKERS : cfg->workers;
-	if (pipe2(sig_pipe, O_CLOEXEC) != 0) {
-		pl_err("pipe: %s", strerror(errno));
-		return 1;
-	}
-	/* the handler must never block; the main thread blocks reading */
-	fcntl(sig_pipe[1], F_SETFL, fcntl(sig_pipe[1], F_GETFL) | O_NONBLOCK);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	/*
+	 * SIGINT/SIGTERM stay blocked in every thread (main.c blocks them before
+	 * any thread starts; we make sure for this one) and this thread takes
+	 * them with sigtimedwait: no handler runs on some random thread.
+	 */
+	sigset_t stopset;
+	sigemptyset(&stopset);
+	sigaddset(&stopset, SIGINT);
+	sigaddset(&stopset, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
 
 	pl_workers = pl_xcalloc(n, sizeof(*pl_workers));
 	pl_n_workers = n;
@@ -462,12 +460,6 @@ int pl_proxy_run(const struct pl_proxy_config *cfg)
 	pthread_mutex_unlock(&hook_lock);
 	pl_table_on_publish(on_publish, NULL);
 
-	/* workers never take SIGINT/SIGTERM: the handler runs elsewhere and wakes us */
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
 	unsigned started = 0;
 	for (unsigned i = 0; rc == 0 && i < n; i++) {
 		if (pthread_create(&pl_workers[i].thread, NULL, worker_main, &pl_workers[i]) != 0) {
@@ -477,18 +469,15 @@ int pl_proxy_run(const struct pl_proxy_config *cfg)
 		}
 		started++;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (rc == 0) {
 		pl_info("pylon proxy running: %u workers, admin %s", n,
 			cfg->admin_addr && *cfg->admin_addr ? cfg->admin_addr : "off");
-		for (;;) {
-			char b;
-			ssize_t r = read(sig_pipe[0], &b, 1);
-			if (r == 1 || (r < 0 && errno != EINTR))
-				break;
-		}
-		pl_info("received %s: draining (up to %llu ms)", sig_got == SIGINT ? "SIGINT" : "SIGTERM",
+		int sig;
+		do
+			sig = sigwaitinfo(&stopset, NULL);
+		while (sig < 0 && errno == EINTR);
+		pl_info("received %s: draining (up to %llu ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
 			(unsigned long long)cfg->drain_timeout_ms);
 	}
 	for (unsigned i = 0; i < started; i++) {
@@ -511,9 +500,6 @@ int pl_proxy_run(const struct pl_proxy_config *cfg)
 	free(pl_workers);
 	pl_workers = NULL;
 	pl_n_workers = 0;
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
-	sig_pipe[0] = sig_pipe[1] = -1;
 	if (rc == 0)
 		pl_info("pylon proxy stopped");
 	return rc;
