@@ -32,8 +32,8 @@ struct pl_route_stats;
 
 enum pl_proto {
 	PL_PROTO_HTTP = 0,
-	PL_PROTO_HTTPS,   /* later issue: TLS termination */
-	PL_PROTO_TLS,     /* later issue: passthrough */
+	PL_PROTO_HTTPS,   /* TLS terminated, then HTTP (listener->tls) */
+	PL_PROTO_TLS,     /* TLS listener: passthrough by SNI, or terminate (listener->tls->mode) */
 	PL_PROTO_TCP,
 	PL_PROTO_UDP,
 };
@@ -144,6 +144,20 @@ struct pl_endpoint {
  * across tables for the same "namespace/name:port" so per-backend state kept
  * by the proxy (pools, health) survives swaps.
  */
+/*
+ * BackendTLSPolicy applied to a cluster (issue 5): connect with TLS, send
+ * sni, verify the chain against ca_pem (NULL: the system store) and the
+ * name against sans (or, when n_sans == 0, against sni).
+ */
+struct pl_backend_tls {
+	char *sni;
+	char *ca_pem;        /* NULL: system trust store */
+	char **sans;         /* DNS names / URIs the certificate must carry one of */
+	uint32_t n_sans;
+	char *policy;        /* "namespace/name" of the BackendTLSPolicy, for logs */
+	uint64_t fingerprint;
+};
+
 struct pl_cluster {
 	uint32_t id;
 	char *name;          /* "namespace/service:port" */
@@ -151,6 +165,7 @@ struct pl_cluster {
 	struct pl_endpoint *eps;
 	uint32_t n_eps;
 	atomic_uint rr;      /* mutable: endpoint round-robin cursor */
+	struct pl_backend_tls *tls;      /* added (issue 5): NULL = plaintext */
 };
 
 struct pl_backend {
@@ -191,12 +206,42 @@ struct pl_vhost {
 	uint32_t n_entries;
 };
 
+/*
+ * TLS of a listener (HTTPS, TLS). PEM text only: the compiler stays free of
+ * proxy types; the proxy builds (and caches, keyed by fingerprint) one
+ * SSL_CTX per distinct material, see docs/tls.md.
+ */
+enum pl_tls_mode { PL_TLS_TERMINATE = 0, PL_TLS_PASSTHROUGH };
+
+struct pl_tls_cert {
+	char *cert_pem;      /* leaf first, then the chain; validated by the compiler */
+	char *key_pem;
+	uint32_t cert_len, key_len;
+};
+
+struct pl_listener_tls {
+	enum pl_tls_mode mode;
+	struct pl_tls_cert *certs;       /* TERMINATE: >= 1 (one per certificateRef that resolved) */
+	uint32_t n_certs;
+	char *client_ca_pem;             /* frontend client-certificate validation; NULL: none */
+	int client_optional;             /* AllowInsecureFallback: a missing/invalid client cert is accepted */
+	uint64_t fingerprint;            /* FNV-1a over all PEM bytes and flags: equal material, equal value */
+};
+
 struct pl_listener {
 	char *name;          /* "namespace/gateway/listener" */
 	enum pl_proto proto;
 	struct pl_hostname host;
 	struct pl_vhost *vhosts;         /* exact, then wildcard by suffix length desc, then any */
 	uint32_t n_vhosts;
+	/*
+	 * Added for TLS/L4 (issue 5). NULL for HTTP, TCP, UDP. For TLS
+	 * passthrough and TCP/UDP listeners the vhosts hold TLSRoute hostnames
+	 * (or one "any" vhost) and each vhost's first entry (a PathPrefix "/"
+	 * match) carries the route rule whose backends receive the stream.
+	 */
+	struct pl_listener_tls *tls;
+	uint64_t idle_timeout_ms;        /* L4 streams/flows; 0: the proxy's default */
 };
 
 /* One listening socket: an address and port, and the listeners sharing it. */

@@ -24,6 +24,10 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdarg.h>
 
@@ -410,7 +414,10 @@ struct lst {
 	const char *refs_reason;     /* NULL: resolved */
 	char refs_msg[256];
 	json_t *supported_kinds;
-	int http_route_ok;           /* HTTPRoute is an allowed kind */
+	int http_route_ok;           /* the route kind of this protocol (route_kind) is allowed */
+	const char *route_kind;      /* "HTTPRoute", "TLSRoute", "TCPRoute", "UDPRoute" */
+	int no_certs;                /* Terminate without one usable certificate: not programmed */
+	struct pl_listener_tls *tls; /* in the table arena; NULL for plaintext listeners */
 	enum from from;
 	json_t *selector;
 	unsigned attached;
@@ -448,6 +455,8 @@ struct crule {
 
 struct croute {
 	const struct pl_obj *o;
+	const char *kind;            /* "HTTPRoute", "TLSRoute", "TCPRoute", "UDPRoute" */
+	const char *svc_proto;       /* Service port protocol backends must have: "TCP" or "UDP" */
 	char *key;                   /* "ns/name" for precedence */
 	char *full;                  /* "HTTPRoute/ns/name" */
 	char **hosts;                /* validated, lower-case; n_hosts == 0: none given */
@@ -734,15 +743,143 @@ static void lst_conflict(struct lst *l, const char *reason, const char *fmt, ...
 
 static int lst_programmed(const struct lst *l)
 {
-	return !l->dup && l->accepted && !l->conf_reason && !l->gw->acc_bad;
+	return !l->dup && l->accepted && !l->conf_reason && !l->gw->acc_bad && !l->no_certs;
 }
+
+/* ---- TLS material: Secrets and ConfigMaps hold PEM text (Secrets base64-encoded under data) */
+
+static int b64val(unsigned char ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+' || ch == '-')
+		return 62;
+	if (ch == '/' || ch == '_')
+		return 63;
+	return -1;
+}
+
+/* Standard (or URL-safe) base64, whitespace ignored; the result is NUL-terminated. NULL if invalid. */
+static char *b64_decode(struct pl_arena *a, const char *in, uint32_t *out_len)
+{
+	size_t n = strlen(in);
+	char *out = pl_arena_alloc(a, n / 4 * 3 + 4);
+	uint32_t acc = 0, bits = 0, o = 0;
+	int pad = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
+			continue;
+		if (ch == '=') {
+			pad = 1;
+			continue;
+		}
+		int v = b64val(ch);
+		if (v < 0 || pad)
+			return NULL;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
+/* data[key] of a Secret (base64), or stringData[key]; NULL when absent or not base64. */
+static char *secret_bytes(struct ctx *c, const struct pl_obj *o, const char *key, uint32_t *len)
+{
+	const char *v = sget(json_object_get(o->json, "data"), key);
+	if (v)
+		return b64_decode(c->a, v, len);
+	v = sget(json_object_get(o->json, "stringData"), key);
+	if (!v)
+		return NULL;
+	*len = (uint32_t)strlen(v);
+	return pl_arena_strdup(c->a, v);
+}
+
+static int no_passphrase(char *buf, int size, int rw, void *u)
+{
+	return 0;   /* encrypted keys are not supported: fail instead of prompting on a tty */
+}
+
+/* 1 if crt holds at least one certificate and key the private key of the first. */
+static int pem_pair_ok(const char *crt, uint32_t cl, const char *key, uint32_t kl)
+{
+	BIO *b = BIO_new_mem_buf(crt, (int)cl);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, no_passphrase, NULL) : NULL;
+	BIO_free(b);
+	b = BIO_new_mem_buf(key, (int)kl);
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
+	BIO_free(b);
+	int ok = x && k && X509_check_private_key(x, k) == 1;
+	X509_free(x);
+	EVP_PKEY_free(k);
+	ERR_clear_error();
+	return ok;
+}
+
+/* 1 if pem holds at least one certificate and nothing unparsable before it. */
+static int pem_certs_ok(const char *pem, size_t len)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, no_passphrase, NULL) : NULL;
+	BIO_free(b);
+	int ok = x != NULL;
+	X509_free(x);
+	ERR_clear_error();
+	return ok;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+#define FNV_INIT 14695981039346656037ull
 
 static void listener_tls(struct ctx *c, struct lst *l)
 {
 	json_t *tls = json_object_get(l->spec, "tls");
 	const char *mode = sget(tls, "mode");
-	if (!tls || (mode && strcmp(mode, "Terminate") != 0))
+	if (mode && strcmp(mode, "Terminate") != 0 && strcmp(mode, "Passthrough") != 0) {
+		lst_reject(l, "UnsupportedValue", "tls.mode %s is not supported", mode);
 		return;
+	}
+	if (mode && !strcmp(mode, "Passthrough")) {
+		if (l->proto == PL_PROTO_HTTPS) {
+			lst_reject(l, "UnsupportedValue", "tls.mode Passthrough is not allowed on an HTTPS listener");
+			return;
+		}
+		l->tls = pl_arena_alloc(c->a, sizeof(*l->tls));
+		l->tls->mode = PL_TLS_PASSTHROUGH;
+		return;
+	}
+	if (!tls && l->proto == PL_PROTO_TLS) {
+		/* TLS without a tls block: passthrough is the only thing it can mean */
+		l->tls = pl_arena_alloc(c->a, sizeof(*l->tls));
+		l->tls->mode = PL_TLS_PASSTHROUGH;
+		return;
+	}
+	l->tls = pl_arena_alloc(c->a, sizeof(*l->tls));
+	l->tls->mode = PL_TLS_TERMINATE;
+	l->no_certs = 1;
+	if (!tls) {
+		lst_refs(l, "InvalidCertificateRef", "an %s listener needs tls.certificateRefs", l->protocol);
+		return;
+	}
 	int bad = 0;
 	json_t *refs = aget(tls, "certificateRefs", &bad), *r;
 	size_t i;
@@ -773,13 +910,122 @@ static void listener_tls(struct ctx *c, struct lst *l)
 		json_t *data = sec ? json_object_get(sec->json, "data") : NULL;
 		if (!sec) {
 			lst_refs(l, "InvalidCertificateRef", "certificateRefs[%zu]: Secret %s/%s not found", i, ns, nm);
-		} else if (!type || strcmp(type, "kubernetes.io/tls") != 0 || !sget(data, "tls.crt") ||
-			   !sget(data, "tls.key")) {
+		} else if (!type || strcmp(type, "kubernetes.io/tls") != 0 ||
+			   (!sget(data, "tls.crt") && !sget(json_object_get(sec->json, "stringData"), "tls.crt"))) {
 			lst_refs(l, "InvalidCertificateRef",
 				 "certificateRefs[%zu]: Secret %s/%s is not a kubernetes.io/tls Secret with tls.crt and tls.key",
 				 i, ns, nm);
+		} else {
+			uint32_t cl = 0, kl = 0;
+			char *crt = secret_bytes(c, sec, "tls.crt", &cl), *key = secret_bytes(c, sec, "tls.key", &kl);
+			if (!crt || !key || !pem_pair_ok(crt, cl, key, kl)) {
+				lst_refs(l, "InvalidCertificateRef",
+					 "certificateRefs[%zu]: Secret %s/%s: tls.crt/tls.key are not a PEM certificate and its key",
+					 i, ns, nm);
+				continue;
+			}
+			struct pl_listener_tls *t = l->tls;
+			if (t->n_certs % 4 == 0) {
+				struct pl_tls_cert *nc = aarr(c->a, t->n_certs + 4, sizeof(*nc));
+				if (t->n_certs)
+					memcpy(nc, t->certs, t->n_certs * sizeof(*nc));
+				t->certs = nc;
+			}
+			t->certs[t->n_certs++] = (struct pl_tls_cert){ crt, key, cl, kl };
+			l->no_certs = 0;
 		}
 	}
+}
+
+/*
+ * Gateway spec.tls.frontend: client-certificate validation for HTTPS/TLS
+ * Terminate listeners (default, overridden per port). CA bundles come from
+ * ConfigMaps (ca.crt) or Secrets (ca.crt); an unusable one makes the listener
+ * ResolvedRefs=False (InvalidCACertificateRef) and it is not programmed
+ * rather than served without the validation it asked for.
+ */
+static void listener_frontend(struct ctx *c, struct lst *l)
+{
+	json_t *fe = json_object_get(json_object_get(json_object_get(l->gw->o->json, "spec"), "tls"), "frontend");
+	if (!fe || !l->tls || l->tls->mode != PL_TLS_TERMINATE)
+		return;
+	json_t *val = json_object_get(json_object_get(fe, "default"), "validation");
+	int bad = 0;
+	json_t *pp = aget(fe, "perPort", &bad), *e;
+	size_t i;
+	json_array_foreach(pp, i, e) {
+		long long port;
+		if (iget(e, "port", &port) == 1 && port == l->port)
+			val = json_object_get(json_object_get(e, "tls"), "validation");
+	}
+	if (!val)
+		return;
+	const char *mode = sget(val, "mode");
+	json_t *refs = aget(val, "caCertificateRefs", &bad), *r;
+	char *all = NULL;
+	size_t all_len = 0;
+	json_array_foreach(refs, i, r) {
+		const char *g = sget(r, "group"), *k = sget(r, "kind"), *ns = sget(r, "namespace"), *nm = sget(r, "name");
+		if (!g)
+			g = "";
+		if (!k)
+			k = "ConfigMap";
+		if (!ns)
+			ns = l->gw->o->ns;
+		enum pl_kind kind = !strcmp(k, "Secret") ? PL_K_SECRET : PL_K_CONFIGMAP;
+		if (*g || (strcmp(k, "ConfigMap") != 0 && strcmp(k, "Secret") != 0) || !nm) {
+			lst_refs(l, "InvalidCACertificateKind", "caCertificateRefs[%zu]: unsupported kind %s", i, k);
+			l->no_certs = 1;
+			continue;
+		}
+		if (strcmp(ns, l->gw->o->ns) != 0 &&
+		    !ref_granted(c, GW_GROUP, "Gateway", l->gw->o->ns, "", k, ns, nm)) {
+			lst_refs(l, "RefNotPermitted", "caCertificateRefs[%zu]: %s %s/%s not permitted by any ReferenceGrant",
+				 i, k, ns, nm);
+			l->no_certs = 1;
+			continue;
+		}
+		const struct pl_obj *o = pl_store_get(c->s, kind, ns, nm);
+		uint32_t len = 0;
+		char *pem = NULL;
+		if (o && kind == PL_K_SECRET)
+			pem = secret_bytes(c, o, "ca.crt", &len);
+		else if (o && (pem = (char *)sget(json_object_get(o->json, "data"), "ca.crt")))
+			len = (uint32_t)strlen(pem);
+		if (!pem || !pem_certs_ok(pem, len)) {
+			lst_refs(l, "InvalidCACertificateRef", "caCertificateRefs[%zu]: %s %s/%s has no valid ca.crt", i, k,
+				 ns, nm);
+			l->no_certs = 1;
+			continue;
+		}
+		char *n = pl_arena_alloc(c->a, all_len + len + 2);
+		if (all_len)
+			memcpy(n, all, all_len);
+		memcpy(n + all_len, pem, len);
+		n[all_len + len] = '\n';
+		n[all_len + len + 1] = '\0';
+		all = n;
+		all_len += len + 1;
+	}
+	if (all) {
+		l->tls->client_ca_pem = all;
+		l->tls->client_optional = mode && !strcmp(mode, "AllowInsecureFallback");
+	}
+}
+
+static void tls_fingerprint(struct pl_listener_tls *t)
+{
+	uint64_t h = fnv1a(FNV_INIT, &t->mode, sizeof(t->mode));
+	for (uint32_t i = 0; i < t->n_certs; i++) {
+		h = fnv1a(h, t->certs[i].cert_pem, t->certs[i].cert_len);
+		h = fnv1a(h, "\0", 1);
+		h = fnv1a(h, t->certs[i].key_pem, t->certs[i].key_len);
+		h = fnv1a(h, "\0", 1);
+	}
+	if (t->client_ca_pem)
+		h = fnv1a(h, t->client_ca_pem, strlen(t->client_ca_pem));
+	h = fnv1a(h, &t->client_optional, sizeof(t->client_optional));
+	t->fingerprint = h;
 }
 
 static void listener_parse(struct ctx *c, struct lst *l)
@@ -807,8 +1053,10 @@ static void listener_parse(struct ctx *c, struct lst *l)
 		l->proto = PL_PROTO_TCP;
 	else if (strcmp(proto, "UDP") == 0)
 		l->proto = PL_PROTO_UDP;
-	if (proto && strcmp(proto, "HTTP") != 0)
-		lst_reject(l, "UnsupportedProtocol", "protocol %s is not supported yet; only HTTP", proto);
+	else
+		lst_reject(l, "UnsupportedProtocol", "protocol %s is not supported", proto);
+	l->route_kind = l->proto == PL_PROTO_TLS ? "TLSRoute" : l->proto == PL_PROTO_TCP ? "TCPRoute"
+		      : l->proto == PL_PROTO_UDP ? "UDPRoute" : "HTTPRoute";
 
 	const char *host = NULL;
 	int r = sopt(js, "hostname", &host);
@@ -823,24 +1071,21 @@ static void listener_parse(struct ctx *c, struct lst *l)
 	json_t *kinds = aget(ar, "kinds", &bad), *k;
 	size_t i;
 	if (!json_array_size(kinds)) {
-		if (l->proto == PL_PROTO_HTTP || l->proto == PL_PROTO_HTTPS) {
-			json_t *sk = J(json_object());
-			jset(sk, "group", json_string(GW_GROUP));
-			jset(sk, "kind", json_string("HTTPRoute"));
-			jpush(l->supported_kinds, sk);
-			l->http_route_ok = 1;
-		}
+		json_t *sk = J(json_object());
+		jset(sk, "group", json_string(GW_GROUP));
+		jset(sk, "kind", json_string(l->route_kind));
+		jpush(l->supported_kinds, sk);
+		l->http_route_ok = 1;
 	}
 	json_array_foreach(kinds, i, k) {
 		const char *g = sget(k, "group"), *kd = sget(k, "kind");
 		if (!g)
 			g = GW_GROUP;
-		if (kd && !strcmp(g, GW_GROUP) && !strcmp(kd, "HTTPRoute") &&
-		    (l->proto == PL_PROTO_HTTP || l->proto == PL_PROTO_HTTPS)) {
+		if (kd && !strcmp(g, GW_GROUP) && !strcmp(kd, l->route_kind)) {
 			if (!l->http_route_ok) {
 				json_t *sk = J(json_object());
 				jset(sk, "group", json_string(GW_GROUP));
-				jset(sk, "kind", json_string("HTTPRoute"));
+				jset(sk, "kind", json_string(l->route_kind));
 				jpush(l->supported_kinds, sk);
 			}
 			l->http_route_ok = 1;
@@ -870,8 +1115,12 @@ static void listener_parse(struct ctx *c, struct lst *l)
 		lst_reject(l, "UnsupportedValue", "allowedRoutes.namespaces.from %s is not supported", from);
 		l->from = FROM_NONE;
 	}
-	if (l->proto == PL_PROTO_HTTPS || l->proto == PL_PROTO_TLS)
+	if (l->proto == PL_PROTO_HTTPS || l->proto == PL_PROTO_TLS) {
 		listener_tls(c, l);
+		listener_frontend(c, l);
+		if (l->tls)
+			tls_fingerprint(l->tls);
+	}
 }
 
 static int addr_is_any(const char *a)
@@ -1381,7 +1630,7 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 		return 0;
 	}
 	if (strcmp(ns, cr->o->ns) != 0 &&
-	    !ref_granted(rc->c, GW_GROUP, "HTTPRoute", cr->o->ns, "", "Service", ns, name)) {
+	    !ref_granted(rc->c, GW_GROUP, cr->kind, cr->o->ns, "", "Service", ns, name)) {
 		route_refs(cr, "RefNotPermitted", "%s: Service %s/%s is in another namespace and no ReferenceGrant allows it",
 			   what, ns, name);
 		return 0;
@@ -1413,7 +1662,8 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 	const char *proto = sget(found, "protocol");
 	int ok;
 	app_proto(sget(found, "appProtocol"), &ok);
-	if (!ok || (proto && strcmp(proto, "TCP") != 0)) {
+	if ((!ok && !strcmp(cr->svc_proto, "TCP") && !strcmp(cr->kind, "HTTPRoute")) ||
+	    strcmp(proto ? proto : "TCP", cr->svc_proto) != 0) {
 		route_refs(cr, "UnsupportedProtocol", "%s: Service %s/%s port %lld: protocol %s/%s is not supported",
 			   what, ns, name, port, proto ? proto : "TCP", sget(found, "appProtocol") ? sget(found, "appProtocol") : "-");
 		return 0;
@@ -1715,7 +1965,7 @@ static void parse_route(struct ctx *c, struct croute *cr)
 	json_t *spec = json_object_get(cr->o->json, "spec");
 	struct rctx rc = { .c = c, .cr = cr };
 	cr->key = tprintf(c, "%s/%s", cr->o->ns, cr->o->name);
-	cr->full = tprintf(c, "HTTPRoute/%s/%s", cr->o->ns, cr->o->name);
+	cr->full = tprintf(c, "%s/%s/%s", cr->kind, cr->o->ns, cr->o->name);
 
 	int b = 0;
 	json_t *hs = aget(spec, "hostnames", &b), *h;
@@ -1867,7 +2117,7 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 			if (!lst_programmed(l))
 				continue;
 			prog++;
-			if (l->http_route_ok && ns_allowed(c, l, cr->o->ns))
+			if (l->http_route_ok && !strcmp(l->route_kind, cr->kind) && ns_allowed(c, l, cr->o->ns))
 				cand[nc++] = l;
 		}
 		if (!sel) {
@@ -1879,8 +2129,8 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 			snprintf(msg, sizeof(msg), "no selected listener of Gateway %s/%s is programmed", ns, name);
 		} else if (!nc) {
 			reason = "NotAllowedByListeners";
-			snprintf(msg, sizeof(msg), "no listener of Gateway %s/%s allows HTTPRoutes from namespace %s", ns,
-				 name, cr->o->ns);
+			snprintf(msg, sizeof(msg), "no listener of Gateway %s/%s allows %ss from namespace %s", ns,
+				 name, cr->kind, cr->o->ns);
 		}
 	}
 	/* hostnames: route x listener intersections */
@@ -1941,15 +2191,27 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 
 static void pass_routes(struct ctx *c)
 {
+	static const enum pl_kind rkinds[] = { PL_K_HTTPROUTE, PL_K_TLSROUTE, PL_K_TCPROUTE, PL_K_UDPROUTE };
 	const struct pl_obj *const *v;
-	size_t n = pl_store_list(c->s, PL_K_HTTPROUTE, &v);
-	c->routes = aarr(c->tmp, n, sizeof(struct croute));
-	c->n_routes = n;
-	for (size_t i = 0; i < n; i++) {
+	size_t total = 0;
+	for (size_t k = 0; k < PL_ARRAY_LEN(rkinds); k++)
+		total += pl_store_list(c->s, rkinds[k], &v);
+	c->routes = aarr(c->tmp, total, sizeof(struct croute));
+	c->n_routes = total;
+	size_t at = 0;
+	for (size_t k = 0; k < PL_ARRAY_LEN(rkinds); k++) {
+		size_t n = pl_store_list(c->s, rkinds[k], &v);
+		for (size_t i = 0; i < n; i++) {
+			c->routes[at].o = v[i];
+			c->routes[at].kind = pl_kind_str(rkinds[k]);
+			c->routes[at].svc_proto = rkinds[k] == PL_K_UDPROUTE ? "UDP" : "TCP";
+			at++;
+		}
+	}
+	for (size_t i = 0; i < total; i++) {
 		struct croute *cr = &c->routes[i];
-		cr->o = v[i];
 		cr->parents = J(json_array());
-		json_t *spec = json_object_get(v[i]->json, "spec");
+		json_t *spec = json_object_get(cr->o->json, "spec");
 		int b = 0;
 		json_t *prs = aget(spec, "parentRefs", &b), *pr;
 		if (!json_array_size(prs))
@@ -1990,6 +2252,9 @@ static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bre
 	const char *pname = sget(b->port, "name");
 	if (!pname)
 		pname = "";
+	const char *want_proto = sget(b->port, "protocol");
+	if (!want_proto)
+		want_proto = "TCP";
 	char key[600];
 	snprintf(key, sizeof(key), "%s/%s", b->svc->ns, b->svc->name);
 	json_t *arr = json_object_get(c->slices, key), *ix;
@@ -2009,7 +2274,7 @@ static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bre
 		json_array_foreach(ports, k, p) {
 			const char *n = sget(p, "name"), *proto = sget(p, "protocol");
 			long long pv;
-			if (strcmp(n ? n : "", pname) == 0 && (!proto || !strcmp(proto, "TCP")) &&
+			if (strcmp(n ? n : "", pname) == 0 && !strcmp(proto ? proto : "TCP", want_proto) &&
 			    iget(p, "port", &pv) == 1 && pv >= 1 && pv <= 65535)
 				port = pv;
 		}
@@ -2067,7 +2332,9 @@ static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
 		return NULL;
 	long long port = 0;
 	iget(b->port, "port", &port);
-	char *name = tprintf(c, "%s/%s:%lld", b->svc->ns, b->svc->name, port);
+	const char *sp = sget(b->port, "protocol");
+	char *name = sp && !strcmp(sp, "UDP") ? tprintf(c, "%s/%s:%lld/UDP", b->svc->ns, b->svc->name, port)
+					      : tprintf(c, "%s/%s:%lld", b->svc->ns, b->svc->name, port);
 	json_t *ix = json_object_get(c->cluster_index, name);
 	if (ix)
 		return c->clusters.v[json_integer_value(ix)];
@@ -2329,6 +2596,7 @@ static void build_listener(struct ctx *c, struct lst *l, struct pl_listener *pl,
 {
 	pl->name = l->fullname;
 	pl->proto = l->proto;
+	pl->tls = l->tls;
 	pl_hostname_init(&pl->host, c->a, *l->host ? l->host : NULL);
 	struct hostindex hi = { 0 };
 	index_attachments(c, l, &hi);
@@ -2378,7 +2646,7 @@ static void build_table(struct ctx *c)
 		struct gw *gw = &c->gws[g];
 		for (size_t k = 0; k < gw->n; k++) {
 			struct lst *l = &gw->l[k];
-			if (!lst_programmed(l) || l->proto != PL_PROTO_HTTP)
+			if (!lst_programmed(l))
 				continue;
 			struct bindkey *bk = NULL;
 			for (size_t b = 0; b < binds.n && !bk; b++) {
@@ -2403,7 +2671,7 @@ static void build_table(struct ctx *c)
 		struct pl_bind *pb = &t->binds[b];
 		pb->address = pl_arena_strdup(c->a, bk->addr);
 		pb->port = (uint16_t)bk->port;
-		pb->proto = PL_PROTO_HTTP;
+		pb->proto = ((struct lst *)bk->l.v[0])->proto;   /* ProtocolConflict keeps a bind to one */
 		qsort(bk->l.v, bk->l.n, sizeof(void *), cmp_lst_ptr);
 		pb->listeners = aarr(c->a, bk->l.n, sizeof(struct pl_listener));
 		pb->n_listeners = (uint32_t)bk->l.n;

@@ -16,7 +16,8 @@
  *   state (Accepted, ResolvedRefs, Programmed, SupportedVersion not "True";
  *   Conflicted, PartiallyInvalid "True").
  * - Follows Gateway API v1.x (see docs/ and compile.c for what is served):
- *   only HTTP listeners produce binds in this version.
+ *   HTTP, HTTPS, TLS, TCP and UDP listeners produce binds; TLS material is
+ *   validated (PEM parses, key matches) and stored as PEM in the table.
  * - Cluster ids are stable across compiles for the same "ns/svc:port" via a
  *   process-wide registry (mutex; any thread), unless opts->ephemeral.
  * - Returns 0. Allocation failure is fatal (control plane).

@@ -31,13 +31,18 @@ static const struct {
 	[PL_K_SECRET] = { "", "Secret", 1 },
 	[PL_K_CONFIGMAP] = { "", "ConfigMap", 1 },
 	[PL_K_ENDPOINTSLICE] = { "discovery.k8s.io", "EndpointSlice", 1 },
+	[PL_K_TLSROUTE] = { "gateway.networking.k8s.io", "TLSRoute", 1 },
+	[PL_K_TCPROUTE] = { "gateway.networking.k8s.io", "TCPRoute", 1 },
+	[PL_K_UDPROUTE] = { "gateway.networking.k8s.io", "UDPRoute", 1 },
+	[PL_K_BACKENDTLSPOLICY] = { "gateway.networking.k8s.io", "BackendTLSPolicy", 1 },
 };
 
 /* Versions we read; the three Gateway API versions share one schema for our purposes. */
 static int version_ok(const char *group, const char *version)
 {
 	if (strcmp(group, "gateway.networking.k8s.io") == 0)
-		return !strcmp(version, "v1") || !strcmp(version, "v1beta1") || !strcmp(version, "v1alpha2");
+		return !strcmp(version, "v1") || !strcmp(version, "v1beta1") || !strcmp(version, "v1alpha2") ||
+		       !strcmp(version, "v1alpha3");
 	if (strcmp(group, "discovery.k8s.io") == 0)
 		return !strcmp(version, "v1") || !strcmp(version, "v1beta1");
 	return strcmp(version, "v1") == 0;

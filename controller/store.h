@@ -36,6 +36,10 @@ enum pl_kind {
 	PL_K_SECRET,
 	PL_K_CONFIGMAP,
 	PL_K_ENDPOINTSLICE,
+	PL_K_TLSROUTE,          /* added (issue 5): TLS/L4 routes and backend TLS */
+	PL_K_TCPROUTE,
+	PL_K_UDPROUTE,
+	PL_K_BACKENDTLSPOLICY,
 	PL_K_N
 };
 

@@ -10,6 +10,7 @@
 #include "reqview.h"
 #include "rewrite.h"
 #include "router.h"
+#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -72,7 +73,7 @@ struct h1_req {
 	uint8_t keepalive;                      /* client allows another request */
 	uint8_t is_head, upgrade, chunked;
 	uint8_t req_done;                       /* request body completely read */
-	uint8_t retry_ok, retried;
+	uint8_t retry_ok, retried, ep_retried;
 	uint8_t resp_any;                       /* a byte of the response arrived */
 	uint8_t resp_started;                   /* final head sent to the client */
 	uint8_t resp_done, resp_chunk, resp_phase, counted;
@@ -99,6 +100,7 @@ struct pl_h1conn {
 	size_t scanned, rscanned;
 	llhttp_t rp, sp;        /* request parser, response parser */
 	struct pl_upconn *up;
+	struct pl_tlsconn *tls;  /* NULL: plaintext; else all client I/O goes through it (tls.h) */
 	struct h1_req req;
 	unsigned requests;
 	uint8_t cl_wblocked, up_wblocked, client_eof, up_eof, close_after;
@@ -213,6 +215,7 @@ static const char *reason_phrase(int status)
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 413: return "Content Too Large";
+	case 421: return "Misdirected Request";
 	case 414: return "URI Too Long";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
@@ -790,7 +793,7 @@ static void send_redirect(struct pl_h1conn *c, const struct pl_redirect *rd, con
 		return;
 	}
 	memcpy(loc, "Location: ", 10);
-	int n = pl_redirect_location(rd, &r->entry->match, "http", S.host, S.host_len, c->ls->port, t->path,
+	int n = pl_redirect_location(rd, &r->entry->match, c->tls ? "https" : "http", S.host, S.host_len, c->ls->port, t->path,
 				     t->path_len, t->query, t->query_len, loc + 10, cap + 32 - 12);
 	if (n < 0) {
 		if (loc != stackbuf)
@@ -895,7 +898,10 @@ static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const 
 		WR_LIT(&w, ", ");
 	}
 	wr_str(&w, c->peer);
-	WR_LIT(&w, "\r\nX-Forwarded-Proto: http\r\n");
+	if (c->tls)
+		WR_LIT(&w, "\r\nX-Forwarded-Proto: https\r\n");
+	else
+		WR_LIT(&w, "\r\nX-Forwarded-Proto: http\r\n");
 	if (c->rp.flags & F_CONTENT_LENGTH) {
 		WR_LIT(&w, "Content-Length: ");
 		wr_u64(&w, c->rp.content_length);
@@ -917,6 +923,8 @@ static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const 
 
 static void up_cb(struct pl_upconn *u, int ev);
 
+static void connect_failed(struct pl_h1conn *c, const char *why);
+
 /* Attaches a backend connection for the routed request (fresh: no pooled one). */
 static void dispatch(struct pl_h1conn *c, int fresh)
 {
@@ -927,8 +935,7 @@ static void dispatch(struct pl_h1conn *c, int fresh)
 		char why[160];
 		snprintf(why, sizeof(why), "connect to %s (%s) failed: %s", r->ep->text, r->cluster->name,
 			 strerror(-err));
-		count_upstream_error(c);
-		respond_local(c, 502, why);
+		connect_failed(c, why);
 		return;
 	}
 	PL_BUG_ON(u->in.data != NULL);
@@ -942,6 +949,34 @@ static void dispatch(struct pl_h1conn *c, int fresh)
 	c->rscanned = 0;
 	pl_h1scan_init(&c->rscan, (uint32_t)c->w->cfg->max_request_line, MAX_RESP_HEAD);
 	r->conn_start = ev_now(c->w->loop);
+}
+
+/*
+ * Connecting failed, so nothing of the request reached a backend: try one
+ * other endpoint of the cluster before answering 502 (an endpoint list is
+ * often a little stale).
+ */
+static void connect_failed(struct pl_h1conn *c, const char *why)
+{
+	struct h1_req *r = &c->req;
+	if (c->up) {
+		pl_up_close(c->up);
+		c->up = NULL;
+	}
+	if (!r->ep_retried && r->cluster->n_eps > 1) {
+		const struct pl_endpoint *ep = pl_router_endpoint(r->cluster);
+		if (ep && ep != r->ep) {
+			pl_info("%s \"%s %s\": %s; trying %s", c->peer, r->method, r->target, why, ep->text);
+			count_upstream_error(c);
+			r->ep_retried = 1;
+			r->ep = ep;
+			c->up_sent = 0;
+			dispatch(c, 0);
+			return;
+		}
+	}
+	r->retry_ok = 0;
+	upstream_fail(c, 502, why);
 }
 
 /*
@@ -1074,6 +1109,14 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 	if (!r->listener) {
 		respond_local(c, 404, "no listener for host");
 		return;
+	}
+	if (c->tls && *pl_tls_sni(c->tls)) {
+		/* a connection set up for one listener's name must not reach another's routes */
+		const char *sni = pl_tls_sni(c->tls);
+		if (pl_router_listener(b, sni, (uint32_t)strlen(sni)) != r->listener) {
+			respond_local(c, 421, "Host does not belong to the listener of the TLS server name");
+			return;
+		}
 	}
 	struct pl_req_view view = {
 		.method = r->method, .method_len = (uint32_t)strlen(r->method),
@@ -1556,7 +1599,7 @@ static void client_read(struct pl_h1conn *c)
 			return;
 		}
 	}
-	ssize_t n = pl_buf_read_fd(&c->in, c->fd, 0);
+	ssize_t n = c->tls ? pl_tls_read(c->tls, &c->in) : pl_buf_read_fd(&c->in, c->fd, 0);
 	if (n > 0) {
 		c->last_io = ev_now(w->loop);
 		if (c->st == H1_LINGER) {
@@ -1648,7 +1691,7 @@ static int flush_client(struct pl_h1conn *c)
 	if (pl_buf_empty(&c->out) || c->cl_wblocked)
 		return 0;
 	size_t want = pl_buf_size(&c->out);
-	ssize_t n = pl_buf_write_fd(&c->out, c->fd);
+	ssize_t n = c->tls ? pl_tls_write(c->tls, &c->out) : pl_buf_write_fd(&c->out, c->fd);
 	if (n > 0) {
 		c->last_io = ev_now(c->w->loop);
 		if ((size_t)n < want)
@@ -1722,7 +1765,10 @@ static void update_watchers(struct pl_h1conn *c)
 		ev_io_start(loop, &c->rio);
 	else
 		ev_io_stop(loop, &c->rio);
-	if (c->cl_wblocked && !pl_buf_empty(&c->out))
+	/* TLS may hold decrypted bytes the socket will not signal again */
+	if (rd && c->tls && pl_tls_pending(c->tls))
+		ev_feed_event(loop, &c->rio, EV_READ);
+	if ((c->cl_wblocked && !pl_buf_empty(&c->out)) || (rd && c->tls && pl_tls_read_wants_write(c->tls)))
 		ev_io_start(loop, &c->wio);
 	else
 		ev_io_stop(loop, &c->wio);
@@ -1891,6 +1937,10 @@ static void conn_close(struct pl_h1conn *c)
 	ev_io_stop(w->loop, &c->rio);
 	ev_io_stop(w->loop, &c->wio);
 	ev_timer_stop(w->loop, &c->timer);
+	if (c->tls) {
+		pl_tls_conn_free(c->tls);
+		c->tls = NULL;
+	}
 	close(c->fd);
 	c->fd = -1;
 	pl_buf_free(&c->in);
@@ -1936,6 +1986,8 @@ static void request_end(struct pl_h1conn *c)
 		}
 		/* unread input: shut our side and drain, so the kernel sends the
 		 * response before a FIN instead of resetting it away */
+		if (c->tls)
+			pl_tls_close_notify(c->tls);
 		shutdown(c->fd, SHUT_WR);
 		pl_buf_consume(&c->in, pl_buf_size(&c->in));
 		c->linger_until = ev_now(c->w->loop) + LINGER_S;
@@ -2044,6 +2096,11 @@ static void on_client_write(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct pl_h1conn *c = io->data;
 	c->cl_wblocked = 0;
+	if (c->tls && pl_tls_read_wants_write(c->tls)) {
+		client_read(c);
+		if (c->st == H1_CLOSED)
+			return;
+	}
 	conn_run(c);
 }
 
@@ -2054,8 +2111,7 @@ static void up_cb(struct pl_upconn *u, int ev)
 	case PL_UP_EV_ERROR: {
 		char why[160];
 		snprintf(why, sizeof(why), "connect to %s failed: %s", u->peer, strerror(u->err));
-		c->req.retry_ok = 0;
-		upstream_fail(c, 502, why);
+		connect_failed(c, why);
 		break;
 	}
 	case PL_UP_EV_CONNECTED:
@@ -2074,12 +2130,20 @@ static void up_cb(struct pl_upconn *u, int ev)
 
 void pl_h1_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const struct sockaddr *sa, socklen_t salen)
 {
+	pl_h1_accept_tls(w, ls, fd, sa, salen, NULL);
+}
+
+void pl_h1_accept_tls(struct pl_worker *w, struct pl_lsock *ls, int fd, const struct sockaddr *sa, socklen_t salen,
+		      struct pl_tlsconn *tls)
+{
 	pthread_once(&settings_once, settings_init);
 	struct pl_h1conn *c = calloc(1, sizeof(*c));
 	if (!c) {
+		pl_tls_conn_free(tls);
 		close(fd);
 		return;
 	}
+	c->tls = tls;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;

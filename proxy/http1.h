@@ -31,6 +31,14 @@ struct pl_lsock;
 
 /* Takes ownership of the accepted non-blocking socket fd (closes it on failure). */
 void pl_h1_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const struct sockaddr *sa, socklen_t salen);
+/*
+ * The same over an established TLS connection (tls.h): takes fd and t. The
+ * connection reads and writes through t, answers 421 to requests whose Host
+ * belongs to another listener than the SNI's, and sends X-Forwarded-Proto: https.
+ */
+struct pl_tlsconn;
+void pl_h1_accept_tls(struct pl_worker *w, struct pl_lsock *ls, int fd, const struct sockaddr *sa, socklen_t salen,
+		      struct pl_tlsconn *t);
 /* Frees connections closed during the last loop iteration. */
 void pl_h1_reap(struct pl_worker *w);
 /* Shutdown: closes idle connections, asks the others to close after their response. */

@@ -7,6 +7,9 @@
 #include "admin.h"
 #include "buf.h"
 #include "http1.h"
+#include "l4.h"
+#include "passthrough.h"
+#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -53,6 +56,7 @@ void pl_wtable_put(struct pl_wtable *wt)
 {
 	PL_BUG_ON(wt->refs == 0);
 	if (--wt->refs == 0) {
+		pl_tls_set_free(wt->tls);
 		pl_table_unref(wt->t);
 		free(wt);
 	}
@@ -158,8 +162,27 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 			atomic_fetch_add_explicit(&w->rejected, 1, memory_order_relaxed);
 			continue;
 		}
-		pl_h1_accept(w, ls, fd, (struct sockaddr *)&ss, sl);
+		switch (ls->bind ? ls->bind->proto : PL_PROTO_HTTP) {
+		case PL_PROTO_HTTPS:
+			pl_tls_accept(w, ls, fd, (struct sockaddr *)&ss, sl);
+			break;
+		case PL_PROTO_TLS:
+			pl_pt_accept(w, ls, fd, (struct sockaddr *)&ss, sl);
+			break;
+		case PL_PROTO_TCP:
+			pl_l4_tcp_accept(w, ls, fd, (struct sockaddr *)&ss, sl);
+			break;
+		default:
+			pl_h1_accept(w, ls, fd, (struct sockaddr *)&ss, sl);
+			break;
+		}
 	}
+}
+
+static void on_udp(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct pl_lsock *ls = io->data;
+	pl_l4_udp_read(ls->w, ls);
 }
 
 static struct pl_lsock *lsock_open(struct pl_worker *w, const struct pl_bind *b)
@@ -171,7 +194,8 @@ static struct pl_lsock *lsock_open(struct pl_worker *w, const struct pl_bind *b)
 			pl_err("listener %s:%u: not a numeric address", b->address, b->port);
 		return NULL;
 	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int udp = b->proto == PL_PROTO_UDP;
+	int fd = socket(ss.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		pl_err("listener %s:%u: socket: %s", b->address, b->port, strerror(errno));
 		return NULL;
@@ -181,7 +205,7 @@ static struct pl_lsock *lsock_open(struct pl_worker *w, const struct pl_bind *b)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || (!udp && listen(fd, 4096) < 0)) {
 		int e = errno;
 		pl_err("worker %u: listener %s:%u: %s", w->id, b->address, b->port, strerror(e));
 		close(fd);
@@ -200,12 +224,13 @@ static struct pl_lsock *lsock_open(struct pl_worker *w, const struct pl_bind *b)
 	ls->port = b->port;
 	ls->bind = b;
 	ls->refs = 1;
-	ev_io_init(&ls->io, on_accept, fd, EV_READ);
+	ls->udp = udp;
+	ev_io_init(&ls->io, udp ? on_udp : on_accept, fd, EV_READ);
 	ls->io.data = ls;
 	if (!ev_is_active(&w->accept_pause))
 		ev_io_start(w->loop, &ls->io);
 	if (w->id == 0) {
-		pl_info("listening on %s:%u", ls->address, ls->port);
+		pl_info("listening on %s:%u%s", ls->address, ls->port, udp ? "/udp" : "");
 		pl_bindreg_set(ls->address, ls->port, 1, 0);
 	}
 	return ls;
@@ -225,7 +250,8 @@ static void lsock_close(struct pl_worker *w, struct pl_lsock *ls)
 
 static int same_bind(const struct pl_lsock *ls, const struct pl_bind *b)
 {
-	return ls->port == b->port && strcmp(ls->address, b->address ? b->address : "0.0.0.0") == 0;
+	return ls->port == b->port && ls->udp == (b->proto == PL_PROTO_UDP) &&
+	       strcmp(ls->address, b->address ? b->address : "0.0.0.0") == 0;
 }
 
 /* Opens listeners for new binds, closes those of vanished binds. */
@@ -234,12 +260,6 @@ static void reconcile_listeners(struct pl_worker *w, const struct pl_table *t)
 	struct pl_lsock *keep = NULL, *ls, *next;
 	for (uint32_t i = 0; i < t->n_binds; i++) {
 		const struct pl_bind *b = &t->binds[i];
-		if (b->proto != PL_PROTO_HTTP) {
-			if (w->id == 0)
-				pl_warn("listener %s:%u: protocol %d is not served yet; skipped", b->address, b->port,
-					(int)b->proto);
-			continue;
-		}
 		struct pl_lsock **pp = &w->lsocks;
 		for (ls = w->lsocks; ls; pp = &ls->next, ls = ls->next)
 			if (same_bind(ls, b))
@@ -286,6 +306,7 @@ static void pickup_table(struct pl_worker *w)
 	}
 	wt->t = t;   /* takes acquire's reference */
 	wt->refs = 1;
+	wt->tls = pl_tls_set_new(t);
 	struct pl_wtable *old = w->wt;
 	w->wt = wt;
 	reconcile_listeners(w, t);
@@ -300,7 +321,7 @@ static void pickup_table(struct pl_worker *w)
 
 static void maybe_finish(struct pl_worker *w)
 {
-	if (w->draining && !w->conns)
+	if (w->draining && !w->conns && !w->tls_hs && !w->pt && !w->l4)
 		ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -308,6 +329,9 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
 	struct pl_worker *w = p->data;
 	pl_h1_reap(w);
+	pl_tls_reap(w);
+	pl_pt_reap(w);
+	pl_l4_reap(w);
 	pl_up_reap(w);
 	maybe_finish(w);
 }
@@ -316,6 +340,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct pl_worker *w = t->data;
 	pl_up_sweep(w);
+	pl_l4_sweep(w);
 }
 
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
@@ -323,6 +348,9 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	struct pl_worker *w = t->data;
 	pl_warn("worker %u: drain timeout; closing remaining connections", w->id);
 	pl_h1_close_all(w);
+	pl_tls_close_all(w);
+	pl_pt_close_all(w);
+	pl_l4_close_all(w);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -340,6 +368,9 @@ static void start_drain(struct pl_worker *w)
 		pl_admin_close(w);
 	pl_up_close_idle(w);
 	pl_h1_drain(w);
+	pl_tls_close_all(w);
+	pl_pt_close_all(w);
+	pl_l4_drain(w);
 	ev_timer_set(&w->drain_timer, (double)w->cfg->drain_timeout_ms / 1000.0, 0.);
 	ev_timer_start(w->loop, &w->drain_timer);
 }
@@ -374,6 +405,9 @@ static void *worker_main(void *arg)
 
 	/* teardown: everything this thread owns */
 	pl_h1_close_all(w);
+	pl_tls_close_all(w);
+	pl_pt_close_all(w);
+	pl_l4_close_all(w);
 	if (w->admin)
 		pl_admin_close(w);
 	struct pl_lsock *ls, *next;
@@ -383,6 +417,9 @@ static void *worker_main(void *arg)
 	}
 	w->lsocks = NULL;
 	pl_h1_reap(w);
+	pl_tls_reap(w);
+	pl_pt_reap(w);
+	pl_l4_reap(w);
 	pl_up_fini(w);
 	if (w->wt)
 		pl_wtable_put(w->wt);

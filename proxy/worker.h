@@ -29,10 +29,17 @@ struct pl_upconn;
 struct pl_uppool;
 struct pl_admin;
 struct pl_route_stats;
+struct pl_tlshs;
+struct pl_ptconn;
+struct pl_l4conn;
+struct pl_udpsess;
+
+struct pl_tls_set;
 
 struct pl_wtable {
 	struct pl_table *t;
 	unsigned refs;       /* the worker's own (while current) + one per pinning request */
+	struct pl_tls_set *tls;  /* SSL_CTXs of t's TLS-terminating listeners (tls.h); NULL: none */
 };
 
 static inline void pl_wtable_get(struct pl_wtable *wt) { wt->refs++; }
@@ -47,6 +54,7 @@ struct pl_lsock {
 	uint16_t port;
 	const struct pl_bind *bind;  /* in w->wt->t; NULL when the current table has no such bind */
 	unsigned refs;           /* 1 while open + one per connection */
+	int udp;                 /* SOCK_DGRAM (UDP bind) */
 	struct pl_lsock *next;
 };
 
@@ -89,6 +97,13 @@ struct pl_worker {
 	/* upstream.c */
 	struct pl_uppool *pool;
 	struct pl_upconn *up_dead;
+
+	/* tls.c, passthrough.c, l4.c (issue 5): live and closed connections of each kind */
+	struct pl_tlshs *tls_hs, *tls_hs_dead;
+	struct pl_ptconn *pt, *pt_dead;
+	struct pl_l4conn *l4, *l4_dead;
+	struct pl_udpsess *udp, *udp_dead;
+	unsigned n_udp;
 
 	/* admin.c (worker 0 only) */
 	struct pl_admin *admin;

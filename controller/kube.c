@@ -1,0 +1,1507 @@
+/*
+ * Kubernetes mode (kube.h): list+watch into the object store, compile,
+ * publish, write status.
+ *
+ * One thread, one libcurl multi handle. Every watched kind is a small state
+ * machine: LIST (paged, limit=500) -> WATCH from the list's resourceVersion
+ * (bookmarks on) -> when the stream ends, WATCH again from the last
+ * resourceVersion seen; 410 Gone (HTTP status or ERROR event) -> LIST again;
+ * transport errors and 5xx -> exponential backoff with jitter, then resume
+ * the WATCH. A kind whose CRD is absent (404 for every version we read) is
+ * rechecked every 30 s and does not hold readiness back.
+ *
+ * Events are applied to the store as they arrive (in libcurl's write
+ * callback, on this thread); a compile runs debounce_ms after the first event
+ * of a burst, so a burst costs one compile, and the latency from event to
+ * swap is bounded by debounce_ms plus the compile. The published table is
+ * only ever replaced by a newer complete compile: an API outage leaves it
+ * serving.
+ *
+ * Status goes out with synchronous requests on a second easy handle (merge
+ * patches of the status subresource carrying metadata.resourceVersion, so a
+ * concurrent writer makes us retry instead of being overwritten), only by
+ * the Lease holder, only when the desired status differs from what the API
+ * holds (lastTransitionTime kept when a condition's status did not change),
+ * and for routes only our own entries of status.parents.
+ */
+#include "pl.h"
+#include "bindreg.h"
+#include "compile.h"
+#include "kube.h"
+#include "kubeconf.h"
+#include "log.h"
+#include "status.h"
+#include "store.h"
+#include "table.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LIST_PAGE 500
+#define MAX_BODY (128u << 20)        /* one list page or one error body */
+#define MAX_LINE (16u << 20)         /* one watch event */
+#define WATCH_TIMEOUT_S 300
+#define ABSENT_RECHECK_NS (30ll * 1000000000)
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 30000
+#define PENDING_BIND_NS (1000ll * 1000000)
+#define LEASE_DURATION_S 15
+#define LEASE_RENEW_NS (2ll * 1000000000)
+#define LEASE_RETRY_NS (2ll * 1000000000)
+#define SYNC_TIMEOUT_MS 5000L
+#define MS 1000000ll
+
+/* Features pylon passes (GatewayClass status.supportedFeatures), sorted. */
+static const char *const default_features[] = {
+	"Gateway",
+	"GatewayPort8080",
+	"HTTPRoute",
+	"HTTPRouteBackendRequestHeaderModification",
+	"HTTPRouteBackendTimeout",
+	"HTTPRouteHostRewrite",
+	"HTTPRouteMethodMatching",
+	"HTTPRouteParentRefPort",
+	"HTTPRoutePathRedirect",
+	"HTTPRoutePathRewrite",
+	"HTTPRoutePortRedirect",
+	"HTTPRouteQueryParamMatching",
+	"HTTPRouteRequestMirror",
+	"HTTPRouteRequestTimeout",
+	"HTTPRouteResponseHeaderModification",
+	"HTTPRouteSchemeRedirect",
+	"ReferenceGrant",
+};
+
+struct res {
+	const char *kind;
+	const char *group;            /* "" = core */
+	const char *versions[3];      /* tried in order; NULL-terminated */
+	const char *plural;
+	int namespaced;
+};
+
+static const struct res resources[] = {
+	{ "GatewayClass", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gatewayclasses", 0 },
+	{ "Gateway", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gateways", 1 },
+	{ "HTTPRoute", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "httproutes", 1 },
+	{ "GRPCRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "grpcroutes", 1 },
+	{ "TLSRoute", "gateway.networking.k8s.io", { "v1", "v1alpha3", "v1alpha2" }, "tlsroutes", 1 },
+	{ "TCPRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "tcproutes", 1 },
+	{ "UDPRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "udproutes", 1 },
+	{ "BackendTLSPolicy", "gateway.networking.k8s.io", { "v1", "v1alpha3" }, "backendtlspolicies", 1 },
+	{ "ReferenceGrant", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "referencegrants", 1 },
+	{ "Namespace", "", { "v1" }, "namespaces", 0 },
+	{ "Service", "", { "v1" }, "services", 1 },
+	{ "EndpointSlice", "discovery.k8s.io", { "v1" }, "endpointslices", 1 },
+	{ "Secret", "", { "v1" }, "secrets", 1 },
+	{ "ConfigMap", "", { "v1" }, "configmaps", 1 },
+};
+
+enum wstate { W_WAIT = 0, W_LIST, W_WATCH, W_ABSENT };
+
+struct watch {
+	const struct res *r;
+	enum pl_kind kind;
+	unsigned ver;                /* index into r->versions */
+	enum wstate st;
+	int need_list;               /* next start is a LIST (first time, or after 410) */
+	CURL *h;
+	struct curl_slist *hdrs;
+	char *buf;                   /* list page, or the watch stream's unfinished line */
+	size_t len, cap, scan;
+	int overflow;
+	int abort_reason;            /* set by the write callback: 1 = 410 in stream, 2 = bad event */
+	char rv[64];
+	char *cont;                  /* list continue token */
+	json_t *seen;                /* "ns/name" listed during the current LIST */
+	int synced;                  /* listed at least once (or absent) */
+	int absent_logged;
+	unsigned fails;
+	int64_t due_ns;
+	uint64_t events;
+};
+
+struct wr {                      /* a status we wrote, until the watch shows it */
+	char rv[64];
+	json_t *status;
+};
+
+static struct {
+	struct pl_kube_config cfg;
+	char *controller_name, *class_name, *lease_ns, *lease_name, *identity;
+	char *publish_ns, *publish_name;
+	uint32_t pool_lo, pool_hi, pool_next;
+	int have_pool;
+	struct pl_kconf kc;
+
+	pthread_t thread;
+	int running;
+	atomic_int stop;
+	CURLM *multi;
+	CURL *sync;                  /* status and Lease requests */
+	struct watch *w;
+	size_t nw;
+	struct pl_store *store;
+
+	int dirty;
+	int64_t first_event_ns, compile_at_ns;
+	json_t *desired;             /* statuses of the last compile */
+	int status_due;
+	int64_t status_at_ns, compiled_ns;
+	json_t *written;             /* "Kind/ns/name" -> struct wr (as integer pointer) */
+	json_t *assigned;            /* "ns/name" -> pool address */
+	json_t *used_addrs;          /* address -> true */
+
+	int waiting_binds;
+	int leader;
+	int64_t lease_due_ns, lease_seen_ns, lease_ok_ns;
+	char lease_seen_rv[64];
+	uint64_t compiles, status_writes;
+} K;
+
+static atomic_int kube_ready;
+static atomic_int bind_changed;      /* set by the proxy's bind reports (bindreg.h) */
+
+static int64_t backoff_ns(unsigned fails)
+{
+	uint64_t ms = BACKOFF_MIN_MS;
+	for (unsigned i = 1; i < fails && ms < BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	/* jitter: 50%..150%, so replicas and kinds do not retry in lockstep */
+	uint64_t j = ms / 2 + (uint64_t)random() % (ms + 1);
+	return (int64_t)j * MS;
+}
+
+static void now_rfc3339(char *buf, size_t n, int micro)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	if (!micro) {
+		strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		return;
+	}
+	char b[24];
+	strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, n, "%.19s.%06dZ", b, (int)(ts.tv_nsec / 1000) % 1000000);
+}
+
+static const char *sget(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+/* "/apis/group/version" or "/api/v1" */
+static void base_path(const struct res *r, unsigned ver, char *out, size_t n)
+{
+	if (!*r->group)
+		snprintf(out, n, "/api/%s", r->versions[ver]);
+	else
+		snprintf(out, n, "/apis/%s/%s", r->group, r->versions[ver]);
+}
+
+static const struct res *res_of_kind(const char *kind)
+{
+	for (size_t i = 0; i < PL_ARRAY_LEN(resources); i++)
+		if (strcmp(resources[i].kind, kind) == 0)
+			return &resources[i];
+	return NULL;
+}
+
+static struct watch *watch_of_kind(enum pl_kind k)
+{
+	for (size_t i = 0; i < K.nw; i++)
+		if (K.w[i].kind == k)
+			return &K.w[i];
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- pool */
+
+int pl_kube_parse_pool(const char *s, uint32_t *lo, uint32_t *hi)
+{
+	char a[64], b[64];
+	const char *dash = strchr(s, '-'), *slash = strchr(s, '/');
+	struct in_addr x, y;
+	if (dash && !slash) {
+		size_t n = (size_t)(dash - s);
+		if (n == 0 || n >= sizeof(a) || strlen(dash + 1) >= sizeof(b))
+			return -1;
+		memcpy(a, s, n);
+		a[n] = '\0';
+		snprintf(b, sizeof(b), "%s", dash + 1);
+		if (inet_pton(AF_INET, a, &x) != 1 || inet_pton(AF_INET, b, &y) != 1)
+			return -1;
+		*lo = ntohl(x.s_addr);
+		*hi = ntohl(y.s_addr);
+		return *lo <= *hi ? 0 : -1;
+	}
+	if (slash && !dash) {
+		size_t n = (size_t)(slash - s);
+		uint64_t bits;
+		if (n == 0 || n >= sizeof(a) || pl_parse_u64(slash + 1, strlen(slash + 1), &bits) != 0 || bits > 32)
+			return -1;
+		memcpy(a, s, n);
+		a[n] = '\0';
+		if (inet_pton(AF_INET, a, &x) != 1)
+			return -1;
+		uint32_t mask = bits == 0 ? 0 : 0xffffffffu << (32 - bits);
+		uint32_t net = ntohl(x.s_addr) & mask;
+		uint32_t last = net | ~mask;
+		if (bits <= 30) {
+			net++;
+			last--;
+		}
+		*lo = net;
+		*hi = last;
+		return 0;
+	}
+	if (!dash && !slash && inet_pton(AF_INET, s, &x) == 1) {
+		*lo = *hi = ntohl(x.s_addr);
+		return 0;
+	}
+	return -1;
+}
+
+static int class_is_ours(const char *cls)
+{
+	if (!cls)
+		return 0;
+	if (K.class_name && strcmp(cls, K.class_name) != 0)
+		return 0;
+	const struct pl_obj *co = pl_store_get(K.store, PL_K_GATEWAYCLASS, "", cls);
+	const char *ctl = co ? sget(json_object_get(co->json, "spec"), "controllerName") : NULL;
+	return ctl && strcmp(ctl, K.controller_name) == 0;
+}
+
+static const char *pool_alloc(const char *key)
+{
+	const char *have = sget(K.assigned, key);
+	if (have)
+		return have;
+	uint64_t size = (uint64_t)K.pool_hi - K.pool_lo + 1;
+	for (uint64_t i = 0; i < size; i++) {
+		uint32_t a = K.pool_lo + (uint32_t)((K.pool_next - K.pool_lo + i) % size);
+		struct in_addr ia = { .s_addr = htonl(a) };
+		char txt[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &ia, txt, sizeof(txt));
+		if (json_object_get(K.used_addrs, txt))
+			continue;
+		K.pool_next = a + 1 > K.pool_hi ? K.pool_lo : a + 1;
+		json_object_set_new(K.used_addrs, txt, json_true());
+		json_object_set_new(K.assigned, key, json_string(txt));
+		pl_info("Gateway %s: address %s from the pool", key, txt);
+		return sget(K.assigned, key);
+	}
+	return NULL;
+}
+
+/*
+ * Gives every Gateway of ours without spec.addresses an address from the pool,
+ * by writing it into our copy's spec.addresses (the compiler then binds there
+ * and reports it). "_pylonPool" marks the copies we changed; the API object is
+ * never touched. Addresses of Gateways that went away return to the pool.
+ */
+static void assign_pool_addresses(void)
+{
+	if (!K.have_pool)
+		return;
+	const struct pl_obj *const *v;
+	size_t n = pl_store_list(K.store, PL_K_GATEWAY, &v);
+	json_t *live = json_object();
+	if (!live)
+		PL_PANIC("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		json_t *spec = json_object_get(v[i]->json, "spec");
+		if (!json_is_object(spec) || !class_is_ours(sget(spec, "gatewayClassName")))
+			continue;
+		json_t *mark = json_object_get(v[i]->json, "_pylonPool");
+		if (!mark && json_array_size(json_object_get(spec, "addresses")) > 0)
+			continue;   /* the user's own addresses */
+		char key[512];
+		snprintf(key, sizeof(key), "%s/%s", v[i]->ns, v[i]->name);
+		json_object_set_new(live, key, json_true());
+		if (mark)
+			continue;
+		const char *a = pool_alloc(key);
+		if (!a) {
+			pl_warn("Gateway %s: the address pool is exhausted; it binds on 0.0.0.0", key);
+			continue;
+		}
+		json_t *addrs = json_pack("[{s:s, s:s}]", "type", "IPAddress", "value", a);
+		if (!addrs)
+			PL_PANIC("out of memory");
+		json_object_set_new(spec, "addresses", addrs);
+		json_object_set_new(v[i]->json, "_pylonPool", json_true());
+	}
+	const char *k;
+	json_t *val, *tmp;
+	json_object_foreach_safe(K.assigned, tmp, k, val) {
+		if (json_object_get(live, k))
+			continue;
+		pl_info("Gateway %s: address %s back to the pool", k, json_string_value(val));
+		json_object_del(K.used_addrs, json_string_value(val));
+		json_object_del(K.assigned, k);
+	}
+	json_decref(live);
+}
+
+/* ---------------------------------------------------------------- store updates */
+
+static void mark_dirty(void)
+{
+	if (K.dirty)
+		return;
+	K.dirty = 1;
+	K.first_event_ns = pl_now_ns();
+	K.compile_at_ns = K.first_event_ns + (int64_t)K.cfg.debounce_ms * MS;
+}
+
+/* obj: a reference we own (consumed). */
+static void apply(struct watch *w, json_t *obj, int deleted)
+{
+	json_t *md = json_object_get(obj, "metadata");
+	const char *name = sget(md, "name"), *ns = sget(md, "namespace");
+	if (!name) {
+		json_decref(obj);
+		return;
+	}
+	if (!w->r->namespaced)
+		ns = "";
+	else if (!ns)
+		ns = "default";
+	if (w->seen) {
+		char key[512];
+		snprintf(key, sizeof(key), "%s/%s", ns, name);
+		json_object_set_new(w->seen, key, json_true());
+	}
+	/* a GatewayClass other than --gateway-class-name is invisible to the compiler */
+	if (!deleted && w->kind == PL_K_GATEWAYCLASS && K.class_name && strcmp(name, K.class_name) != 0)
+		deleted = 1;
+	if (deleted) {
+		if (pl_store_delete(K.store, w->kind, ns, name) == 0)
+			mark_dirty();
+		json_decref(obj);
+		return;
+	}
+	char av[128];
+	if (!sget(obj, "kind"))
+		json_object_set_new(obj, "kind", json_string(w->r->kind));
+	if (!sget(obj, "apiVersion")) {
+		if (*w->r->group)
+			snprintf(av, sizeof(av), "%s/%s", w->r->group, w->r->versions[w->ver]);
+		else
+			snprintf(av, sizeof(av), "%s", w->r->versions[w->ver]);
+		json_object_set_new(obj, "apiVersion", json_string(av));
+	}
+	json_object_del(md, "managedFields");   /* the bulk of most objects; never read */
+	char err[512];
+	int r = pl_store_put(K.store, obj, "", err, sizeof(err));
+	if (r < 0)
+		pl_warn("kubernetes: %s %s/%s ignored: %s", w->r->kind, ns, name, err);
+	else if (r != PL_STORE_IGNORED)
+		mark_dirty();
+	json_decref(obj);
+}
+
+static void set_rv(struct watch *w, const json_t *obj)
+{
+	const char *rv = sget(json_object_get(obj, "metadata"), "resourceVersion");
+	if (rv && strlen(rv) < sizeof(w->rv))
+		snprintf(w->rv, sizeof(w->rv), "%s", rv);
+}
+
+/* One watch event line. 0, or the abort reason. */
+static int handle_event(struct watch *w, const char *line, size_t n)
+{
+	json_error_t je;
+	json_t *ev = json_loadb(line, n, JSON_REJECT_DUPLICATES, &je);
+	if (!ev) {
+		pl_warn("kubernetes: %s watch: bad event: %s", w->r->kind, je.text);
+		return 2;
+	}
+	const char *type = sget(ev, "type");
+	json_t *obj = json_object_get(ev, "object");
+	int rc = 0;
+	if (!type || !json_is_object(obj)) {
+		rc = 2;
+	} else if (strcmp(type, "ERROR") == 0) {
+		json_int_t code = json_integer_value(json_object_get(obj, "code"));
+		if (code == 410) {
+			pl_info("kubernetes: %s watch: resourceVersion %s is gone; listing again", w->r->kind, w->rv);
+			rc = 1;
+		} else {
+			pl_warn("kubernetes: %s watch: error %lld: %s", w->r->kind, (long long)code,
+				sget(obj, "message") ? sget(obj, "message") : "?");
+			rc = 2;
+		}
+	} else if (strcmp(type, "BOOKMARK") == 0) {
+		set_rv(w, obj);
+	} else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") || !strcmp(type, "DELETED")) {
+		set_rv(w, obj);
+		w->events++;
+		apply(w, json_incref(obj), type[0] == 'D');
+	}
+	json_decref(ev);
+	return rc;
+}
+
+static size_t on_data(char *p, size_t sz, size_t nm, void *data)
+{
+	struct watch *w = data;
+	size_t n = sz * nm;
+	long code = 0;
+	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &code);
+	size_t limit = (w->st == W_WATCH && code == 200) ? MAX_LINE : MAX_BODY;
+	if (w->len + n + 1 > w->cap) {
+		size_t nc = w->cap ? w->cap : 65536;
+		while (nc < w->len + n + 1)
+			nc *= 2;
+		if (nc > limit + 1 || w->len + n > limit) {
+			w->overflow = 1;
+			return 0;
+		}
+		char *nb = realloc(w->buf, nc);
+		if (!nb) {
+			w->overflow = 1;
+			return 0;
+		}
+		w->buf = nb;
+		w->cap = nc;
+	}
+	memcpy(w->buf + w->len, p, n);
+	w->len += n;
+	w->buf[w->len] = '\0';
+	if (w->st != W_WATCH || code != 200)
+		return n;
+	/* complete lines are events */
+	size_t start = 0;
+	for (size_t i = w->scan; i < w->len; i++) {
+		if (w->buf[i] != '\n')
+			continue;
+		if (i > start) {
+			int rc = handle_event(w, w->buf + start, i - start);
+			if (rc) {
+				w->abort_reason = rc;
+				return 0;
+			}
+		}
+		start = i + 1;
+	}
+	memmove(w->buf, w->buf + start, w->len - start);
+	w->len -= start;
+	w->buf[w->len] = '\0';
+	w->scan = w->len;
+	return n;
+}
+
+static void watch_start(struct watch *w)
+{
+	char path[2048], base[256];
+	base_path(w->r, w->ver, base, sizeof(base));
+	if (w->need_list || !w->rv[0]) {
+		w->st = W_LIST;
+		if (!w->cont) {
+			json_decref(w->seen);
+			w->seen = json_object();
+			if (!w->seen)
+				PL_PANIC("out of memory");
+		}
+		char *esc = w->cont ? curl_easy_escape(w->h, w->cont, 0) : NULL;
+		snprintf(path, sizeof(path), "%s/%s?limit=%d%s%s", base, w->r->plural, LIST_PAGE, esc ? "&continue=" : "",
+			 esc ? esc : "");
+		curl_free(esc);
+	} else {
+		w->st = W_WATCH;
+		snprintf(path, sizeof(path), "%s/%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
+			 base, w->r->plural, w->rv, WATCH_TIMEOUT_S - 60 + (int)(random() % 120));
+	}
+	curl_easy_reset(w->h);
+	w->hdrs = pl_kconf_setup(&K.kc, w->h, path, NULL);
+	if (!w->hdrs) {
+		w->st = W_WAIT;
+		w->due_ns = pl_now_ns() + backoff_ns(++w->fails);
+		return;
+	}
+	w->len = w->scan = 0;
+	w->overflow = w->abort_reason = 0;
+	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w);
+	curl_easy_setopt(w->h, CURLOPT_PRIVATE, w);
+	curl_easy_setopt(w->h, CURLOPT_TIMEOUT_MS, w->st == W_LIST ? 60000L : (long)(WATCH_TIMEOUT_S + 90) * 1000L);
+	CURLMcode mc = curl_multi_add_handle(K.multi, w->h);
+	if (mc != CURLM_OK) {
+		pl_err("kubernetes: curl_multi_add_handle: %s", curl_multi_strerror(mc));
+		curl_slist_free_all(w->hdrs);
+		w->hdrs = NULL;
+		w->st = W_WAIT;
+		w->due_ns = pl_now_ns() + backoff_ns(++w->fails);
+	}
+}
+
+static void watch_retry(struct watch *w, const char *why)
+{
+	w->fails++;
+	int64_t d = backoff_ns(w->fails);
+	if (w->fails == 1)
+		pl_warn("kubernetes: %s %s: %s; retrying in %lld ms", w->r->kind, w->need_list ? "list" : "watch", why,
+			(long long)(d / MS));
+	else
+		pl_debug("kubernetes: %s: %s (%u failures); retrying in %lld ms", w->r->kind, why, w->fails,
+			 (long long)(d / MS));
+	w->st = W_WAIT;
+	w->due_ns = pl_now_ns() + d;
+}
+
+static void list_page_done(struct watch *w)
+{
+	json_error_t je;
+	json_t *list = json_loadb(w->buf, w->len, 0, &je);
+	if (!json_is_object(list)) {
+		json_decref(list);
+		free(w->cont);
+		w->cont = NULL;
+		watch_retry(w, "list: bad JSON");
+		return;
+	}
+	json_t *items = json_object_get(list, "items"), *it;
+	size_t i;
+	json_array_foreach(items, i, it)
+		apply(w, json_incref(it), 0);
+	json_t *md = json_object_get(list, "metadata");
+	const char *cont = sget(md, "continue");
+	free(w->cont);
+	w->cont = cont && *cont ? pl_xstrdup(cont) : NULL;
+	if (!w->cont) {
+		set_rv(w, list);
+		/* objects the list no longer has were deleted while we were not watching */
+		const struct pl_obj *const *v;
+		size_t n = pl_store_list(K.store, w->kind, &v);
+		char **gone = NULL;
+		size_t ng = 0;
+		for (size_t k = 0; k < n; k++) {
+			char key[512];
+			snprintf(key, sizeof(key), "%s/%s", v[k]->ns, v[k]->name);
+			if (!json_object_get(w->seen, key)) {
+				gone = pl_xrealloc(gone, (ng + 1) * sizeof(*gone));
+				gone[ng++] = pl_xstrdup(key);
+			}
+		}
+		for (size_t k = 0; k < ng; k++) {
+			char *slash = strchr(gone[k], '/');
+			*slash = '\0';
+			if (pl_store_delete(K.store, w->kind, gone[k], slash + 1) == 0)
+				mark_dirty();
+			free(gone[k]);
+		}
+		free(gone);
+		json_decref(w->seen);
+		w->seen = NULL;
+		if (!w->synced)
+			pl_info("kubernetes: %s: listed %zu (resourceVersion %s)", w->r->kind, pl_store_list(K.store, w->kind, &v), w->rv);
+		w->synced = 1;
+		w->need_list = 0;
+		mark_dirty();
+	}
+	json_decref(list);
+	w->fails = 0;
+	w->st = W_WAIT;
+	w->due_ns = 0;   /* next page, or the watch, at once */
+}
+
+static void watch_done(struct watch *w, CURLcode res)
+{
+	long code = 0;
+	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &code);
+	curl_multi_remove_handle(K.multi, w->h);
+	curl_slist_free_all(w->hdrs);
+	w->hdrs = NULL;
+	enum wstate was = w->st;
+	w->st = W_WAIT;
+	char why[256];
+
+	if (w->abort_reason == 1 || code == 410) {
+		/* resourceVersion too old: list again */
+		free(w->cont);
+		w->cont = NULL;
+		w->need_list = 1;
+		w->rv[0] = '\0';
+		w->due_ns = 0;
+		return;
+	}
+	if (code == 404 && was == W_LIST && !w->synced) {
+		if (w->r->versions[w->ver + 1] && w->ver + 1 < PL_ARRAY_LEN(w->r->versions)) {
+			w->ver++;
+			w->due_ns = 0;
+			return;
+		}
+		w->ver = 0;
+		if (!w->absent_logged)
+			pl_info("kubernetes: %s: no such resource (CRD not installed); checking again every 30 s", w->r->kind);
+		w->absent_logged = 1;
+		w->st = W_ABSENT;
+		w->due_ns = pl_now_ns() + ABSENT_RECHECK_NS;
+		return;
+	}
+	if (res == CURLE_OK && code == 200) {
+		if (was == W_LIST) {
+			if (w->absent_logged) {
+				pl_info("kubernetes: %s: resource appeared", w->r->kind);
+				w->absent_logged = 0;
+			}
+			list_page_done(w);
+			return;
+		}
+		/* the watch ended normally (timeoutSeconds): resume from the last resourceVersion */
+		if (w->fails)
+			pl_info("kubernetes: %s watch: reconnected", w->r->kind);
+		w->fails = 0;
+		w->due_ns = 0;
+		return;
+	}
+	if (w->abort_reason == 2 || w->overflow)
+		snprintf(why, sizeof(why), "%s", w->overflow ? "response too large" : "bad event");
+	else if (res != CURLE_OK)
+		snprintf(why, sizeof(why), "%s", curl_easy_strerror(res));
+	else {
+		json_t *st = json_loadb(w->buf, w->len, 0, NULL);
+		snprintf(why, sizeof(why), "HTTP %ld%s%.200s", code, sget(st, "message") ? ": " : "",
+			 sget(st, "message") ? sget(st, "message") : "");
+		json_decref(st);
+	}
+	if (was == W_WATCH && w->fails == 0 && res == CURLE_OK) {
+		/* a clean end with an odd status: resume at once, once */
+		w->fails = 1;
+	}
+	if (was == W_LIST) {
+		free(w->cont);
+		w->cont = NULL;
+	}
+	watch_retry(w, why);
+	if (was == W_WATCH && w->fails >= 2)
+		pl_debug("kubernetes: %s watch: will resume from resourceVersion %s", w->r->kind, w->rv);
+}
+
+/* ---------------------------------------------------------------- synchronous requests */
+
+struct sbuf {
+	char *p;
+	size_t n, cap;
+};
+
+static size_t on_sync_data(char *p, size_t sz, size_t nm, void *data)
+{
+	struct sbuf *b = data;
+	size_t n = sz * nm;
+	if (b->n + n + 1 > MAX_BODY)
+		return 0;
+	if (b->n + n + 1 > b->cap) {
+		size_t nc = b->cap ? b->cap * 2 : 8192;
+		while (nc < b->n + n + 1)
+			nc *= 2;
+		char *np = realloc(b->p, nc);
+		if (!np)
+			return 0;
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+	return n;
+}
+
+/* method path [body as JSON of content type ct]. Returns the HTTP status (0: transport error); *resp when asked. */
+static long request(const char *method, const char *path, const json_t *body, const char *ct, json_t **resp)
+{
+	if (resp)
+		*resp = NULL;
+	if (!K.sync) {
+		K.sync = curl_easy_init();
+		if (!K.sync)
+			return 0;
+	}
+	curl_easy_reset(K.sync);
+	struct curl_slist *extra = NULL;
+	if (body) {
+		char h[128];
+		snprintf(h, sizeof(h), "Content-Type: %s", ct);
+		extra = curl_slist_append(NULL, h);
+		if (!extra)
+			return 0;
+	}
+	struct curl_slist *hl = pl_kconf_setup(&K.kc, K.sync, path, extra);
+	if (!hl)
+		return 0;
+	char *data = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (body && !data) {
+		curl_slist_free_all(hl);
+		return 0;
+	}
+	struct sbuf b = { 0 };
+	curl_easy_setopt(K.sync, CURLOPT_CUSTOMREQUEST, method);
+	if (data)
+		curl_easy_setopt(K.sync, CURLOPT_POSTFIELDS, data);
+	curl_easy_setopt(K.sync, CURLOPT_WRITEFUNCTION, on_sync_data);
+	curl_easy_setopt(K.sync, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(K.sync, CURLOPT_TIMEOUT_MS, SYNC_TIMEOUT_MS);
+	CURLcode res = curl_easy_perform(K.sync);
+	long code = 0;
+	if (res == CURLE_OK)
+		curl_easy_getinfo(K.sync, CURLINFO_RESPONSE_CODE, &code);
+	else
+		pl_debug("kubernetes: %s %s: %s", method, path, curl_easy_strerror(res));
+	if (resp && b.p)
+		*resp = json_loadb(b.p, b.n, 0, NULL);
+	if (code >= 400 && code != 404 && code != 409)
+		pl_debug("kubernetes: %s %s: HTTP %ld %.300s", method, path, code, b.p ? b.p : "");
+	free(b.p);
+	free(data);
+	curl_slist_free_all(hl);
+	return code;
+}
+
+/* ---------------------------------------------------------------- leader election */
+
+static void lease_path(char *out, size_t n, int item)
+{
+	if (item)
+		snprintf(out, n, "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", K.lease_ns, K.lease_name);
+	else
+		snprintf(out, n, "/apis/coordination.k8s.io/v1/namespaces/%s/leases", K.lease_ns);
+}
+
+static void become(int leader, const char *why)
+{
+	if (leader == K.leader)
+		return;
+	K.leader = leader;
+	if (leader) {
+		pl_info("kubernetes: leader (Lease %s/%s): writing status", K.lease_ns, K.lease_name);
+		/* forget what we wrote before: reconcile everything against the API */
+		json_object_clear(K.written);
+		K.status_due = 1;
+		K.status_at_ns = 0;
+	} else {
+		pl_info("kubernetes: not leader (%s): status is written by %s", why, "the Lease holder");
+	}
+}
+
+static void lease_tick(void)
+{
+	int64_t now = pl_now_ns();
+	char path[512], t[40];
+	now_rfc3339(t, sizeof(t), 1);
+	json_t *cur = NULL;
+	lease_path(path, sizeof(path), 1);
+	long code = request("GET", path, NULL, NULL, &cur);
+	if (code == 404) {
+		json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:i, s:s, s:s, s:i}}", "apiVersion",
+				      "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", K.lease_name,
+				      "namespace", K.lease_ns, "spec", "holderIdentity", K.identity, "leaseDurationSeconds",
+				      LEASE_DURATION_S, "acquireTime", t, "renewTime", t, "leaseTransitions", 0);
+		lease_path(path, sizeof(path), 0);
+		code = o ? request("POST", path, o, "application/json", NULL) : 0;
+		json_decref(o);
+		if (code == 201 || code == 200) {
+			K.lease_ok_ns = now;
+			become(1, "");
+		}
+		K.lease_due_ns = now + (K.leader ? LEASE_RENEW_NS : LEASE_RETRY_NS);
+		return;
+	}
+	if (code != 200 || !json_is_object(cur)) {
+		json_decref(cur);
+		if (K.leader && now - K.lease_ok_ns > (int64_t)(LEASE_DURATION_S - 5) * 1000 * MS)
+			become(0, "cannot renew the Lease");
+		K.lease_due_ns = now + LEASE_RETRY_NS;
+		return;
+	}
+	json_t *spec = json_object_get(cur, "spec");
+	if (!json_is_object(spec)) {
+		spec = json_object();
+		json_object_set_new(cur, "spec", spec);
+	}
+	const char *holder = sget(spec, "holderIdentity");
+	const char *rv = sget(json_object_get(cur, "metadata"), "resourceVersion");
+	long long dur = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
+	if (dur <= 0)
+		dur = LEASE_DURATION_S;
+	/* expiry by our own clock: when did we last see the record change? (client-go does the same) */
+	if (!rv || strcmp(rv, K.lease_seen_rv) != 0) {
+		snprintf(K.lease_seen_rv, sizeof(K.lease_seen_rv), "%s", rv ? rv : "");
+		K.lease_seen_ns = now;
+	}
+	int mine = holder && strcmp(holder, K.identity) == 0;
+	int free_ = !holder || !*holder || now - K.lease_seen_ns > dur * 1000 * MS;
+	if (mine || free_) {
+		if (!mine) {
+			json_object_set_new(spec, "acquireTime", json_string(t));
+			json_object_set_new(spec, "leaseTransitions",
+					    json_integer(json_integer_value(json_object_get(spec, "leaseTransitions")) + 1));
+		}
+		json_object_set_new(spec, "holderIdentity", json_string(K.identity));
+		json_object_set_new(spec, "renewTime", json_string(t));
+		json_object_set_new(spec, "leaseDurationSeconds", json_integer(LEASE_DURATION_S));
+		code = request("PUT", path, cur, "application/json", NULL);
+		if (code == 200) {
+			K.lease_ok_ns = now;
+			become(1, "");
+		} else if (code == 409) {
+			become(0, "the Lease changed hands");
+		} else if (K.leader && now - K.lease_ok_ns > (int64_t)(LEASE_DURATION_S - 5) * 1000 * MS) {
+			become(0, "cannot renew the Lease");
+		}
+	} else {
+		become(0, "another replica holds the Lease");
+	}
+	json_decref(cur);
+	K.lease_due_ns = now + (K.leader ? LEASE_RENEW_NS : LEASE_RETRY_NS);
+}
+
+static void lease_release(void)
+{
+	if (!K.leader || K.cfg.no_leader_election)
+		return;
+	char path[512];
+	json_t *cur = NULL;
+	lease_path(path, sizeof(path), 1);
+	if (request("GET", path, NULL, NULL, &cur) == 200 && json_is_object(cur)) {
+		json_t *spec = json_object_get(cur, "spec");
+		if (json_is_object(spec) && sget(spec, "holderIdentity") && !strcmp(sget(spec, "holderIdentity"), K.identity)) {
+			/* an empty holder lets the next replica (or our restart) take over at once */
+			json_object_set_new(spec, "holderIdentity", json_string(""));
+			json_object_set_new(spec, "leaseDurationSeconds", json_integer(1));
+			if (request("PUT", path, cur, "application/json", NULL) == 200)
+				pl_info("kubernetes: Lease %s/%s released", K.lease_ns, K.lease_name);
+		}
+	}
+	json_decref(cur);
+	K.leader = 0;
+}
+
+/* ---------------------------------------------------------------- status */
+
+static void obj_path(const struct res *r, unsigned ver, const char *ns, const char *name, char *out, size_t n)
+{
+	char base[256];
+	base_path(r, ver, base, sizeof(base));
+	if (r->namespaced)
+		snprintf(out, n, "%s/namespaces/%s/%s/%s/status", base, ns, r->plural, name);
+	else
+		snprintf(out, n, "%s/%s/%s/status", base, r->plural, name);
+}
+
+/* lastTransitionTime stays what it was while a condition's status does not change. */
+static void keep_ltt(json_t *want, const json_t *have)
+{
+	size_t i, j;
+	json_t *d, *c;
+	json_array_foreach(want, i, d) {
+		json_array_foreach((json_t *)have, j, c) {
+			if (json_equal(json_object_get(d, "type"), json_object_get(c, "type")) &&
+			    json_equal(json_object_get(d, "status"), json_object_get(c, "status")) &&
+			    json_is_string(json_object_get(c, "lastTransitionTime"))) {
+				json_object_set(d, "lastTransitionTime", json_object_get(c, "lastTransitionTime"));
+				break;
+			}
+		}
+	}
+}
+
+static json_t *find_named(const json_t *arr, const char *name)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach((json_t *)arr, i, e)
+		if (name && sget(e, "name") && strcmp(sget(e, "name"), name) == 0)
+			return e;
+	return NULL;
+}
+
+static void set_cond(json_t *conds, const char *type, const char *status, const char *reason, const char *msg)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(conds, i, c) {
+		if (sget(c, "type") && strcmp(sget(c, "type"), type) == 0) {
+			json_object_set_new(c, "status", json_string(status));
+			json_object_set_new(c, "reason", json_string(reason));
+			json_object_set_new(c, "message", json_string(msg));
+		}
+	}
+}
+
+static int cond_true(const json_t *conds, const char *type)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach((json_t *)conds, i, c)
+		if (sget(c, "type") && !strcmp(sget(c, "type"), type))
+			return sget(c, "status") && !strcmp(sget(c, "status"), "True");
+	return 0;
+}
+
+static int table_has_bind(const struct pl_table *t, const char *addr, long long port)
+{
+	for (uint32_t i = 0; t && i < t->n_binds; i++)
+		if (t->binds[i].port == port && strcmp(t->binds[i].address, addr) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Programmed means bound: a listener the table serves stays Programmed=False
+ * (Pending) until the proxy reports its socket open. Returns 1 when some
+ * listener is still pending (and the write should wait a little).
+ */
+static int gateway_binds(json_t *st, const struct pl_obj *o, const struct pl_table *t)
+{
+	const char *addr = sget(json_array_get(json_object_get(st, "addresses"), 0), "value");
+	json_t *ls = json_object_get(st, "listeners"), *l;
+	json_t *specls = json_object_get(json_object_get(o->json, "spec"), "listeners");
+	size_t i;
+	int pending = 0, programmed = 0, failed = 0;
+	char msg[256];
+	json_array_foreach(ls, i, l) {
+		json_t *conds = json_object_get(l, "conditions");
+		if (!cond_true(conds, "Programmed"))
+			continue;
+		json_t *sl = find_named(specls, sget(l, "name"));
+		long long port = json_integer_value(json_object_get(sl, "port"));
+		if (!addr || !table_has_bind(t, addr, port)) {
+			programmed++;
+			continue;
+		}
+		int err = 0;
+		enum pl_bind_state bs = pl_bindreg_get(addr, (uint16_t)port, &err);
+		if (bs == PL_BIND_OK) {
+			programmed++;
+		} else if (bs == PL_BIND_FAILED) {
+			failed++;
+			snprintf(msg, sizeof(msg), "cannot listen on %s:%lld: %s", addr, port, strerror(err));
+			set_cond(conds, "Programmed", "False", "Invalid", msg);
+		} else {
+			pending++;
+			snprintf(msg, sizeof(msg), "waiting for the proxy to listen on %s:%lld", addr, port);
+			set_cond(conds, "Programmed", "False", "Pending", msg);
+		}
+	}
+	json_t *gc = json_object_get(st, "conditions");
+	if (cond_true(gc, "Programmed") && !programmed) {
+		if (pending)
+			set_cond(gc, "Programmed", "False", "Pending", "waiting for the proxy to listen");
+		else if (failed)
+			set_cond(gc, "Programmed", "False", "AddressNotUsable", "no listener could be bound");
+	}
+	return pending > 0;
+}
+
+/* Addresses from the LoadBalancer Service fronting pylon (--publish-service). */
+static void published_addresses(json_t *st, const struct pl_obj *o)
+{
+	if (!K.publish_name || K.have_pool)
+		return;
+	if (json_array_size(json_object_get(json_object_get(o->json, "spec"), "addresses")) > 0)
+		return;
+	const struct pl_obj *svc = pl_store_get(K.store, PL_K_SERVICE, K.publish_ns, K.publish_name);
+	json_t *ing = json_object_get(json_object_get(json_object_get(svc ? svc->json : NULL, "status"), "loadBalancer"),
+				      "ingress");
+	json_t *addrs = json_array(), *e;
+	size_t i;
+	json_array_foreach(ing, i, e) {
+		if (sget(e, "ip"))
+			json_array_append_new(addrs, json_pack("{s:s, s:s}", "type", "IPAddress", "value", sget(e, "ip")));
+		else if (sget(e, "hostname"))
+			json_array_append_new(addrs, json_pack("{s:s, s:s}", "type", "Hostname", "value", sget(e, "hostname")));
+	}
+	json_object_set_new(st, "addresses", addrs);
+	if (json_array_size(addrs) == 0)
+		set_cond(json_object_get(st, "conditions"), "Programmed", "False", "AddressNotAssigned",
+			 "the published Service has no load-balancer address yet");
+}
+
+static json_t *features_json(void)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < PL_ARRAY_LEN(default_features); i++)
+		json_array_append_new(a, json_pack("{s:s}", "name", default_features[i]));
+	return a;
+}
+
+static int ours(const json_t *parent)
+{
+	const char *c = sget(parent, "controllerName");
+	return c && strcmp(c, K.controller_name) == 0;
+}
+
+/* Route status: other controllers' entries as they are, then ours. New reference. */
+static json_t *merge_parents(const json_t *cur_parents, const json_t *want_parents)
+{
+	json_t *out = json_array(), *e;
+	size_t i, j;
+	json_array_foreach((json_t *)cur_parents, i, e)
+		if (!ours(e))
+			json_array_append(out, e);
+	json_array_foreach((json_t *)want_parents, i, e) {
+		json_t *c = json_deep_copy(e), *old;
+		json_array_foreach((json_t *)cur_parents, j, old) {
+			if (ours(old) && json_equal(json_object_get(old, "parentRef"), json_object_get(e, "parentRef"))) {
+				keep_ltt(json_object_get(c, "conditions"), json_object_get(old, "conditions"));
+				break;
+			}
+		}
+		json_array_append_new(out, c);
+	}
+	return out;
+}
+
+static void written_free(json_t *v)
+{
+	struct wr *w = (struct wr *)(uintptr_t)json_integer_value(v);
+	if (w) {
+		json_decref(w->status);
+		free(w);
+	}
+}
+
+static void written_set(const char *key, const char *rv, json_t *status)
+{
+	json_t *old = json_object_get(K.written, key);
+	if (old)
+		written_free(old);
+	struct wr *w = pl_xcalloc(1, sizeof(*w));
+	snprintf(w->rv, sizeof(w->rv), "%s", rv ? rv : "");
+	w->status = json_incref(status);
+	json_object_set_new(K.written, key, json_integer((json_int_t)(uintptr_t)w));
+}
+
+static void written_clear(void)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(K.written, k, v)
+		written_free(v);
+	json_object_clear(K.written);
+}
+
+/*
+ * Patches one object's status to want (a full status for classes and
+ * Gateways: only the keys we own are compared; a full parents list for
+ * routes). 1 written, 0 nothing to do, -1 failed (retry later).
+ */
+static int status_write(const struct pl_obj *o, json_t *want)
+{
+	json_t *cur = json_object_get(o->json, "status");
+	int same = 1;
+	const char *k;
+	json_t *v;
+	json_object_foreach(want, k, v)
+		if (!json_equal(v, json_object_get(cur, k)))
+			same = 0;
+	if (same)
+		return 0;
+	const char *rv = sget(json_object_get(o->json, "metadata"), "resourceVersion");
+	char key[600];
+	snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(o->kind), o->ns, o->name);
+	json_t *wv = json_object_get(K.written, key);
+	struct wr *w = wv ? (struct wr *)(uintptr_t)json_integer_value(wv) : NULL;
+	if (w && rv && strcmp(w->rv, rv) == 0 && json_equal(w->status, want))
+		return 0;   /* written already; the watch has not shown it yet */
+	const struct res *r = res_of_kind(pl_kind_str(o->kind));
+	struct watch *wt = watch_of_kind(o->kind);
+	if (!r || !wt)
+		return 0;
+	char path[1024];
+	obj_path(r, wt->ver, o->ns, o->name, path, sizeof(path));
+	json_t *patch = json_pack("{s:{s:s?}, s:O}", "metadata", "resourceVersion", rv, "status", want);
+	if (!patch)
+		return -1;
+	long code = request("PATCH", path, patch, "application/merge-patch+json", NULL);
+	json_decref(patch);
+	if (code == 200 || code == 201) {
+		K.status_writes++;
+		written_set(key, rv, want);
+		pl_debug("kubernetes: status of %s written", key);
+		return 1;
+	}
+	if (code == 404)
+		return 0;    /* deleted meanwhile */
+	if (code == 409)
+		pl_debug("kubernetes: status of %s: conflict; retrying on the next event", key);
+	else
+		pl_warn("kubernetes: status of %s: HTTP %ld", key, code);
+	return -1;
+}
+
+static void status_pass(void)
+{
+	int64_t now = pl_now_ns();
+	K.status_due = 0;
+	if (!K.leader || !K.desired)
+		return;
+	struct pl_table *t = pl_table_acquire();
+	int failed = 0, waiting = 0;
+	json_t *done = json_object();
+	size_t i;
+	json_t *e;
+	json_array_foreach(K.desired, i, e) {
+		const char *kind = sget(e, "kind");
+		json_t *md = json_object_get(e, "metadata");
+		const char *name = sget(md, "name"), *ns = sget(md, "namespace");
+		enum pl_kind pk = PL_K_N;
+		for (int k = 0; k < PL_K_N; k++)
+			if (kind && strcmp(pl_kind_str((enum pl_kind)k), kind) == 0)
+				pk = (enum pl_kind)k;
+		if (pk == PL_K_N || !name)
+			continue;
+		const struct pl_obj *o = pl_store_get(K.store, pk, ns ? ns : "", name);
+		if (!o)
+			continue;
+		json_t *want = json_deep_copy(json_object_get(e, "status"));
+		json_t *cur = json_object_get(o->json, "status");
+		int rc;
+		if (json_object_get(want, "parents")) {
+			char key[600];
+			snprintf(key, sizeof(key), "%s/%s/%s", kind, o->ns, o->name);
+			json_object_set_new(done, key, json_true());
+			json_t *p = merge_parents(json_object_get(cur, "parents"), json_object_get(want, "parents"));
+			json_t *w2 = json_pack("{s:o}", "parents", p);
+			rc = status_write(o, w2);
+			json_decref(w2);
+		} else {
+			if (pk == PL_K_GATEWAYCLASS)
+				json_object_set_new(want, "supportedFeatures", features_json());
+			if (pk == PL_K_GATEWAY) {
+				published_addresses(want, o);
+				if (gateway_binds(want, o, t) && now - K.compiled_ns < PENDING_BIND_NS) {
+					waiting = 1;
+					json_decref(want);
+					continue;
+				}
+				json_t *ls = json_object_get(want, "listeners"), *l;
+				size_t j;
+				json_array_foreach(ls, j, l) {
+					json_t *old = find_named(json_object_get(cur, "listeners"), sget(l, "name"));
+					keep_ltt(json_object_get(l, "conditions"), json_object_get(old, "conditions"));
+				}
+			}
+			keep_ltt(json_object_get(want, "conditions"), json_object_get(cur, "conditions"));
+			rc = status_write(o, want);
+		}
+		json_decref(want);
+		if (rc < 0)
+			failed++;
+	}
+	/* routes that no longer name a Gateway of ours: take our entries out of status.parents */
+	for (int k = 0; k < PL_K_N; k++) {
+		if (k == PL_K_GATEWAYCLASS || k == PL_K_GATEWAY)
+			continue;
+		const struct pl_obj *const *v;
+		size_t n = pl_store_list(K.store, (enum pl_kind)k, &v);
+		for (size_t j = 0; j < n; j++) {
+			json_t *parents = json_object_get(json_object_get(v[j]->json, "status"), "parents");
+			if (!json_is_array(parents))
+				continue;
+			int mine = 0;
+			size_t q;
+			json_t *p;
+			json_array_foreach(parents, q, p) mine |= ours(p);
+			if (!mine)
+				continue;
+			char key[600];
+			snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(v[j]->kind), v[j]->ns, v[j]->name);
+			if (json_object_get(done, key))
+				continue;
+			json_t *empty = json_array();
+			json_t *w2 = json_pack("{s:o}", "parents", merge_parents(parents, empty));
+			json_decref(empty);
+			if (status_write(v[j], w2) < 0)
+				failed++;
+			json_decref(w2);
+		}
+	}
+	json_decref(done);
+	if (t)
+		pl_table_unref(t);
+	K.waiting_binds = waiting;
+	if (failed || waiting) {
+		K.status_due = 1;
+		K.status_at_ns = now + (waiting ? 100 * MS : 500 * MS);
+	}
+}
+
+/* ---------------------------------------------------------------- compile */
+
+static int all_synced(void)
+{
+	for (size_t i = 0; i < K.nw; i++)
+		if (!K.w[i].synced && K.w[i].st != W_ABSENT)
+			return 0;
+	return 1;
+}
+
+static void compile_publish(void)
+{
+	int64_t t0 = pl_now_ns();
+	K.dirty = 0;
+	assign_pool_addresses();
+	char now[40];
+	now_rfc3339(now, sizeof(now), 0);
+	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = now };
+	struct pl_compile_result r;
+	pl_compile(K.store, &o, &r);
+	struct pl_table *t = r.table;
+	r.table = NULL;
+	unsigned nb = t->n_binds, nc = t->n_clusters;
+	pl_table_publish(t);
+	int64_t t1 = pl_now_ns();
+	K.compiles++;
+	json_decref(K.desired);
+	K.desired = json_incref(r.statuses);
+	K.compiled_ns = t1;
+	K.status_due = 1;
+	K.status_at_ns = 0;
+	pl_log(K.compiles <= 1 || t1 - t0 > 50 * MS ? PL_LOG_INFO : PL_LOG_DEBUG,
+	       "kubernetes: generation %llu: %zu objects, %u binds, %u clusters, %u with problems; compile+swap %.2f ms, "
+	       "first event to swap %.2f ms", (unsigned long long)pl_table_generation(), pl_store_count(K.store), nb, nc,
+	       r.problems, (double)(t1 - t0) / 1e6, (double)(t1 - K.first_event_ns) / 1e6);
+	pl_compile_result_clear(&r);
+	if (!atomic_load(&kube_ready)) {
+		atomic_store(&kube_ready, 1);
+		pl_info("kubernetes: first full sync compiled and published: ready");
+	}
+}
+
+/* ---------------------------------------------------------------- thread */
+
+static void wake(void *data)
+{
+	(void)data;
+	if (K.multi)
+		curl_multi_wakeup(K.multi);
+}
+
+static void on_bind_change(void *data)
+{
+	atomic_store(&bind_changed, 1);
+	wake(data);
+}
+
+static void *kube_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&K.stop)) {
+		int64_t now = pl_now_ns();
+		for (size_t i = 0; i < K.nw; i++) {
+			struct watch *w = &K.w[i];
+			if ((w->st == W_WAIT || w->st == W_ABSENT) && w->due_ns <= now)
+				watch_start(w);
+		}
+		if (!K.cfg.no_leader_election && K.lease_due_ns <= now)
+			lease_tick();
+		now = pl_now_ns();
+		if (K.dirty && all_synced() && now >= K.compile_at_ns)
+			compile_publish();
+		if (K.status_due && pl_now_ns() >= K.status_at_ns)
+			status_pass();
+
+		now = pl_now_ns();
+		int64_t next = now + 1000 * MS;
+		for (size_t i = 0; i < K.nw; i++)
+			if ((K.w[i].st == W_WAIT || K.w[i].st == W_ABSENT) && K.w[i].due_ns < next)
+				next = K.w[i].due_ns;
+		if (K.dirty && all_synced() && K.compile_at_ns < next)
+			next = K.compile_at_ns;
+		if (K.status_due && K.status_at_ns < next)
+			next = K.status_at_ns;
+		if (!K.cfg.no_leader_election && K.lease_due_ns < next)
+			next = K.lease_due_ns;
+		int ms = next <= now ? 0 : (int)((next - now + MS - 1) / MS);
+		int running;
+		curl_multi_poll(K.multi, NULL, 0, ms, NULL);
+		curl_multi_perform(K.multi, &running);
+		CURLMsg *m;
+		int left;
+		while ((m = curl_multi_info_read(K.multi, &left))) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			struct watch *w = NULL;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&w);
+			if (w)
+				watch_done(w, m->data.result);
+		}
+		/* a status write waiting for binds: the bind hook woke us, decide now */
+		if (atomic_exchange(&bind_changed, 0) && K.waiting_binds && K.status_due)
+			K.status_at_ns = pl_now_ns();
+	}
+	return NULL;
+}
+
+int pl_kube_ready(void)
+{
+	return atomic_load(&kube_ready);
+}
+
+static int split_ns_name(const char *s, char **ns, char **name)
+{
+	const char *slash = strchr(s, '/');
+	if (!slash || slash == s || !slash[1] || strchr(slash + 1, '/'))
+		return -1;
+	*ns = strndup(s, (size_t)(slash - s));
+	*name = pl_xstrdup(slash + 1);
+	return *ns ? 0 : -1;
+}
+
+int pl_kube_start(const struct pl_kube_config *cfg)
+{
+	PL_BUG_ON(K.running);
+	char err[1024];
+	memset(&K, 0, sizeof(K));
+	K.cfg = *cfg;
+	if (!K.cfg.debounce_ms)
+		K.cfg.debounce_ms = 10;
+	K.controller_name = pl_xstrdup(cfg->controller_name ? cfg->controller_name : PL_DEFAULT_CONTROLLER_NAME);
+	K.class_name = cfg->gateway_class_name ? pl_xstrdup(cfg->gateway_class_name) : NULL;
+	if (cfg->address_pool) {
+		if (pl_kube_parse_pool(cfg->address_pool, &K.pool_lo, &K.pool_hi) != 0) {
+			pl_err("--gateway-address-pool %s: expected an IPv4 CIDR (127.0.10.0/24) or range (a.b.c.d-e.f.g.h)",
+			       cfg->address_pool);
+			return -1;
+		}
+		K.have_pool = 1;
+		K.pool_next = K.pool_lo;
+	}
+	if (cfg->publish_service && split_ns_name(cfg->publish_service, &K.publish_ns, &K.publish_name) != 0) {
+		pl_err("--publish-service %s: expected NAMESPACE/NAME", cfg->publish_service);
+		return -1;
+	}
+	char *pod_ns = NULL;
+	int rc = cfg->in_cluster ? pl_kconf_load_incluster(&K.kc, &pod_ns, err, sizeof(err))
+				 : pl_kconf_load_kubeconfig(&K.kc, cfg->kubeconfig, err, sizeof(err));
+	if (rc != 0) {
+		pl_err("kubernetes: %s", err);
+		free(pod_ns);
+		return -1;
+	}
+	const char *env_ns = getenv("POD_NAMESPACE");
+	K.lease_ns = pl_xstrdup(cfg->lease_namespace ? cfg->lease_namespace
+				: env_ns && *env_ns ? env_ns : pod_ns ? pod_ns : "default");
+	free(pod_ns);
+	/* Lease name from the controller name: "pylon.dev/gateway-controller" -> "pylon.dev-gateway-controller" */
+	K.lease_name = pl_xstrdup(K.controller_name);
+	for (char *p = K.lease_name; *p; p++) {
+		*p = pl_lower(*p);
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
+			*p = '-';
+	}
+	char host[256] = "pylon";
+	gethostname(host, sizeof(host) - 1);
+	char id[320];
+	snprintf(id, sizeof(id), "%s_%ld", host, (long)getpid());
+	K.identity = pl_xstrdup(id);
+	srandom((unsigned)(pl_now_ns() ^ getpid()));
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		pl_err("kubernetes: curl_global_init failed");
+		return -1;
+	}
+	K.store = pl_store_new();
+	K.multi = curl_multi_init();
+	K.written = json_object();
+	K.assigned = json_object();
+	K.used_addrs = json_object();
+	if (!K.store || !K.multi || !K.written || !K.assigned || !K.used_addrs)
+		PL_PANIC("out of memory");
+	curl_multi_setopt(K.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	K.w = pl_xcalloc(PL_ARRAY_LEN(resources), sizeof(*K.w));
+	for (size_t i = 0; i < PL_ARRAY_LEN(resources); i++) {
+		enum pl_kind k = PL_K_N;
+		for (int j = 0; j < PL_K_N; j++)
+			if (strcmp(pl_kind_str((enum pl_kind)j), resources[i].kind) == 0)
+				k = (enum pl_kind)j;
+		if (k == PL_K_N) {
+			pl_debug("kubernetes: %s is not compiled yet; not watched", resources[i].kind);
+			continue;
+		}
+		struct watch *w = &K.w[K.nw++];
+		w->r = &resources[i];
+		w->kind = k;
+		w->need_list = 1;
+		w->h = curl_easy_init();
+		if (!w->h)
+			PL_PANIC("out of memory");
+	}
+	K.leader = cfg->no_leader_election ? 1 : 0;
+
+	/* the proxy starts with an empty table; /readyz stays 503 until the first sync is compiled */
+	char now[40];
+	now_rfc3339(now, sizeof(now), 0);
+	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = now };
+	struct pl_compile_result r;
+	pl_compile(K.store, &o, &r);
+	pl_table_publish(r.table);
+	r.table = NULL;
+	pl_compile_result_clear(&r);
+
+	pl_bindreg_on_change(on_bind_change, NULL);
+	pl_info("kubernetes: API server %s; controllerName %s%s%s; %s", K.kc.server, K.controller_name,
+		K.class_name ? ", GatewayClass " : "", K.class_name ? K.class_name : "",
+		cfg->no_leader_election ? "leader election off" : "leader election on");
+	atomic_store(&K.stop, 0);
+	int e = pthread_create(&K.thread, NULL, kube_main, NULL);
+	if (e != 0) {
+		pl_err("kubernetes: pthread_create: %s", strerror(e));
+		return -1;
+	}
+	K.running = 1;
+	return 0;
+}
+
+void pl_kube_stop(void)
+{
+	if (!K.running)
+		return;
+	atomic_store(&K.stop, 1);
+	curl_multi_wakeup(K.multi);
+	pthread_join(K.thread, NULL);
+	pl_bindreg_on_change(NULL, NULL);
+	lease_release();
+	for (size_t i = 0; i < K.nw; i++) {
+		struct watch *w = &K.w[i];
+		if (w->st == W_LIST || w->st == W_WATCH)
+			curl_multi_remove_handle(K.multi, w->h);
+		curl_slist_free_all(w->hdrs);
+		curl_easy_cleanup(w->h);
+		free(w->buf);
+		free(w->cont);
+		json_decref(w->seen);
+	}
+	free(K.w);
+	if (K.sync)
+		curl_easy_cleanup(K.sync);
+	curl_multi_cleanup(K.multi);
+	written_clear();
+	json_decref(K.written);
+	json_decref(K.assigned);
+	json_decref(K.used_addrs);
+	json_decref(K.desired);
+	pl_store_free(K.store);
+	pl_kconf_free(&K.kc);
+	free(K.controller_name);
+	free(K.class_name);
+	free(K.lease_ns);
+	free(K.lease_name);
+	free(K.identity);
+	free(K.publish_ns);
+	free(K.publish_name);
+	K.running = 0;
+	curl_global_cleanup();
+}
