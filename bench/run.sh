@@ -14,7 +14,8 @@
 # (utime+stime of all its processes from /proc/PID/stat), requests per proxy
 # CPU-second (the number that matters on a shared machine: wrk and the backend
 # take CPU too), p50/p99 latency, and the ratios to nginx.
-# Not part of `make test`; about 45 s.
+# Then the same for HTTPS (ECDSA P-256 and RSA-2048): keep-alive requests and new handshakes per
+# proxy CPU-second (NO_TLS=1 skips it). Not part of `make test`; about 2 minutes.
 set -eu
 
 PYLON=${1:-build/pylon}
@@ -198,3 +199,93 @@ awk '
 		}
 	}' "$RESULTS"
 echo "req/cpu_s = requests per CPU-second of the proxy itself; vs_nginx compares that number."
+
+# ---- TLS (issue 5): HTTPS keep-alive requests and new handshakes per proxy CPU-second, ECDSA P-256 and
+# RSA-2048 certificates, TLS 1.3 (whatever wrk's OpenSSL negotiates; the same for all three proxies).
+# "handshakes" runs wrk with "Connection: close": every request is a new TCP connection and a full
+# handshake (wrk does not resume sessions), so req/cpu_s there is handshakes per CPU-second.
+[ -n "${NO_TLS:-}" ] && exit 0
+TLS_DURATION=${TLS_DURATION:-5s}
+for kt in ec rsa; do
+	if [ $kt = ec ]; then ka="ec -pkeyopt ec_paramgen_curve:P-256"; else ka="rsa:2048"; fi
+	# shellcheck disable=SC2086
+	openssl req -x509 -newkey $ka -nodes -keyout "$TMP/$kt.key" -out "$TMP/$kt.crt" -subj /CN=bench.example.com \
+		-days 2 -addext subjectAltName=DNS:bench.example.com >/dev/null 2>&1
+	cat "$TMP/$kt.crt" "$TMP/$kt.key" >"$TMP/$kt.pem"
+done
+b64() { base64 -w0 "$1"; }
+wait_https() {
+	i=0
+	until curl -fsk -o /dev/null "$1"; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && { echo "bench: $2 did not answer on $1" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+T_PYLON_EC=$(free_port); T_PYLON_RSA=$(free_port); T_NGINX_EC=$(free_port); T_NGINX_RSA=$(free_port)
+T_HAPROXY_EC=$(free_port); T_HAPROXY_RSA=$(free_port); ADMIN2=$(free_port)
+mkdir -p "$TMP/pylon-tls"
+sed -e "s/listeners: \[{name: http, protocol: HTTP, port: $P_PYLON}\]/listeners: [{name: ec, protocol: HTTPS, port: $T_PYLON_EC, tls: {certificateRefs: [{name: ec}]}}, {name: rsa, protocol: HTTPS, port: $T_PYLON_RSA, tls: {certificateRefs: [{name: rsa}]}}]/" \
+	"$TMP/pylon/bench.yaml" >"$TMP/pylon-tls/bench.yaml"
+for kt in ec rsa; do
+	printf '%s\n' '---' >>"$TMP/pylon-tls/bench.yaml"
+	printf 'apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: default}\ntype: kubernetes.io/tls\ndata: {tls.crt: %s, tls.key: %s}\n' \
+		"$kt" "$(b64 "$TMP/$kt.crt")" "$(b64 "$TMP/$kt.key")" >>"$TMP/pylon-tls/bench.yaml"
+done
+"$PYLON" run --manifests "$TMP/pylon-tls" --workers 1 --admin "127.0.0.1:$ADMIN2" --log-level warn \
+	2>"$TMP/pylon-tls.log" &
+PID_TPYLON=$!
+PIDS="$PIDS $PID_TPYLON"
+nginx_conf "$TMP/nginx-tls" 1 "upstream be { server 127.0.0.1:$BACKEND; keepalive 64; }
+	ssl_protocols TLSv1.2 TLSv1.3;
+	server { listen 127.0.0.1:$T_NGINX_EC ssl; ssl_certificate $TMP/ec.crt; ssl_certificate_key $TMP/ec.key;
+		location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+	server { listen 127.0.0.1:$T_NGINX_RSA ssl; ssl_certificate $TMP/rsa.crt; ssl_certificate_key $TMP/rsa.key;
+		location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+nginx -c "$TMP/nginx-tls/nginx.conf" -p "$TMP/nginx-tls" -g 'daemon off;' &
+PID_TNGINX=$!
+PIDS="$PIDS $PID_TNGINX"
+sed -e "s|bind 127.0.0.1:$P_HAPROXY|bind 127.0.0.1:$T_HAPROXY_EC ssl crt $TMP/ec.pem\n\tbind 127.0.0.1:$T_HAPROXY_RSA ssl crt $TMP/rsa.pem|" \
+	"$TMP/haproxy.cfg" >"$TMP/haproxy-tls.cfg"
+haproxy -f "$TMP/haproxy-tls.cfg" -db 2>"$TMP/haproxy-tls.log" &
+PID_THAPROXY=$!
+PIDS="$PIDS $PID_THAPROXY"
+for u in "$T_PYLON_EC" "$T_PYLON_RSA" "$T_NGINX_EC" "$T_NGINX_RSA" "$T_HAPROXY_EC" "$T_HAPROXY_RSA"; do
+	wait_https "https://127.0.0.1:$u/" "TLS proxy on $u (pylon log: $(tail -3 "$TMP/pylon-tls.log" 2>/dev/null))"
+done
+
+echo
+echo "bench TLS: wrk -t$THREADS -c$CONNS -d$TLS_DURATION; keep-alive = requests on open TLS connections,"
+echo "           handshakes = Connection: close (one full handshake per request)"
+printf '%-22s %10s %8s %12s %10s\n' case req/s cpu_s req/cpu_s vs_nginx
+TRES="$TMP/tls-results"
+: >"$TRES"
+for kt in ec rsa; do
+	for mode in keepalive handshakes; do
+		for name in nginx pylon haproxy; do
+			KT=$(echo $kt | tr a-z A-Z)
+			eval "port=\$T_$(echo $name | tr a-z A-Z)_$KT"
+			eval "pid=\$PID_T$(echo $name | tr a-z A-Z)"
+			hdr=""
+			[ $mode = handshakes ] && hdr="Connection: close"
+			url="https://127.0.0.1:$port/"
+			wrk -t"$THREADS" -c"$CONNS" -d1s ${hdr:+-H "$hdr"} "$url" >/dev/null 2>&1
+			before=$(cpu_ticks "$pid")
+			wrk -t"$THREADS" -c"$CONNS" -d"$TLS_DURATION" ${hdr:+-H "$hdr"} "$url" >"$TMP/wrk-tls.txt" 2>&1
+			after=$(cpu_ticks "$pid")
+			awk -v c="$kt-$mode" -v name="$name" -v ticks=$((after - before)) -v hz="$HZ" '
+				/Requests\/sec:/ { rps = $2 }
+				/requests in/ { reqs = $1 }
+				END { cpu = ticks / hz; printf "%s %s %s %.2f %.0f\n", c, name, rps, cpu, (cpu > 0 ? reqs / cpu : 0) }' \
+				"$TMP/wrk-tls.txt" >>"$TRES"
+		done
+	done
+done
+awk '
+	{ c[NR] = $1; n[NR] = $2; rps[NR] = $3; cpu[NR] = $4; per[NR] = $5 }
+	$2 == "nginx" { base[$1] = $5 }
+	END {
+		for (i = 1; i <= NR; i++)
+			printf "%-22s %10.0f %8.2f %12.0f %9.2fx\n", c[i] " " n[i], rps[i], cpu[i], per[i],
+				(base[c[i]] > 0 ? per[i] / base[c[i]] : 0)
+	}' "$TRES"

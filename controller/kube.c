@@ -153,6 +153,8 @@ static struct {
 	int status_due;
 	int64_t status_at_ns, compiled_ns;
 	json_t *written;             /* "Kind/ns/name" -> struct wr (as integer pointer) */
+	json_t *status_keys;         /* "Kind/ns/name" whose status changed, for a partial pass; empty: all */
+	int status_full;             /* next pass covers every object (after a compile, leadership) */
 	json_t *assigned;            /* "ns/name" -> pool address */
 	json_t *used_addrs;          /* address -> true */
 
@@ -364,6 +366,50 @@ static void mark_dirty(void)
 	K.compile_at_ns = K.first_event_ns + (int64_t)K.cfg.debounce_ms * MS;
 }
 
+/* 1 if a and b differ at most in status and bookkeeping metadata (resourceVersion, managedFields). */
+static int same_but_status(const json_t *a, const json_t *b)
+{
+	const char *k;
+	json_t *v;
+	for (int pass = 0; pass < 2; pass++) {
+		const json_t *x = pass ? b : a, *y = pass ? a : b;
+		json_object_foreach((json_t *)x, k, v) {
+			if (!strcmp(k, "status"))
+				continue;
+			if (!strcmp(k, "metadata")) {
+				const char *mk;
+				json_t *mv;
+				const json_t *ym = json_object_get(y, "metadata");
+				json_object_foreach(v, mk, mv) {
+					if (!strcmp(mk, "resourceVersion") || !strcmp(mk, "managedFields"))
+						continue;
+					if (!json_equal(mv, json_object_get(ym, mk)))
+						return 0;
+				}
+				if (json_object_size(v) != json_object_size(ym) &&
+				    (json_object_get(v, "managedFields") != NULL) == (json_object_get(ym, "managedFields") != NULL))
+					return 0;
+				continue;
+			}
+			if (!json_equal(v, json_object_get(y, k)))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* A status-only change: no recompile, but check that status against what we want. */
+static void status_touch(enum pl_kind k, const char *ns, const char *name)
+{
+	char key[600];
+	snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(k), ns, name);
+	json_object_set_new(K.status_keys, key, json_true());
+	if (!K.status_due || K.status_at_ns > pl_now_ns() + (int64_t)K.cfg.debounce_ms * MS) {
+		K.status_due = 1;
+		K.status_at_ns = pl_now_ns() + (int64_t)K.cfg.debounce_ms * MS;
+	}
+}
+
 /* obj: a reference we own (consumed). */
 static void apply(struct watch *w, json_t *obj, int deleted)
 {
@@ -402,10 +448,32 @@ static void apply(struct watch *w, json_t *obj, int deleted)
 		json_object_set_new(obj, "apiVersion", json_string(av));
 	}
 	json_object_del(md, "managedFields");   /* the bulk of most objects; never read */
+	const struct pl_obj *old = pl_store_get(K.store, w->kind, ns, name);
+	int status_only = 0;
+	if (old && (w->kind == PL_K_GATEWAYCLASS || w->kind == PL_K_GATEWAY || w->kind == PL_K_HTTPROUTE ||
+		    json_object_get(json_object_get(obj, "status"), "parents"))) {
+		/* our pool address lives in our copy only: compare against the API's view */
+		json_t *oj = old->json;
+		if (json_object_get(oj, "_pylonPool")) {
+			if (json_object_get(obj, "_pylonPool") == NULL && !json_object_get(json_object_get(obj, "spec"), "addresses"))
+				status_only = -1;   /* decided below on a copy */
+		}
+		if (status_only == 0)
+			status_only = same_but_status(oj, obj);
+		else {
+			json_t *cp = json_deep_copy(oj);
+			json_object_del(cp, "_pylonPool");
+			json_object_del(json_object_get(cp, "spec"), "addresses");
+			status_only = cp && same_but_status(cp, obj);
+			json_decref(cp);
+		}
+	}
 	char err[512];
 	int r = pl_store_put(K.store, obj, "", err, sizeof(err));
 	if (r < 0)
 		pl_warn("kubernetes: %s %s/%s ignored: %s", w->r->kind, ns, name, err);
+	else if (r != PL_STORE_IGNORED && status_only && K.desired)
+		status_touch(w->kind, ns, name);
 	else if (r != PL_STORE_IGNORED)
 		mark_dirty();
 	json_decref(obj);
@@ -447,6 +515,9 @@ static int handle_event(struct watch *w, const char *line, size_t n)
 	} else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") || !strcmp(type, "DELETED")) {
 		set_rv(w, obj);
 		w->events++;
+		pl_debug("kubernetes: %s %s %s/%s (resourceVersion %s)", type, w->r->kind,
+			 sget(json_object_get(obj, "metadata"), "namespace") ? sget(json_object_get(obj, "metadata"), "namespace") : "",
+			 sget(json_object_get(obj, "metadata"), "name") ? sget(json_object_get(obj, "metadata"), "name") : "?", w->rv);
 		apply(w, json_incref(obj), type[0] == 'D');
 	}
 	json_decref(ev);
@@ -778,6 +849,8 @@ static void lease_path(char *out, size_t n, int item)
 		snprintf(out, n, "/apis/coordination.k8s.io/v1/namespaces/%s/leases", K.lease_ns);
 }
 
+static void written_clear(void);
+
 static void become(int leader, const char *why)
 {
 	if (leader == K.leader)
@@ -786,7 +859,8 @@ static void become(int leader, const char *why)
 	if (leader) {
 		pl_info("kubernetes: leader (Lease %s/%s): writing status", K.lease_ns, K.lease_name);
 		/* forget what we wrote before: reconcile everything against the API */
-		json_object_clear(K.written);
+		written_clear();
+		K.status_full = 1;
 		K.status_due = 1;
 		K.status_at_ns = 0;
 	} else {
@@ -1145,8 +1219,23 @@ static void status_pass(void)
 {
 	int64_t now = pl_now_ns();
 	K.status_due = 0;
-	if (!K.leader || !K.desired)
+	int full = K.status_full || json_object_size(K.status_keys) == 0;
+	json_t *only = NULL;
+	if (full) {
+		json_object_clear(K.status_keys);
+	} else {
+		json_t *fresh = json_object();
+		if (!fresh)
+			PL_PANIC("out of memory");
+		only = K.status_keys;   /* handed over: events during the pass start a new set */
+		K.status_keys = fresh;
+	}
+	K.status_full = 0;
+	pl_debug("kubernetes: status pass (%s)", full ? "all objects" : "changed objects");
+	if (!K.leader || !K.desired) {
+		json_decref(only);
 		return;
+	}
 	struct pl_table *t = pl_table_acquire();
 	int failed = 0, waiting = 0;
 	json_t *done = json_object();
@@ -1156,6 +1245,12 @@ static void status_pass(void)
 		const char *kind = sget(e, "kind");
 		json_t *md = json_object_get(e, "metadata");
 		const char *name = sget(md, "name"), *ns = sget(md, "namespace");
+		if (only) {
+			char key[600];
+			snprintf(key, sizeof(key), "%s/%s/%s", kind ? kind : "", ns ? ns : "", name ? name : "");
+			if (!json_object_get(only, key))
+				continue;
+		}
 		enum pl_kind pk = PL_K_N;
 		for (int k = 0; k < PL_K_N; k++)
 			if (kind && strcmp(pl_kind_str((enum pl_kind)k), kind) == 0)
@@ -1218,7 +1313,7 @@ static void status_pass(void)
 				continue;
 			char key[600];
 			snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(v[j]->kind), v[j]->ns, v[j]->name);
-			if (json_object_get(done, key))
+			if (json_object_get(done, key) || (only && !json_object_get(only, key)))
 				continue;
 			json_t *empty = json_array();
 			json_t *w2 = json_pack("{s:o}", "parents", merge_parents(parents, empty));
@@ -1229,10 +1324,12 @@ static void status_pass(void)
 		}
 	}
 	json_decref(done);
+	json_decref(only);
 	if (t)
 		pl_table_unref(t);
 	K.waiting_binds = waiting;
 	if (failed || waiting) {
+		K.status_full = 1;
 		K.status_due = 1;
 		K.status_at_ns = now + (waiting ? 100 * MS : 500 * MS);
 	}
@@ -1267,6 +1364,7 @@ static void compile_publish(void)
 	json_decref(K.desired);
 	K.desired = json_incref(r.statuses);
 	K.compiled_ns = t1;
+	K.status_full = 1;
 	K.status_due = 1;
 	K.status_at_ns = 0;
 	pl_log(K.compiles <= 1 || t1 - t0 > 50 * MS ? PL_LOG_INFO : PL_LOG_DEBUG,
@@ -1416,9 +1514,10 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 	K.store = pl_store_new();
 	K.multi = curl_multi_init();
 	K.written = json_object();
+	K.status_keys = json_object();
 	K.assigned = json_object();
 	K.used_addrs = json_object();
-	if (!K.store || !K.multi || !K.written || !K.assigned || !K.used_addrs)
+	if (!K.store || !K.multi || !K.written || !K.status_keys || !K.assigned || !K.used_addrs)
 		PL_PANIC("out of memory");
 	curl_multi_setopt(K.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 	K.w = pl_xcalloc(PL_ARRAY_LEN(resources), sizeof(*K.w));
@@ -1490,6 +1589,7 @@ void pl_kube_stop(void)
 	curl_multi_cleanup(K.multi);
 	written_clear();
 	json_decref(K.written);
+	json_decref(K.status_keys);
 	json_decref(K.assigned);
 	json_decref(K.used_addrs);
 	json_decref(K.desired);

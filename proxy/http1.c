@@ -5,6 +5,7 @@
 #include "table.h"
 #include "buf.h"
 #include "h1scan.h"
+#include "h2.h"
 #include "http1.h"
 #include "mirror.h"
 #include "reqview.h"
@@ -1009,6 +1010,14 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		snprintf(why, sizeof(why), "invalid request: %s (%s)", llhttp_get_error_reason(&c->rp),
 			 llhttp_errno_name(e));
 		r->keepalive = 0;
+		const char *eol = memchr(p, '\n', head_len);
+		if (c->requests == 0 && !memmem(p, eol ? (size_t)(eol - p) : head_len, " HTTP/", 6)) {
+			/* not an HTTP/1 request line at all (e.g. a broken HTTP/2
+			 * preface): such a peer gets no HTTP/1 answer, just a close */
+			pl_info("%s: not an HTTP request (%s); closing", c->peer, why);
+			conn_close(c);
+			return;
+		}
 		respond_local(c, e == HPE_USER ? 431 : 400, why);
 		return;
 	}
@@ -1941,7 +1950,8 @@ static void conn_close(struct pl_h1conn *c)
 		pl_tls_conn_free(c->tls);
 		c->tls = NULL;
 	}
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	c->fd = -1;
 	pl_buf_free(&c->in);
 	pl_buf_free(&c->out);
@@ -2007,6 +2017,23 @@ static int step_head(struct pl_h1conn *c)
 {
 	if (pl_buf_empty(&c->in))
 		return 0;
+	if (c->requests == 0 && !c->tls) {
+		/* h2c with prior knowledge: the connection preface on the HTTP port */
+		int pre = pl_h2_preface(pl_buf_rptr(&c->in), pl_buf_size(&c->in));
+		if (pre == 1) {
+			if (c->st == H1_IDLE)
+				begin_head(c);
+			return 0;
+		}
+		if (pre == 2) {
+			pl_h2_accept(c->w, c->ls, c->fd, c->peer, NULL, pl_buf_rptr(&c->in), pl_buf_size(&c->in));
+			c->fd = -1;   /* now h2's */
+			ev_io_stop(c->w->loop, &c->rio);
+			ev_io_stop(c->w->loop, &c->wio);
+			conn_close(c);
+			return 1;
+		}
+	}
 	if (c->st == H1_IDLE)
 		begin_head(c);
 	size_t avail = pl_buf_size(&c->in);
@@ -2156,6 +2183,13 @@ void pl_h1_accept_tls(struct pl_worker *w, struct pl_lsock *ls, int fd, const st
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
 	else
 		snprintf(c->peer, sizeof(c->peer), "unknown");
+	if (tls && pl_tls_alpn_is_h2(tls)) {
+		/* ALPN chose h2: the connection is h2.c's */
+		pl_h2_accept(w, ls, fd, c->peer, tls, NULL, 0);
+		pl_lsock_put(ls);
+		free(c);
+		return;
+	}
 	/* budget: a head at its limit in each of in, up_out and out, plus body buffers */
 	size_t hb = PL_BUF_STD;
 	while (hb < w->cfg->max_header_bytes + PL_BUF_STD)
@@ -2188,6 +2222,7 @@ void pl_h1_reap(struct pl_worker *w)
 		free(c);
 	}
 	pl_mirror_reap(w);
+	pl_h2_reap(w);
 }
 
 void pl_h1_drain(struct pl_worker *w)
@@ -2200,11 +2235,13 @@ void pl_h1_drain(struct pl_worker *w)
 		else
 			c->close_after = 1;
 	}
+	pl_h2_drain(w);
 }
 
 void pl_h1_close_all(struct pl_worker *w)
 {
 	while (w->conns)
 		conn_close(w->conns);
+	pl_h2_close_all(w);
 	pl_mirror_close_all(w);
 }

@@ -321,7 +321,7 @@ static void pickup_table(struct pl_worker *w)
 
 static void maybe_finish(struct pl_worker *w)
 {
-	if (w->draining && !w->conns && !w->tls_hs && !w->pt && !w->l4)
+	if (w->draining && !w->conns && !w->h2 && !w->tls_hs && !w->pt && !w->l4)
 		ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -470,6 +470,7 @@ int pl_proxy_run(const struct pl_proxy_config *cfg)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	pl_tls_alpn_h2 = 1;   /* h2.c serves connections that negotiate h2 */
 	/*
 	 * SIGINT/SIGTERM stay blocked in every thread (main.c blocks them before
 	 * any thread starts; we make sure for this one) and this thread takes

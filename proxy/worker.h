@@ -33,6 +33,7 @@ struct pl_tlshs;
 struct pl_ptconn;
 struct pl_l4conn;
 struct pl_udpsess;
+struct pl_h2conn;
 
 struct pl_tls_set;
 
@@ -93,6 +94,9 @@ struct pl_worker {
 	uint64_t mirror_seq;
 	void *mirrors;           /* live mirrors (struct mirror, http1.c) */
 	void *mirror_dead;       /* finished mirrors, freed by the reaper */
+
+	/* h2.c (issue 6): live and closed HTTP/2 client connections */
+	struct pl_h2conn *h2, *h2_dead;
 
 	/* upstream.c */
 	struct pl_uppool *pool;

@@ -8,6 +8,7 @@
 #   PYLON_K8S_ARGS               arguments that start pylon against the cluster; default below
 #   PYLON_GATEWAY_ADDRESS_POOL   loopback range pylon hands Gateway addresses from (default 127.0.10.0/24)
 #   PYLON_CONF_*                 suite knobs, see conformance/suite/conformance_test.go
+#                                (PYLON_CONF_SETUP_TIMEOUT: upstream setup wait, default 300 s)
 # Exit status: 0 when a report was written (whatever it says), 1 when the run stopped before that.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -104,8 +105,14 @@ fi
 echo "conformance run stopped before a report was written (${secs}s):"
 if [ -f "$stopfile" ]; then
 	sed 's/^/  /' "$stopfile"
+elif grep -q 'namespaces to be ready' "$runlog"; then
+	# The upstream setup (NamespacesMustBeReady) timed out: say which object it last waited for.
+	echo "  setup step \"base Gateways Accepted and Programmed, base pods Ready\" waited in vain" \
+		"(${PYLON_CONF_SETUP_TIMEOUT:-300}s):"
+	grep -E ' not (Accepted|Programmed|ready) yet|No pods deployed yet' "$runlog" | tail -1 | sed 's/^.*Z: /    /'
+	grep -E 'condition set to Status|was not in conditions list' "$runlog" | tail -2 | sed 's/^.*Z: /    /' | cut -c1-300
 else
-	grep -E -- '--- FAIL|Error Trace|Error:|panic' "$runlog" | head -15 | sed 's/^/  /'
+	grep -E -- '--- FAIL|Error:|Messages:|panic' "$runlog" | head -15 | sed 's/^/  /'
 fi
 echo "full log: $runlog"
 exit 1

@@ -14,6 +14,7 @@
 //	PYLON_CONF_SKIP        comma-separated test names to skip
 //	PYLON_CONF_RUN         run only this test (short name)
 //	PYLON_CONF_WAIT        seconds each pre-flight step waits (default 60)
+//	PYLON_CONF_SETUP_TIMEOUT seconds the upstream setup waits for base Gateways and pods (default 300)
 //	PYLON_CONF_ADDRESSES   comma-separated usable Gateway addresses (GatewayStaticAddresses)
 //	PYLON_VERSION          implementation version for the report
 package suite
@@ -198,13 +199,17 @@ func TestConformance(t *testing.T) {
 	if report == "" {
 		report = filepath.Join("..", "reports", "pylon-"+time.Now().UTC().Format("20060102-150405")+".yaml")
 	}
+	timeouts := config.DefaultTimeoutConfig()
+	if v, err := strconv.Atoi(os.Getenv("PYLON_CONF_SETUP_TIMEOUT")); err == nil && v > 0 {
+		timeouts.NamespacesMustBeReady = time.Duration(v) * time.Second
+	}
 	opts := suite.ConformanceOptions{
 		ConfigurableOptions: suite.ConfigurableOptions{
 			GatewayClassName:     className,
 			CleanupBaseResources: true,
 			CleanupTestResources: true,
 			Mode:                 "default",
-			TimeoutConfig:        config.DefaultTimeoutConfig(),
+			TimeoutConfig:        timeouts,
 			SkipTests:            list("PYLON_CONF_SKIP", ""),
 			RunTest:              os.Getenv("PYLON_CONF_RUN"),
 			ReportOutputPath:     report,

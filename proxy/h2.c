@@ -1,0 +1,2188 @@
+#define _GNU_SOURCE
+#include "pl.h"
+#include "log.h"
+#include "stats.h"
+#include "table.h"
+#include "buf.h"
+#include "h1scan.h"
+#include "h2.h"
+#include "mirror.h"
+#include "reqview.h"
+#include "rewrite.h"
+#include "router.h"
+#include "tls.h"
+#include "upstream.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <llhttp.h>
+#include <nghttp2/nghttp2.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_STREAMS 100
+#define STREAM_WINDOW (64 * 1024)
+#define CONN_WINDOW (1024 * 1024)
+#define MAX_HDRS 100
+#define MAX_TRAILERS 32
+#define MAX_TRAILER_BYTES 8192
+#define MAX_MODS 4
+#define MAX_MIRRORS 4
+#define MAX_RESP_HEAD (64 * 1024)
+#define RBODY_CAP (32 * 1024)             /* response bytes buffered per stream */
+#define OUT_HIWAT (64 * 1024)             /* frames buffered for the client before we stop producing */
+#define CONN_BUDGET (8u * 1024 * 1024)    /* every buffer of a connection and its streams */
+#define BODY_MARGIN 64
+
+enum h2c_state { C_OPEN = 0, C_CLOSED };
+enum h2s_state { S_HEAD = 0, S_LOCAL, S_PROXY, S_CLOSED };
+
+static const char *sstate_str(enum h2s_state s)
+{
+	static const char *const names[] = { "head", "local", "proxy", "closed" };
+	return (unsigned)s < PL_ARRAY_LEN(names) ? names[s] : "?";
+}
+
+struct span {
+	uint32_t no, nl, vo, vl;
+};
+
+struct pl_h2conn;
+
+/* One request/response exchange. Freed only from conn_run's tail (dead list). */
+struct h2s {
+	struct pl_h2conn *c;
+	struct h2s *next, *prev;
+	int32_t id;
+	enum h2s_state st;
+
+	/* request head, copied out of nghttp2's transient buffers */
+	char *hb;
+	uint32_t hb_len, hb_cap;
+	struct span h[MAX_HDRS];
+	uint32_t nh;
+	struct span method, path, authority, scheme;
+	uint8_t has_method, has_path, has_authority, has_scheme, too_big, has_cl;
+	uint64_t cl;
+
+	/* routing */
+	struct pl_wtable *wt;
+	const struct pl_listener *listener;
+	const struct pl_route_entry *entry;
+	struct pl_rule *rule;
+	struct pl_cluster *cluster;
+	const struct pl_endpoint *ep;
+	struct pl_route_stats *stats;
+	const struct pl_header_mod *resp_mods[MAX_MODS];
+	unsigned n_resp_mods;
+	char mname[24];
+	char target[96];
+	int status;
+
+	/* backend */
+	struct pl_upconn *up;
+	struct pl_buf up_out;
+	size_t up_sent;
+	uint64_t unacked;        /* request DATA bytes received, not yet handed to the backend */
+	struct pl_h1scan rscan;
+	size_t rscanned;
+	llhttp_t sp;
+	struct pl_buf rbody;     /* response body for DATA frames */
+	char *tb;                /* trailer fields */
+	uint32_t tb_len;
+	struct span t[MAX_TRAILERS];
+	uint32_t nt;
+	uint8_t t_value, t_over;
+
+	uint8_t chunked, req_done, is_head, discard;
+	uint8_t resp_any, resp_head_sent, resp_done, up_eof, up_wblocked;
+	uint8_t retry_ok, retried, ep_retried, deferred, sp_hdone, sp_done, counted, has_provider;
+	uint8_t want_dispatch;   /* routed; connect after the current read batch (a reset in it costs nothing) */
+	ev_tstamp start, conn_start, req_done_at, rule_deadline, last_io;
+};
+
+struct pl_h2conn {
+	struct pl_worker *w;
+	struct pl_lsock *ls;
+	struct pl_h2conn *next, *prev;
+	int fd;
+	enum h2c_state st;
+	nghttp2_session *s;
+	ev_io rio, wio;
+	ev_timer timer;
+	ev_tstamp timer_at, last_io;
+	struct pl_budget budget;
+	struct pl_buf in, out;
+	struct pl_tlsconn *tls;
+	struct h2s *streams, *dead;
+	unsigned n_streams;
+	int32_t max_sid;         /* highest client stream id that opened a stream */
+	int32_t resets[16];      /* streams we reset lately: their late trailers are not an error */
+	unsigned n_resets;
+	uint8_t wblocked, eof, fatal, werr, in_run, goaway, lingering;
+	ev_tstamp linger_until;
+	size_t linger_bytes;
+	char peer[64];
+};
+
+static void conn_close(struct pl_h2conn *c);
+static void conn_run(struct pl_h2conn *c);
+static void up_cb(struct pl_upconn *u, int ev);
+static void upstream_fail(struct h2s *st, int status, const char *why);
+
+/* ---------------------------------------------------------------- utils */
+
+int pl_h2_preface(const char *p, size_t n)
+{
+	size_t k = PL_MIN(n, (size_t)PL_H2_PREFACE_LEN);
+	if (memcmp(p, PL_H2_PREFACE, k) != 0)
+		return 0;
+	return k == PL_H2_PREFACE_LEN ? 2 : 1;
+}
+
+struct wr {
+	char *p, *end;
+	int over;
+};
+
+static inline void wr_put(struct wr *w, const void *s, size_t n)
+{
+	if (PL_UNLIKELY((size_t)(w->end - w->p) < n)) {
+		w->over = 1;
+		return;
+	}
+	memcpy(w->p, s, n);
+	w->p += n;
+}
+
+#define WR_LIT(w, s) wr_put(w, s, sizeof(s) - 1)
+
+static void wr_u64(struct wr *w, uint64_t v)
+{
+	char t[24];
+	int i = 24;
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	wr_put(w, t + i, (size_t)(24 - i));
+}
+
+static void wr_hdr(struct wr *w, const char *n, size_t nl, const char *v, size_t vl)
+{
+	wr_put(w, n, nl);
+	WR_LIT(w, ": ");
+	wr_put(w, v, vl);
+	WR_LIT(w, "\r\n");
+}
+
+static void put_chunk_head(struct pl_buf *b, size_t n)
+{
+	char t[20];
+	int i = 18;
+	t[18] = '\r';
+	t[19] = '\n';
+	do {
+		t[--i] = "0123456789abcdef"[n & 15];
+		n >>= 4;
+	} while (n);
+	pl_buf_put(b, t + i, (size_t)(20 - i));
+}
+
+static int name_is(const char *n, size_t nl, const char *lit)
+{
+	size_t l = strlen(lit);
+	return nl == l && pl_strncaseeq(n, lit, l);
+}
+
+/* Fields that describe one HTTP/1.1 connection, never forwarded across a protocol change. */
+static int conn_specific(const char *n, size_t nl)
+{
+	return name_is(n, nl, "connection") || name_is(n, nl, "keep-alive") || name_is(n, nl, "proxy-connection") ||
+	       name_is(n, nl, "transfer-encoding") || name_is(n, nl, "upgrade") || name_is(n, nl, "te") ||
+	       name_is(n, nl, "http2-settings");
+}
+
+static int mods_hit(const struct pl_header_mod *const *mods, unsigned n, const char *name, size_t len)
+{
+	for (unsigned m = 0; m < n; m++) {
+		const struct pl_header_mod *hm = mods[m];
+		for (uint32_t i = 0; i < hm->n_remove; i++)
+			if (strlen(hm->remove[i]) == len && pl_strncaseeq(hm->remove[i], name, len))
+				return 1;
+		for (uint32_t i = 0; i < hm->n_set; i++)
+			if (hm->set[i].name_len == len && pl_strncaseeq(hm->set[i].name, name, len))
+				return 1;
+	}
+	return 0;
+}
+
+static size_t mods_size(const struct pl_header_mod *const *mods, unsigned n)
+{
+	size_t sz = 0;
+	for (unsigned m = 0; m < n; m++) {
+		for (uint32_t i = 0; i < mods[m]->n_set; i++)
+			sz += mods[m]->set[i].name_len + mods[m]->set[i].value_len + 4;
+		for (uint32_t i = 0; i < mods[m]->n_add; i++)
+			sz += mods[m]->add[i].name_len + mods[m]->add[i].value_len + 4;
+	}
+	return sz;
+}
+
+static int host_char_ok(unsigned char ch)
+{
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+		return 1;
+	switch (ch) {
+	case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'':
+	case '(': case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']':
+		return 1;
+	}
+	return 0;
+}
+
+/* Authority -> host lower-case without port into out (size cap); length or -1. */
+static int parse_host(const char *v, size_t n, char *out, size_t cap)
+{
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!host_char_ok((unsigned char)v[i]) || v[i] == '@')
+			return -1;
+	size_t hl = n;
+	if (v[0] == '[') {
+		const char *rb = memchr(v, ']', n);
+		if (!rb)
+			return -1;
+		hl = (size_t)(rb - v) + 1;
+		if (hl < n && v[hl] != ':')
+			return -1;
+	} else {
+		const char *colon = memchr(v, ':', n);
+		if (colon) {
+			hl = (size_t)(colon - v);
+			if (memchr(colon + 1, ':', n - hl - 1))
+				return -1;
+		}
+	}
+	for (size_t i = hl + 1; i < n; i++)
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+	if (hl >= cap)
+		return -1;
+	for (size_t i = 0; i < hl; i++)
+		out[i] = pl_lower(v[i]);
+	out[hl] = '\0';
+	return (int)hl;
+}
+
+static int has_dot_segment(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '/' || i + 1 >= n || p[i + 1] != '.')
+			continue;
+		size_t j = i + 2;
+		if (j < n && p[j] == '.')
+			j++;
+		if (j == n || p[j] == '/' || p[j] == '?')
+			return 1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ streams */
+
+static inline const char *hs(const struct h2s *st, uint32_t off)
+{
+	return st->hb + off;
+}
+
+static struct pl_route_stats *stream_stats(struct h2s *st)
+{
+	if (!st->stats)
+		st->stats = pl_worker_nrstats(st->c->w, st->listener ? st->listener->name : "");
+	return st->stats;
+}
+
+static void count_status(struct h2s *st, int status)
+{
+	st->status = status;
+	if (st->counted)
+		return;
+	st->counted = 1;
+	pl_stats_inc(stream_stats(st), st->c->w->id, status);
+}
+
+static void count_upstream_error(struct h2s *st)
+{
+	struct pl_worker *w = st->c->w;
+	atomic_fetch_add_explicit(&w->upstream_errors, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&stream_stats(st)->w[w->id].upstream_errors, 1, memory_order_relaxed);
+}
+
+static struct h2s *stream_new(struct pl_h2conn *c, int32_t id)
+{
+	struct h2s *st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->c = c;
+	st->id = id;
+	st->start = st->last_io = ev_now(c->w->loop);
+	pl_buf_init(&st->up_out, &c->budget);
+	pl_buf_init(&st->rbody, &c->budget);
+	snprintf(st->target, sizeof(st->target), "-");
+	st->next = c->streams;
+	if (c->streams)
+		c->streams->prev = st;
+	c->streams = st;
+	c->n_streams++;
+	return st;
+}
+
+/* Gives the stream's credit back to the connection window. */
+static void ack_body(struct h2s *st, uint64_t n)
+{
+	if (!n)
+		return;
+	if (st->st == S_CLOSED)
+		nghttp2_session_consume_connection(st->c->s, (size_t)n);
+	else
+		nghttp2_session_consume(st->c->s, st->id, (size_t)n);
+}
+
+/*
+ * The stream is over for nghttp2 (both ends closed, or reset): release the
+ * backend, unpin the table, and park the stream for freeing at the end of
+ * the current run.
+ */
+static void stream_finish(struct h2s *st)
+{
+	struct pl_h2conn *c = st->c;
+	if (st->st == S_CLOSED)
+		return;
+	if (st->up) {
+		int reusable = st->resp_done && st->req_done && pl_buf_empty(&st->up_out) && !st->up_eof &&
+			       llhttp_should_keep_alive(&st->sp);
+		pl_up_release(st->up, reusable);
+		st->up = NULL;
+	}
+	if (st->status == 0 && st->st == S_PROXY)
+		pl_debug("%s \"%s %s\" (h2 stream %d): reset before the response", c->peer, st->mname, st->target, st->id);
+	st->st = S_CLOSED;
+	/* the budget is the connection's: give it back now, not at the end of the run */
+	pl_buf_free(&st->up_out);
+	pl_buf_free(&st->rbody);
+	if (st->unacked && c->s) {
+		nghttp2_session_consume_connection(c->s, (size_t)st->unacked);
+		st->unacked = 0;
+	}
+	if (st->wt) {
+		pl_wtable_put(st->wt);
+		st->wt = NULL;
+	}
+	if (c->s)
+		nghttp2_session_set_stream_user_data(c->s, st->id, NULL);
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		c->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	c->n_streams--;
+	st->prev = NULL;
+	st->next = c->dead;
+	c->dead = st;
+}
+
+static void stream_free(struct h2s *st)
+{
+	pl_buf_free(&st->up_out);
+	pl_buf_free(&st->rbody);
+	free(st->hb);
+	free(st->tb);
+	free(st);
+}
+
+static void stream_reset(struct h2s *st, uint32_t code)
+{
+	if (st->st == S_CLOSED)
+		return;
+	nghttp2_submit_rst_stream(st->c->s, NGHTTP2_FLAG_NONE, st->id, code);
+	st->c->resets[st->c->n_resets++ % PL_ARRAY_LEN(st->c->resets)] = st->id;
+	if (st->up) {
+		pl_up_close(st->up);
+		st->up = NULL;
+	}
+	st->discard = 1;
+}
+
+/* ------------------------------------------------------- data provider */
+
+static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud)
+{
+	struct h2s *st = src->ptr;
+	size_t n = PL_MIN(length, pl_buf_size(&st->rbody));
+	if (n) {
+		memcpy(buf, pl_buf_rptr(&st->rbody), n);
+		pl_buf_consume(&st->rbody, n);
+	}
+	if (pl_buf_empty(&st->rbody) && st->resp_done) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->nt) {
+			nghttp2_nv nv[MAX_TRAILERS];
+			for (uint32_t i = 0; i < st->nt; i++) {
+				nv[i].name = (uint8_t *)st->tb + st->t[i].no;
+				nv[i].namelen = st->t[i].nl;
+				nv[i].value = (uint8_t *)st->tb + st->t[i].vo;
+				nv[i].valuelen = st->t[i].vl;
+				nv[i].flags = NGHTTP2_NV_FLAG_NONE;
+			}
+			if (nghttp2_submit_trailer(s, id, nv, st->nt) == 0)
+				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		}
+		return (ssize_t)n;
+	}
+	if (n == 0) {
+		st->deferred = 1;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	return (ssize_t)n;
+}
+
+static void resume(struct h2s *st)
+{
+	if (st->deferred && st->st != S_CLOSED) {
+		st->deferred = 0;
+		nghttp2_session_resume_data(st->c->s, st->id);
+	}
+}
+
+/* ------------------------------------------------------- local responses */
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 421: return "Misdirected Request";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	}
+	return "";
+}
+
+/* A response made here: status, optional extra field, a short text body unless bodyless. */
+static void local_reply(struct h2s *st, int status, const char *xname, const char *xval, size_t xlen, int with_body)
+{
+	struct pl_h2conn *c = st->c;
+	char sbuf[4], lbuf[24];
+	snprintf(sbuf, sizeof(sbuf), "%03d", status);
+	nghttp2_nv nv[4];
+	size_t n = 0;
+	nv[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)sbuf, 7, 3, NGHTTP2_NV_FLAG_NONE };
+	if (xname)
+		nv[n++] = (nghttp2_nv){ (uint8_t *)xname, (uint8_t *)xval, strlen(xname), xlen, NGHTTP2_NV_FLAG_NONE };
+	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
+	if (with_body) {
+		char body[80];
+		int bl = snprintf(body, sizeof(body), "%d %s\n", status, reason_phrase(status));
+		if (bl > 0 && pl_buf_reserve(&st->rbody, (size_t)bl) == 0)
+			pl_buf_put(&st->rbody, body, (size_t)bl);
+		nv[n++] = (nghttp2_nv){ (uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE };
+		int ll = snprintf(lbuf, sizeof(lbuf), "%zu", pl_buf_size(&st->rbody));
+		nv[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)lbuf, 14, (size_t)ll, NGHTTP2_NV_FLAG_NONE };
+	}
+	st->resp_done = 1;
+	st->resp_head_sent = 1;
+	if (st->up) {
+		pl_up_close(st->up);
+		st->up = NULL;
+	}
+	st->st = S_LOCAL;
+	st->discard = 1;
+	if (st->unacked) {
+		ack_body(st, st->unacked);
+		st->unacked = 0;
+	}
+	pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
+	int rv = nghttp2_submit_response(c->s, st->id, nv, n,
+					 (with_body && !pl_buf_empty(&st->rbody) && !st->is_head) ? &prd : NULL);
+	if (rv != 0)
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+	count_status(st, status);
+}
+
+static void respond_local(struct h2s *st, int status, const char *why)
+{
+	struct pl_h2conn *c = st->c;
+	if (status >= 500)
+		pl_warn("%s \"%s %s\" (h2) %d: %s", c->peer, st->mname, st->target, status, why);
+	else
+		pl_info("%s \"%s %s\" (h2) %d: %s", c->peer, st->mname, st->target, status, why);
+	local_reply(st, status, NULL, NULL, 0, 1);
+}
+
+/* ---------------------------------------------------------- request head */
+
+struct filters {
+	const struct pl_header_mod *req_mods[MAX_MODS];
+	unsigned n_req_mods;
+	const struct pl_redirect *redirect;
+	const struct pl_rewrite *rewrite;
+	const struct pl_mirror *mirrors[MAX_MIRRORS];
+	unsigned n_mirrors;
+};
+
+static void collect_filters(struct h2s *st, struct filters *f, const struct pl_filter *fl, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const struct pl_filter *x = &fl[i];
+		switch (x->type) {
+		case PL_FILTER_REQUEST_HEADER:
+			if (f->n_req_mods < MAX_MODS)
+				f->req_mods[f->n_req_mods++] = &x->u.hdr;
+			break;
+		case PL_FILTER_RESPONSE_HEADER:
+			if (st->n_resp_mods < MAX_MODS)
+				st->resp_mods[st->n_resp_mods++] = &x->u.hdr;
+			break;
+		case PL_FILTER_REDIRECT:
+			if (!f->redirect)
+				f->redirect = &x->u.redirect;
+			break;
+		case PL_FILTER_REWRITE:
+			if (!f->rewrite)
+				f->rewrite = &x->u.rewrite;
+			break;
+		case PL_FILTER_MIRROR:
+			if (f->n_mirrors < MAX_MIRRORS)
+				f->mirrors[f->n_mirrors++] = &x->u.mirror;
+			break;
+		}
+	}
+}
+
+struct reqinfo {
+	const char *path, *query;
+	size_t path_len, query_len;
+	char host[256];
+	int host_len;
+	const char *authority;   /* as sent, for the backend's Host */
+	size_t authority_len;
+};
+
+static void send_redirect(struct h2s *st, const struct pl_redirect *rd, const struct reqinfo *ri)
+{
+	struct pl_h2conn *c = st->c;
+	size_t cap = 64 + ri->path_len + ri->query_len + (size_t)ri->host_len +
+		     (rd->hostname ? strlen(rd->hostname) : 0) + (rd->path.value ? strlen(rd->path.value) : 0) +
+		     (rd->scheme ? strlen(rd->scheme) : 0);
+	char *loc = malloc(cap);
+	if (!loc) {
+		respond_local(st, 500, "out of memory building redirect");
+		return;
+	}
+	int n = pl_redirect_location(rd, &st->entry->match, c->tls ? "https" : "http", ri->host, (size_t)ri->host_len,
+				     c->ls->port, ri->path, ri->path_len, ri->query, ri->query_len, loc, cap);
+	if (n < 0) {
+		free(loc);
+		respond_local(st, 500, "redirect location too long");
+		return;
+	}
+	local_reply(st, rd->status_code ? rd->status_code : 302, "location", loc, (size_t)n, 0);
+	free(loc);
+}
+
+/* The backend's HTTP/1.1 request head into st->up_out; length or -1 with *err. */
+static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const struct filters *f, const char **err)
+{
+	struct pl_h2conn *c = st->c;
+	const struct pl_rewrite *rw = f->rewrite;
+	size_t need = st->hb_len + 8 * st->nh + 512 + mods_size(f->req_mods, f->n_req_mods);
+	if (rw && rw->path.type != PL_PATHMOD_NONE)
+		need += ri->path_len + (rw->path.value ? strlen(rw->path.value) : 0) + 2;
+	if (rw && rw->hostname)
+		need += strlen(rw->hostname);
+	if (pl_buf_reserve(&st->up_out, need) != 0) {
+		*err = "request head too large for the connection budget";
+		return -1;
+	}
+	char *start = pl_buf_wptr(&st->up_out);
+	struct wr w = { start, start + pl_buf_space(&st->up_out), 0 };
+	wr_put(&w, hs(st, st->method.vo), st->method.vl);
+	WR_LIT(&w, " ");
+	if (rw && rw->path.type != PL_PATHMOD_NONE) {
+		int n = pl_rewrite_path(&rw->path, &st->entry->match, ri->path, ri->path_len, w.p, (size_t)(w.end - w.p));
+		if (n < 0) {
+			*err = "rewritten path too long";
+			return -1;
+		}
+		w.p += n;
+	} else {
+		wr_put(&w, ri->path, ri->path_len);
+	}
+	if (ri->query) {
+		WR_LIT(&w, "?");
+		wr_put(&w, ri->query, ri->query_len);
+	}
+	WR_LIT(&w, " HTTP/1.1\r\nHost: ");
+	const struct pl_kv *host_set = NULL;
+	for (unsigned m = 0; m < f->n_req_mods; m++)
+		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++)
+			if (f->req_mods[m]->set[i].name_len == 4 && pl_strncaseeq(f->req_mods[m]->set[i].name, "host", 4))
+				host_set = &f->req_mods[m]->set[i];
+	if (rw && rw->hostname)
+		wr_put(&w, rw->hostname, strlen(rw->hostname));
+	else if (host_set)
+		wr_put(&w, host_set->value, host_set->value_len);
+	else
+		wr_put(&w, ri->authority, ri->authority_len);
+	WR_LIT(&w, "\r\n");
+
+	int te_trailers = 0, n_cookie = 0;
+	unsigned n_xff = 0;
+	for (uint32_t i = 0; i < st->nh; i++) {
+		const char *n = hs(st, st->h[i].no), *v = hs(st, st->h[i].vo);
+		size_t nl = st->h[i].nl, vl = st->h[i].vl;
+		if (name_is(n, nl, "host") || name_is(n, nl, "content-length") || name_is(n, nl, "x-forwarded-proto"))
+			continue;
+		if (name_is(n, nl, "te")) {
+			te_trailers = 1;   /* nghttp2 lets only "trailers" through */
+			continue;
+		}
+		if (conn_specific(n, nl))
+			continue;
+		if (name_is(n, nl, "x-forwarded-for")) {
+			n_xff++;
+			continue;
+		}
+		if (f->n_req_mods && mods_hit(f->req_mods, f->n_req_mods, n, nl))
+			continue;
+		if (name_is(n, nl, "cookie")) {
+			n_cookie++;
+			continue;
+		}
+		wr_hdr(&w, n, nl, v, vl);
+	}
+	if (n_cookie) {
+		/* RFC 9113 8.2.3: crumbs are joined with "; " for HTTP/1.1 */
+		WR_LIT(&w, "cookie: ");
+		int first = 1;
+		for (uint32_t i = 0; i < st->nh; i++) {
+			if (!name_is(hs(st, st->h[i].no), st->h[i].nl, "cookie"))
+				continue;
+			if (!first)
+				WR_LIT(&w, "; ");
+			first = 0;
+			wr_put(&w, hs(st, st->h[i].vo), st->h[i].vl);
+		}
+		WR_LIT(&w, "\r\n");
+	}
+	for (unsigned m = 0; m < f->n_req_mods; m++)
+		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++) {
+			const struct pl_kv *kv = &f->req_mods[m]->set[i];
+			if (!(kv->name_len == 4 && pl_strncaseeq(kv->name, "host", 4)))
+				wr_hdr(&w, kv->name, kv->name_len, kv->value, kv->value_len);
+		}
+	for (unsigned m = 0; m < f->n_req_mods; m++)
+		for (uint32_t i = 0; i < f->req_mods[m]->n_add; i++) {
+			const struct pl_kv *kv = &f->req_mods[m]->add[i];
+			wr_hdr(&w, kv->name, kv->name_len, kv->value, kv->value_len);
+		}
+	WR_LIT(&w, "X-Forwarded-For: ");
+	for (uint32_t i = 0; n_xff && i < st->nh; i++) {
+		if (!name_is(hs(st, st->h[i].no), st->h[i].nl, "x-forwarded-for"))
+			continue;
+		wr_put(&w, hs(st, st->h[i].vo), st->h[i].vl);
+		WR_LIT(&w, ", ");
+	}
+	wr_put(&w, c->peer, strlen(c->peer));
+	if (c->tls)
+		WR_LIT(&w, "\r\nX-Forwarded-Proto: https\r\n");
+	else
+		WR_LIT(&w, "\r\nX-Forwarded-Proto: http\r\n");
+	if (st->has_cl) {
+		WR_LIT(&w, "Content-Length: ");
+		wr_u64(&w, st->cl);
+		WR_LIT(&w, "\r\n");
+	} else if (st->chunked) {
+		WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
+	} else if (st->method.vl >= 3 && (name_is(hs(st, st->method.vo), st->method.vl, "POST") ||
+					 name_is(hs(st, st->method.vo), st->method.vl, "PUT") ||
+					 name_is(hs(st, st->method.vo), st->method.vl, "PATCH"))) {
+		WR_LIT(&w, "Content-Length: 0\r\n");
+	}
+	if (te_trailers)
+		WR_LIT(&w, "TE: trailers\r\nConnection: te\r\n");
+	WR_LIT(&w, "\r\n");
+	if (w.over) {
+		*err = "request head does not fit";
+		return -1;
+	}
+	size_t len = (size_t)(w.p - start);
+	pl_buf_commit(&st->up_out, len);
+	return (ssize_t)len;
+}
+
+static void connect_failed(struct h2s *st, const char *why);
+
+static void dispatch(struct h2s *st, int fresh)
+{
+	struct pl_h2conn *c = st->c;
+	int err = 0;
+	struct pl_upconn *u = pl_up_get(c->w, st->cluster->id, st->ep, fresh, up_cb, st, &err);
+	if (!u) {
+		char why[160];
+		snprintf(why, sizeof(why), "connect to %s (%s) failed: %s", st->ep->text, st->cluster->name,
+			 strerror(-err));
+		connect_failed(st, why);
+		return;
+	}
+	u->in.budget = &c->budget;
+	st->up = u;
+	st->up_wblocked = 0;
+	st->up_eof = 0;
+	st->up_sent = 0;
+	st->resp_any = 0;
+	st->sp_hdone = st->sp_done = 0;
+	st->rscanned = 0;
+	pl_h1scan_init(&st->rscan, (uint32_t)c->w->cfg->max_request_line, MAX_RESP_HEAD);
+	st->conn_start = ev_now(c->w->loop);
+}
+
+static void connect_failed(struct h2s *st, const char *why)
+{
+	if (st->up) {
+		pl_up_close(st->up);
+		st->up = NULL;
+	}
+	if (!st->ep_retried && st->cluster->n_eps > 1) {
+		const struct pl_endpoint *ep = pl_router_endpoint(st->cluster);
+		if (ep && ep != st->ep) {
+			pl_info("%s \"%s %s\" (h2): %s; trying %s", st->c->peer, st->mname, st->target, why, ep->text);
+			count_upstream_error(st);
+			st->ep_retried = 1;
+			st->ep = ep;
+			st->up_sent = 0;
+			dispatch(st, 0);
+			return;
+		}
+	}
+	st->retry_ok = 0;
+	upstream_fail(st, 502, why);
+}
+
+/*
+ * The request header block is complete (END_HEADERS): validate, route,
+ * filter, and answer locally or start the backend exchange.
+ */
+static void head_done(struct h2s *st)
+{
+	struct pl_h2conn *c = st->c;
+	struct pl_worker *w = c->w;
+	ev_tstamp now = ev_now(w->loop);
+	if (st->has_method) {
+		size_t ml = PL_MIN((size_t)st->method.vl, sizeof(st->mname) - 1);
+		memcpy(st->mname, hs(st, st->method.vo), ml);
+		st->mname[ml] = '\0';
+	}
+	if (st->has_path) {
+		size_t tl = PL_MIN((size_t)st->path.vl, sizeof(st->target) - 1);
+		memcpy(st->target, hs(st, st->path.vo), tl);
+		st->target[tl] = '\0';
+	}
+	st->st = S_LOCAL;   /* until routed */
+	if (st->too_big) {
+		respond_local(st, 431, "request header block too large");
+		return;
+	}
+	if (!st->has_method || !st->has_path || !st->has_scheme) {
+		respond_local(st, 400, "missing pseudo-header");   /* nghttp2 normally resets these first */
+		return;
+	}
+	if (name_is(st->mname, strlen(st->mname), "CONNECT")) {
+		respond_local(st, 405, "CONNECT is not supported");
+		return;
+	}
+	struct reqinfo ri;
+	memset(&ri, 0, sizeof(ri));
+	const char *p = hs(st, st->path.vo);
+	size_t pl = st->path.vl;
+	if (pl == 0 || p[0] != '/' || memchr(p, '#', pl)) {
+		respond_local(st, 400, "unsupported :path");
+		return;
+	}
+	const char *qm = memchr(p, '?', pl);
+	ri.path = p;
+	ri.path_len = qm ? (size_t)(qm - p) : pl;
+	if (qm) {
+		ri.query = qm + 1;
+		ri.query_len = pl - ri.path_len - 1;
+	}
+	if (has_dot_segment(ri.path, ri.path_len)) {
+		respond_local(st, 400, "dot-segment in path");
+		return;
+	}
+	const struct span *hosth = NULL;
+	for (uint32_t i = 0; i < st->nh; i++)
+		if (name_is(hs(st, st->h[i].no), st->h[i].nl, "host")) {
+			if (hosth) {
+				respond_local(st, 400, "multiple Host headers");
+				return;
+			}
+			hosth = &st->h[i];
+		}
+	if (st->has_authority) {
+		ri.authority = hs(st, st->authority.vo);
+		ri.authority_len = st->authority.vl;
+	} else if (hosth) {
+		ri.authority = hs(st, hosth->vo);
+		ri.authority_len = hosth->vl;
+	} else {
+		respond_local(st, 400, "missing :authority");
+		return;
+	}
+	ri.host_len = parse_host(ri.authority, ri.authority_len, ri.host, sizeof(ri.host));
+	if (ri.host_len < 0) {
+		respond_local(st, 400, "invalid :authority");
+		return;
+	}
+	for (uint32_t i = 0; i < st->nh; i++)
+		if (name_is(hs(st, st->h[i].no), st->h[i].nl, "content-length")) {
+			uint64_t v;
+			if (pl_parse_u64(hs(st, st->h[i].vo), st->h[i].vl, &v) != 0 || (st->has_cl && v != st->cl)) {
+				respond_local(st, 400, "invalid content-length");
+				return;
+			}
+			st->has_cl = 1;
+			st->cl = v;
+		}
+	st->is_head = name_is(st->mname, strlen(st->mname), "HEAD");
+	st->chunked = !st->req_done && !st->has_cl;
+
+	if (!w->wt) {
+		respond_local(st, 503, "no configuration published yet");
+		return;
+	}
+	st->wt = w->wt;
+	pl_wtable_get(st->wt);
+	const struct pl_bind *b = c->ls->bind;
+	if (!b) {
+		respond_local(st, 404, "listener removed from the configuration");
+		return;
+	}
+	st->listener = pl_router_listener(b, ri.host, (uint32_t)ri.host_len);
+	if (!st->listener) {
+		respond_local(st, 404, "no listener for host");
+		return;
+	}
+	if (c->tls && *pl_tls_sni(c->tls)) {
+		const char *sni = pl_tls_sni(c->tls);
+		if (pl_router_listener(b, sni, (uint32_t)strlen(sni)) != st->listener) {
+			respond_local(st, 421, "Host does not belong to the listener of the TLS server name");
+			return;
+		}
+	}
+	static __thread struct pl_hdr rh[MAX_HDRS];
+	for (uint32_t i = 0; i < st->nh; i++) {
+		rh[i].name = hs(st, st->h[i].no);
+		rh[i].name_len = st->h[i].nl;
+		rh[i].value = hs(st, st->h[i].vo);
+		rh[i].value_len = st->h[i].vl;
+	}
+	struct pl_req_view view = {
+		.method = st->mname, .method_len = (uint32_t)strlen(st->mname),
+		.path = ri.path, .path_len = (uint32_t)ri.path_len,
+		.query = ri.query, .query_len = (uint32_t)ri.query_len,
+		.host = ri.host, .host_len = (uint32_t)ri.host_len,
+		.hdrs = rh, .n_hdrs = st->nh,
+	};
+	st->entry = pl_router_find(st->listener, &view);
+	if (!st->entry) {
+		respond_local(st, 404, "no route matches");
+		return;
+	}
+	st->rule = st->entry->rule;
+	st->stats = st->rule->stats;
+	struct filters f;
+	memset(&f, 0, sizeof(f));
+	collect_filters(st, &f, st->rule->filters, st->rule->n_filters);
+	if (f.redirect) {
+		send_redirect(st, f.redirect, &ri);
+		return;
+	}
+	const struct pl_backend *be = pl_router_pick(st->rule);
+	if (!be || !be->cluster) {
+		respond_local(st, 500, "no valid backend for the rule");
+		return;
+	}
+	collect_filters(st, &f, be->filters, be->n_filters);
+	if (f.redirect) {
+		send_redirect(st, f.redirect, &ri);
+		return;
+	}
+	st->cluster = be->cluster;
+	st->ep = pl_router_endpoint(st->cluster);
+	if (!st->ep) {
+		char why[160];
+		snprintf(why, sizeof(why), "no ready endpoint for %s", st->cluster->name);
+		respond_local(st, 503, why);
+		return;
+	}
+	if (st->cluster->tls) {
+		respond_local(st, 502, "TLS backends are not reachable from HTTP/2 yet");
+		return;
+	}
+	if (st->rule->timeout_request_ms)
+		st->rule_deadline = now + (double)st->rule->timeout_request_ms / 1000.0;
+	if (st->rule->timeout_backend_ms) {
+		ev_tstamp d = now + (double)st->rule->timeout_backend_ms / 1000.0;
+		if (!st->rule_deadline || d < st->rule_deadline)
+			st->rule_deadline = d;
+	}
+	const char *err = NULL;
+	ssize_t hl = emit_req_head(st, &ri, &f, &err);
+	if (hl < 0) {
+		respond_local(st, 500, err);
+		return;
+	}
+	if (f.n_mirrors) {
+		if (st->req_done) {
+			for (unsigned i = 0; i < f.n_mirrors; i++)
+				pl_mirror_start(w, f.mirrors[i], pl_buf_rptr(&st->up_out), (size_t)hl, NULL, 0);
+		} else {
+			pl_debug("%s \"%s %s\" (h2): body streaming: mirror skipped", c->peer, st->mname, st->target);
+		}
+	}
+	/* the header block is forwarded: its copy is no longer needed */
+	st->retry_ok = st->req_done && !name_is(st->mname, strlen(st->mname), "POST") &&
+		       !name_is(st->mname, strlen(st->mname), "PATCH");
+	if (st->req_done)
+		st->req_done_at = now;
+	st->st = S_PROXY;
+	st->discard = 0;
+	st->want_dispatch = 1;
+}
+
+/* END_STREAM from the client. */
+static void req_end(struct h2s *st)
+{
+	if (st->req_done)
+		return;
+	st->req_done = 1;
+	st->req_done_at = ev_now(st->c->w->loop);
+	if (st->st == S_PROXY && st->chunked && !st->discard) {
+		if (pl_buf_reserve(&st->up_out, 5) != 0) {
+			upstream_fail(st, 502, "request body buffer exhausted");
+			return;
+		}
+		pl_buf_put(&st->up_out, "0\r\n\r\n", 5);
+	}
+}
+
+/* ------------------------------------------------------ nghttp2 callbacks */
+
+/*
+ * nghttp2 ignores a HEADERS frame opening a stream numerically below one the
+ * client already opened (it cannot tell it from a late frame on a closed
+ * stream); RFC 9113 5.1.1 makes it a connection error. Streams we reset
+ * ourselves are exempt: the client may still send their trailers.
+ */
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
+{
+	struct pl_h2conn *c = ud;
+	if (hd->type != NGHTTP2_HEADERS || !(hd->stream_id & 1))
+		return 0;
+	if (hd->stream_id > c->max_sid) {
+		c->max_sid = hd->stream_id;
+		return 0;
+	}
+	if (hd->stream_id == c->max_sid || nghttp2_session_find_stream(s, hd->stream_id))
+		return 0;
+	for (unsigned i = 0; i < PL_MIN(c->n_resets, (unsigned)PL_ARRAY_LEN(c->resets)); i++)
+		if (c->resets[i] == hd->stream_id)
+			return 0;
+	pl_debug("%s: h2 HEADERS on stream %d below %d: protocol error", c->peer, hd->stream_id, c->max_sid);
+	nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
+	return 0;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *fr, void *ud)
+{
+	struct pl_h2conn *c = ud;
+	if (fr->hd.type != NGHTTP2_HEADERS || fr->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct h2s *st = stream_new(c, fr->hd.stream_id);
+	if (!st)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	nghttp2_session_set_stream_user_data(s, fr->hd.stream_id, st);
+	return 0;
+}
+
+static int hb_add(struct h2s *st, const uint8_t *p, size_t n, uint32_t *off, size_t limit)
+{
+	if (st->hb_len + n > limit)
+		return -1;
+	if (st->hb_len + n > st->hb_cap) {
+		uint32_t cap = st->hb_cap ? st->hb_cap : 512;
+		while (cap < st->hb_len + n)
+			cap *= 2;
+		char *nb = realloc(st->hb, cap);
+		if (!nb)
+			return -1;
+		st->hb = nb;
+		st->hb_cap = cap;
+	}
+	*off = st->hb_len;
+	memcpy(st->hb + st->hb_len, p, n);
+	st->hb_len += (uint32_t)n;
+	return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t *name, size_t nl,
+		     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+	struct pl_h2conn *c = ud;
+	struct h2s *st = nghttp2_session_get_stream_user_data(s, fr->hd.stream_id);
+	if (!st || fr->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	if (fr->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;   /* request trailers: not forwarded */
+	if (st->too_big)
+		return 0;
+	size_t limit = c->w->cfg->max_header_bytes;
+	struct span sp;
+	if (hb_add(st, name, nl, &sp.no, limit) != 0 || hb_add(st, value, vl, &sp.vo, limit) != 0) {
+		st->too_big = 1;
+		return 0;
+	}
+	sp.nl = (uint32_t)nl;
+	sp.vl = (uint32_t)vl;
+	if (nl && name[0] == ':') {
+		if (name_is((const char *)name, nl, ":method"))
+			st->method = sp, st->has_method = 1;
+		else if (name_is((const char *)name, nl, ":path"))
+			st->path = sp, st->has_path = 1;
+		else if (name_is((const char *)name, nl, ":authority"))
+			st->authority = sp, st->has_authority = 1;
+		else if (name_is((const char *)name, nl, ":scheme"))
+			st->scheme = sp, st->has_scheme = 1;
+		return 0;
+	}
+	if (st->nh == MAX_HDRS) {
+		st->too_big = 1;
+		return 0;
+	}
+	st->h[st->nh++] = sp;
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *fr, void *ud)
+{
+	struct pl_h2conn *c = ud;
+	c->last_io = ev_now(c->w->loop);
+	if (fr->hd.type != NGHTTP2_HEADERS && fr->hd.type != NGHTTP2_DATA)
+		return 0;
+	struct h2s *st = nghttp2_session_get_stream_user_data(s, fr->hd.stream_id);
+	if (!st)
+		return 0;
+	st->last_io = c->last_io;
+	int end = (fr->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+	if (fr->hd.type == NGHTTP2_HEADERS && fr->headers.cat == NGHTTP2_HCAT_REQUEST) {
+		if (end)
+			st->req_done = 1;
+		if (c->goaway && fr->hd.stream_id > nghttp2_session_get_last_proc_stream_id(s)) {
+			stream_reset(st, NGHTTP2_REFUSED_STREAM);
+			return 0;
+		}
+		head_done(st);
+		return 0;
+	}
+	if (end)
+		req_end(st);
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *ud)
+{
+	struct pl_h2conn *c = ud;
+	struct h2s *st = nghttp2_session_get_stream_user_data(s, id);
+	if (!st || st->st != S_PROXY || st->discard || st->req_done) {
+		nghttp2_session_consume(s, id, len);
+		return 0;
+	}
+	c->last_io = st->last_io = ev_now(c->w->loop);
+	struct pl_buf *b = &st->up_out;
+	if (pl_buf_reserve(b, len + 24) != 0) {
+		nghttp2_session_consume(s, id, len);
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		return 0;
+	}
+	if (st->chunked) {
+		put_chunk_head(b, len);
+		pl_buf_put(b, data, len);
+		pl_buf_put(b, "\r\n", 2);
+	} else {
+		pl_buf_put(b, data, len);
+	}
+	st->unacked += len;
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+	struct h2s *st = nghttp2_session_get_stream_user_data(s, id);
+	if (st)
+		stream_finish(st);
+	return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *fr, int err, void *ud)
+{
+	struct pl_h2conn *c = ud;
+	pl_debug("%s: h2 invalid frame type %u on stream %d: %s", c->peer, fr->hd.type, fr->hd.stream_id,
+		 nghttp2_strerror(err));
+	return 0;
+}
+
+static nghttp2_session_callbacks *cbs;
+static nghttp2_option *opts;
+static pthread_once_t cbs_once = PTHREAD_ONCE_INIT;
+static llhttp_settings_t resp_settings;
+
+static void resp_settings_init(void);
+
+static void cbs_init(void)
+{
+	if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opts) != 0)
+		PL_PANIC("nghttp2: out of memory");
+	nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
+	nghttp2_option_set_no_auto_window_update(opts, 1);
+	nghttp2_option_set_max_outbound_ack(opts, 1000);
+	nghttp2_option_set_max_settings(opts, 32);
+	/* CVE-2023-44487 (rapid reset) and CVE-2024-28182 (CONTINUATION flood) */
+	nghttp2_option_set_stream_reset_rate_limit(opts, 1000, 33);
+	nghttp2_option_set_max_continuations(opts, 8);
+	nghttp2_option_set_max_deflate_dynamic_table_size(opts, 4096);
+	nghttp2_option_set_max_send_header_block_length(opts, MAX_RESP_HEAD * 2);
+	resp_settings_init();
+}
+
+/* ------------------------------------------------- backend response (h1) */
+
+/* Response head spans while a head is parsed (synchronously, one per thread). */
+static __thread struct {
+	struct pl_hdr h[MAX_HDRS];
+	uint32_t n;
+	int last_value;
+} RS;
+
+static int rcb_begin(llhttp_t *p)
+{
+	RS.n = 0;
+	RS.last_value = 0;
+	return 0;
+}
+
+static int trailer_field(struct h2s *st, const char *at, size_t n, int value)
+{
+	if (st->t_over)
+		return 0;
+	if (!st->tb) {
+		st->tb = malloc(MAX_TRAILER_BYTES);
+		if (!st->tb) {
+			st->t_over = 1;
+			return 0;
+		}
+	}
+	if (st->tb_len + n > MAX_TRAILER_BYTES) {
+		st->t_over = 1;
+		return 0;
+	}
+	if (!value && (st->nt == 0 || st->t_value)) {
+		if (st->nt == MAX_TRAILERS) {
+			st->t_over = 1;
+			return 0;
+		}
+		struct span *t = &st->t[st->nt++];
+		t->no = st->tb_len;
+		t->nl = 0;
+		t->vo = st->tb_len;
+		t->vl = 0;
+		st->t_value = 0;
+	} else if (value && !st->t_value) {
+		st->t[st->nt - 1].vo = st->tb_len;
+		st->t[st->nt - 1].vl = 0;
+		st->t_value = 1;
+	}
+	struct span *t = &st->t[st->nt - 1];
+	for (size_t i = 0; i < n; i++)
+		st->tb[st->tb_len + i] = value ? at[i] : pl_lower(at[i]);
+	st->tb_len += (uint32_t)n;
+	if (value)
+		t->vl += (uint32_t)n;
+	else
+		t->nl += (uint32_t)n;
+	return 0;
+}
+
+static int rcb_hfield(llhttp_t *p, const char *at, size_t n)
+{
+	struct h2s *st = p->data;
+	if (st->sp_hdone)
+		return trailer_field(st, at, n, 0);
+	if (RS.n == 0 || RS.last_value) {
+		if (RS.n == MAX_HDRS) {
+			llhttp_set_error_reason(p, "too many header fields");
+			return HPE_USER;
+		}
+		struct pl_hdr *h = &RS.h[RS.n++];
+		h->name = at;
+		h->name_len = (uint32_t)n;
+		h->value = at + n;
+		h->value_len = 0;
+		RS.last_value = 0;
+	} else {
+		struct pl_hdr *h = &RS.h[RS.n - 1];
+		h->name_len = (uint32_t)(at + n - h->name);
+	}
+	return 0;
+}
+
+static int rcb_hvalue(llhttp_t *p, const char *at, size_t n)
+{
+	struct h2s *st = p->data;
+	if (st->sp_hdone) {
+		if (st->nt == 0 && !st->t_over)
+			return 0;
+		return trailer_field(st, at, n, 1);
+	}
+	if (RS.n == 0)
+		return 0;
+	struct pl_hdr *h = &RS.h[RS.n - 1];
+	if (!RS.last_value) {
+		h->value = at;
+		h->value_len = (uint32_t)n;
+		RS.last_value = 1;
+	} else {
+		h->value_len = (uint32_t)(at + n - h->value);
+	}
+	return 0;
+}
+
+static int rcb_headers_done(llhttp_t *p)
+{
+	struct h2s *st = p->data;
+	st->sp_hdone = 1;
+	for (uint32_t i = 0; i < RS.n; i++) {
+		struct pl_hdr *h = &RS.h[i];
+		while (h->value_len && (h->value[h->value_len - 1] == ' ' || h->value[h->value_len - 1] == '\t'))
+			h->value_len--;
+	}
+	return st->is_head ? 1 : 0;
+}
+
+static int rcb_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct h2s *st = p->data;
+	if (!n)
+		return 0;
+	if (pl_buf_reserve(&st->rbody, n) != 0) {
+		llhttp_set_error_reason(p, "response body buffer exhausted");
+		return HPE_USER;
+	}
+	pl_buf_put(&st->rbody, at, n);
+	return 0;
+}
+
+static int rcb_done(llhttp_t *p)
+{
+	struct h2s *st = p->data;
+	st->sp_done = 1;
+	return HPE_PAUSED;
+}
+
+static void resp_settings_init(void)
+{
+	llhttp_settings_init(&resp_settings);
+	resp_settings.on_message_begin = rcb_begin;
+	resp_settings.on_header_field = rcb_hfield;
+	resp_settings.on_header_value = rcb_hvalue;
+	resp_settings.on_headers_complete = rcb_headers_done;
+	resp_settings.on_body = rcb_body;
+	resp_settings.on_message_complete = rcb_done;
+}
+
+/* Trailer fields an HTTP/2 client may receive: no framing or connection fields. */
+static void filter_trailers(struct h2s *st)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < st->nt; i++) {
+		const char *n = st->tb + st->t[i].no;
+		size_t nl = st->t[i].nl;
+		if (nl == 0 || conn_specific(n, nl) || name_is(n, nl, "content-length") || name_is(n, nl, "host") ||
+		    name_is(n, nl, "trailer"))
+			continue;
+		st->t[k++] = st->t[i];
+	}
+	st->nt = k;
+}
+
+static void resp_complete(struct h2s *st)
+{
+	st->resp_done = 1;
+	if (st->t_over) {
+		pl_warn("%s \"%s %s\" (h2): backend trailers too large; dropped", st->c->peer, st->mname, st->target);
+		st->nt = 0;
+	}
+	filter_trailers(st);
+	if (st->up) {
+		int reusable = llhttp_should_keep_alive(&st->sp) && st->req_done && pl_buf_empty(&st->up_out) &&
+			       !st->up_eof;
+		pl_up_release(st->up, reusable);
+		st->up = NULL;
+	}
+	if (!st->has_provider && st->nt) {
+		/* bodyless response with trailers cannot happen: no provider means END_STREAM was sent */
+		st->nt = 0;
+	}
+	resume(st);
+}
+
+/* A complete response head of head_len bytes at the front of u->in. */
+static void resp_head(struct h2s *st, size_t head_len)
+{
+	struct pl_h2conn *c = st->c;
+	struct pl_upconn *u = st->up;
+	char *p = pl_buf_rptr(&u->in);
+	llhttp_init(&st->sp, HTTP_RESPONSE, &resp_settings);
+	st->sp.data = st;
+	st->sp_hdone = st->sp_done = 0;
+	RS.n = 0;
+	llhttp_errno_t e = llhttp_execute(&st->sp, p, head_len);
+	size_t used = head_len;
+	if (e == HPE_PAUSED) {
+		used = (size_t)(llhttp_get_error_pos(&st->sp) - p);
+		llhttp_resume(&st->sp);
+	} else if (e != HPE_OK) {
+		char why[200];
+		snprintf(why, sizeof(why), "invalid response from %s: %s", u->peer, llhttp_get_error_reason(&st->sp));
+		upstream_fail(st, 502, why);
+		return;
+	}
+	if (!st->sp_hdone || used != head_len || st->sp.http_major != 1) {
+		upstream_fail(st, 502, "malformed response head from backend");
+		return;
+	}
+	int status = st->sp.status_code;
+	if (status == 101 || status < 100 || status > 999) {
+		upstream_fail(st, 502, "unexpected status from backend");
+		return;
+	}
+	/* connection tokens name more hop-by-hop fields */
+	struct { const char *p; size_t n; } ctok[16];
+	unsigned n_ctok = 0;
+	for (uint32_t i = 0; i < RS.n; i++) {
+		struct pl_hdr *h = &RS.h[i];
+		if (name_is(h->name, h->name_len, "transfer-encoding") &&
+		    !(h->value_len == 7 && pl_strncaseeq(h->value, "chunked", 7))) {
+			upstream_fail(st, 502, "unsupported transfer-coding from backend");
+			return;
+		}
+		if (!name_is(h->name, h->name_len, "connection"))
+			continue;
+		const char *q = h->value, *end = h->value + h->value_len;
+		while (q < end) {
+			while (q < end && (*q == ' ' || *q == '\t' || *q == ','))
+				q++;
+			const char *t = q;
+			while (q < end && *q != ',' && *q != ' ' && *q != '\t')
+				q++;
+			if (q > t && n_ctok < PL_ARRAY_LEN(ctok)) {
+				ctok[n_ctok].p = t;
+				ctok[n_ctok].n = (size_t)(q - t);
+				n_ctok++;
+			}
+		}
+	}
+	int interim = status < 200;
+	static __thread nghttp2_nv nv[MAX_HDRS + 2 * MAX_MODS * 8 + 1];
+	size_t nn = 0;
+	char sbuf[4];
+	snprintf(sbuf, sizeof(sbuf), "%03d", status);
+	nv[nn++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)sbuf, 7, 3, NGHTTP2_NV_FLAG_NONE };
+	int no_body = interim || status == 204 || status == 304 || st->is_head;
+	for (uint32_t i = 0; i < RS.n; i++) {
+		struct pl_hdr *h = &RS.h[i];
+		char *n = (char *)h->name;
+		if (conn_specific(n, h->name_len) || name_is(n, h->name_len, "host"))
+			continue;
+		int tok = 0;
+		for (unsigned k = 0; k < n_ctok; k++)
+			if (ctok[k].n == h->name_len && pl_strncaseeq(ctok[k].p, n, h->name_len))
+				tok = 1;
+		if (tok)
+			continue;
+		if (name_is(n, h->name_len, "content-length") && (interim || status == 204))
+			continue;
+		if (!interim && st->n_resp_mods && mods_hit(st->resp_mods, st->n_resp_mods, n, h->name_len))
+			continue;
+		for (uint32_t k = 0; k < h->name_len; k++)   /* HTTP/2 field names are lower-case */
+			n[k] = pl_lower(n[k]);
+		nv[nn++] = (nghttp2_nv){ (uint8_t *)n, (uint8_t *)h->value, h->name_len, h->value_len,
+					 NGHTTP2_NV_FLAG_NONE };
+	}
+	if (!interim)
+		for (unsigned m = 0; m < st->n_resp_mods; m++) {
+			const struct pl_header_mod *hm = st->resp_mods[m];
+			for (uint32_t i = 0; i < hm->n_set && nn < PL_ARRAY_LEN(nv); i++)
+				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->set[i].name, (uint8_t *)hm->set[i].value,
+							 hm->set[i].name_len, hm->set[i].value_len, NGHTTP2_NV_FLAG_NONE };
+			for (uint32_t i = 0; i < hm->n_add && nn < PL_ARRAY_LEN(nv); i++)
+				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->add[i].name, (uint8_t *)hm->add[i].value,
+							 hm->add[i].name_len, hm->add[i].value_len, NGHTTP2_NV_FLAG_NONE };
+		}
+	int rv;
+	if (interim) {
+		rv = nghttp2_submit_headers(c->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, nn, NULL);
+		pl_buf_consume(&u->in, head_len);
+		st->rscanned = 0;
+		pl_h1scan_init(&st->rscan, (uint32_t)c->w->cfg->max_request_line, MAX_RESP_HEAD);
+		if (rv != 0)
+			stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	int bodyless = no_body || st->sp_done;
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
+	st->has_provider = !bodyless;
+	rv = nghttp2_submit_response(c->s, st->id, nv, nn, bodyless ? NULL : &prd);
+	pl_buf_consume(&u->in, head_len);
+	if (rv != 0) {
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	st->resp_head_sent = 1;
+	count_status(st, status);
+	if (st->sp_done || no_body) {
+		st->sp_done = 1;
+		resp_complete(st);
+	}
+}
+
+/* Moves backend bytes into the stream; 1 if anything changed. */
+static int step_resp(struct h2s *st)
+{
+	int progress = 0;
+	while (st->st == S_PROXY && st->up && !st->resp_done) {
+		struct pl_upconn *u = st->up;
+		if (!st->resp_head_sent) {
+			size_t avail = pl_buf_size(&u->in);
+			if (avail > st->rscanned) {
+				size_t used = 0;
+				int rc = pl_h1scan_feed(&st->rscan, pl_buf_rptr(&u->in) + st->rscanned, avail - st->rscanned,
+							&used);
+				if (rc == PL_H1SCAN_MORE) {
+					st->rscanned = avail;
+				} else if (rc < 0) {
+					char why[200];
+					snprintf(why, sizeof(why), "invalid response head from %s: %s", u->peer,
+						 pl_h1scan_reason(&st->rscan));
+					upstream_fail(st, 502, why);
+					return 1;
+				} else {
+					resp_head(st, st->rscanned + used);
+					progress = 1;
+					continue;
+				}
+			}
+			if (st->up_eof) {
+				upstream_fail(st, 502, "backend closed the connection in the response head");
+				return 1;
+			}
+			return progress;
+		}
+		if (!pl_buf_empty(&u->in)) {
+			if (!st->rbody.data && pl_buf_reserve(&st->rbody, RBODY_CAP) != 0) {
+				stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+				return 1;
+			}
+			if (pl_buf_space(&st->rbody) < BODY_MARGIN)
+				pl_buf_compact(&st->rbody);
+			size_t space = pl_buf_space(&st->rbody);
+			if (space < BODY_MARGIN)
+				return progress;   /* client is slow: backpressure */
+			const char *p = pl_buf_rptr(&u->in);
+			size_t n = PL_MIN(pl_buf_size(&u->in), space);
+			llhttp_errno_t e = llhttp_execute(&st->sp, p, n);
+			size_t used = n;
+			if (e == HPE_PAUSED) {
+				used = (size_t)(llhttp_get_error_pos(&st->sp) - p);
+				llhttp_resume(&st->sp);
+			} else if (e != HPE_OK) {
+				pl_warn("%s \"%s %s\" (h2): invalid response body from %s: %s; resetting", st->c->peer,
+					st->mname, st->target, u->peer, llhttp_get_error_reason(&st->sp));
+				count_upstream_error(st);
+				stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+				return 1;
+			}
+			pl_buf_consume(&u->in, used);
+			progress = 1;
+			resume(st);
+			if (st->sp_done) {
+				if (!pl_buf_empty(&u->in))
+					st->up_eof = 1;
+				resp_complete(st);
+				return 1;
+			}
+			continue;
+		}
+		if (st->up_eof) {
+			if (llhttp_message_needs_eof(&st->sp)) {
+				llhttp_finish(&st->sp);
+				if (st->sp_done) {
+					resp_complete(st);
+					return 1;
+				}
+			}
+			pl_warn("%s \"%s %s\" (h2): backend %s closed the connection mid-response; resetting", st->c->peer,
+				st->mname, st->target, u->peer);
+			count_upstream_error(st);
+			stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+			return 1;
+		}
+		return progress;
+	}
+	return progress;
+}
+
+static void upstream_fail(struct h2s *st, int status, const char *why)
+{
+	struct pl_upconn *u = st->up;
+	if (u && u->reused && st->retry_ok && !st->retried && !st->resp_any) {
+		pl_debug("%s \"%s %s\" (h2): %s on a reused connection; retrying", st->c->peer, st->mname, st->target,
+			 why);
+		pl_up_close(u);
+		st->up = NULL;
+		st->retried = 1;
+		st->up_sent = 0;
+		dispatch(st, 1);
+		return;
+	}
+	if (u) {
+		pl_up_close(u);
+		st->up = NULL;
+	}
+	count_upstream_error(st);
+	if (st->resp_head_sent) {
+		pl_warn("%s \"%s %s\" (h2): %s after the response started; resetting", st->c->peer, st->mname,
+			st->target, why);
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	respond_local(st, status, why);
+}
+
+static void up_read(struct h2s *st)
+{
+	struct pl_upconn *u = st->up;
+	if (!st->resp_head_sent && u->in.cap && pl_buf_space(&u->in) == 0 && u->in.cap < MAX_RESP_HEAD + PL_BUF_STD) {
+		pl_buf_compact(&u->in);
+		if (pl_buf_space(&u->in) == 0 && pl_buf_reserve(&u->in, PL_BUF_STD) != 0) {
+			upstream_fail(st, 502, "response head exceeds the connection budget");
+			return;
+		}
+	}
+	if (u->in.cap && pl_buf_space(&u->in) == 0)
+		pl_buf_compact(&u->in);
+	ssize_t n = pl_buf_read_fd(&u->in, u->fd, 0);
+	if (n > 0) {
+		st->last_io = ev_now(st->c->w->loop);
+		if (!st->resp_any) {
+			st->resp_any = 1;
+			st->retry_ok = 0;
+			if (st->up_sent) {
+				pl_buf_consume(&st->up_out, st->up_sent);
+				st->up_sent = 0;
+			}
+		}
+		return;
+	}
+	if (n == -EAGAIN || n == -ENOBUFS)
+		return;
+	if (!st->resp_any) {
+		char why[160];
+		if (n == 0)
+			snprintf(why, sizeof(why), "backend %s closed the connection without responding", u->peer);
+		else
+			snprintf(why, sizeof(why), "backend %s: read error: %s", u->peer, strerror((int)-n));
+		upstream_fail(st, 502, why);
+		return;
+	}
+	if (n < 0 && !st->resp_head_sent) {
+		upstream_fail(st, 502, "read error from backend");
+		return;
+	}
+	st->up_eof = 1;
+}
+
+/* Writes up_out to the backend, acknowledging the body bytes written. */
+static int flush_up(struct h2s *st)
+{
+	struct pl_upconn *u = st->up;
+	if (!u || u->st != PL_UP_READY || st->up_wblocked)
+		return 0;
+	size_t avail = pl_buf_size(&st->up_out) - st->up_sent;
+	if (avail == 0)
+		return 0;
+	ssize_t n;
+	do
+		n = send(u->fd, pl_buf_rptr(&st->up_out) + st->up_sent, avail, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		st->last_io = ev_now(st->c->w->loop);
+		if (st->retry_ok)
+			st->up_sent += (size_t)n;
+		else
+			pl_buf_consume(&st->up_out, (size_t)n);
+		/* credit the client with what left for the backend (framing bytes make this a slight overestimate
+		 * only until the buffer drains, when the rest is credited) */
+		uint64_t credit = PL_MIN(st->unacked, (uint64_t)n);
+		if (pl_buf_empty(&st->up_out))
+			credit = st->unacked;
+		if (credit) {
+			ack_body(st, credit);
+			st->unacked -= credit;
+		}
+		if ((size_t)n < avail)
+			st->up_wblocked = 1;
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		st->up_wblocked = 1;
+		return 0;
+	}
+	char why[160];
+	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(errno));
+	upstream_fail(st, 502, why);
+	return 1;
+}
+
+static void stream_pump(struct h2s *st)
+{
+	for (int i = 0; i < 8 && st->st == S_PROXY && st->up; i++) {
+		int progress = flush_up(st);
+		if (st->st == S_PROXY && st->up)
+			progress |= step_resp(st);
+		if (!progress)
+			break;
+	}
+	struct pl_upconn *u = st->up;
+	if (st->st == S_PROXY && u && u->st == PL_UP_READY) {
+		int rd = !st->up_eof && !st->resp_done &&
+			 (u->in.cap == 0 || pl_buf_size(&u->in) < u->in.cap ||
+			  (!st->resp_head_sent && u->in.cap < MAX_RESP_HEAD + PL_BUF_STD));
+		int wr = st->up_wblocked && pl_buf_size(&st->up_out) > st->up_sent;
+		pl_up_want(u, rd, wr);
+	}
+}
+
+static void up_cb(struct pl_upconn *u, int ev)
+{
+	struct h2s *st = u->data;
+	struct pl_h2conn *c = st->c;
+	switch (ev) {
+	case PL_UP_EV_ERROR: {
+		char why[160];
+		snprintf(why, sizeof(why), "connect to %s failed: %s", u->peer, strerror(u->err));
+		connect_failed(st, why);
+		break;
+	}
+	case PL_UP_EV_CONNECTED:
+		st->last_io = ev_now(c->w->loop);
+		break;
+	case PL_UP_EV_READ:
+		up_read(st);
+		break;
+	case PL_UP_EV_WRITE:
+		st->up_wblocked = 0;
+		break;
+	}
+	conn_run(c);
+}
+
+/* ------------------------------------------------------- connection I/O */
+
+static void client_read(struct pl_h2conn *c)
+{
+	if (c->in.cap && pl_buf_space(&c->in) == 0)
+		pl_buf_compact(&c->in);
+	ssize_t n = c->tls ? pl_tls_read(c->tls, &c->in) : pl_buf_read_fd(&c->in, c->fd, 0);
+	if (n > 0) {
+		c->last_io = ev_now(c->w->loop);
+		return;
+	}
+	if (n == -EAGAIN || n == -ENOBUFS)
+		return;
+	if (n == -ENOMEM) {
+		c->fatal = 1;
+		return;
+	}
+	c->eof = 1;
+}
+
+/* Hands buffered client bytes to nghttp2. */
+static void feed(struct pl_h2conn *c)
+{
+	if (pl_buf_empty(&c->in) || c->fatal)
+		return;
+	ssize_t n = nghttp2_session_mem_recv(c->s, (const uint8_t *)pl_buf_rptr(&c->in), pl_buf_size(&c->in));
+	if (n < 0) {
+		pl_info("%s: h2 session error: %s; closing", c->peer, nghttp2_strerror((int)n));
+		pl_buf_consume(&c->in, pl_buf_size(&c->in));
+		c->fatal = 1;
+		/* the session is dead: write the GOAWAY ourselves */
+		uint32_t code = n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS || n == NGHTTP2_ERR_FLOODED ?
+					NGHTTP2_ENHANCE_YOUR_CALM : n == NGHTTP2_ERR_NOMEM ? NGHTTP2_INTERNAL_ERROR
+										     : NGHTTP2_PROTOCOL_ERROR;
+		int32_t last = nghttp2_session_get_last_proc_stream_id(c->s);
+		uint8_t f[17] = { 0, 0, 8, NGHTTP2_GOAWAY, 0, 0, 0, 0, 0,
+				  (uint8_t)(last >> 24), (uint8_t)(last >> 16), (uint8_t)(last >> 8), (uint8_t)last,
+				  (uint8_t)(code >> 24), (uint8_t)(code >> 16), (uint8_t)(code >> 8), (uint8_t)code };
+		if (pl_buf_reserve(&c->out, sizeof(f)) == 0)
+			pl_buf_put(&c->out, f, sizeof(f));
+		return;
+	}
+	pl_buf_consume(&c->in, (size_t)n);
+}
+
+/* Frames from nghttp2 into out, while out is below its high-water mark. 1 if any. */
+static int produce(struct pl_h2conn *c)
+{
+	int any = 0;
+	while (!c->fatal && pl_buf_size(&c->out) < OUT_HIWAT) {
+		const uint8_t *data;
+		ssize_t n = nghttp2_session_mem_send(c->s, &data);
+		if (n < 0) {
+			pl_debug("%s: h2 send error: %s", c->peer, nghttp2_strerror((int)n));
+			c->fatal = 1;
+			return any;
+		}
+		if (n == 0)
+			break;
+		if (pl_buf_reserve(&c->out, (size_t)n) != 0) {
+			c->fatal = 1;
+			return any;
+		}
+		pl_buf_put(&c->out, data, (size_t)n);
+		any = 1;
+	}
+	return any;
+}
+
+static int flush_client(struct pl_h2conn *c)
+{
+	if (pl_buf_empty(&c->out) || c->wblocked || c->werr)
+		return 0;
+	size_t want = pl_buf_size(&c->out);
+	ssize_t n = c->tls ? pl_tls_write(c->tls, &c->out) : pl_buf_write_fd(&c->out, c->fd);
+	if (n > 0) {
+		c->last_io = ev_now(c->w->loop);
+		if ((size_t)n < want)
+			c->wblocked = 1;
+		return 1;
+	}
+	if (n == -EAGAIN) {
+		c->wblocked = 1;
+		return 0;
+	}
+	pl_debug("%s: h2 write error: %s", c->peer, strerror((int)-n));
+	c->fatal = 1;
+	c->werr = 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------- timers */
+
+enum tmo { T_NONE = 0, T_IDLE, T_CONNECT, T_BACKEND, T_RULE, T_INACTIVE };
+
+static ev_tstamp stream_deadline(const struct h2s *st, const struct pl_proxy_config *cfg, enum tmo *why)
+{
+	double idle = (double)cfg->idle_timeout_ms / 1000.0;
+	ev_tstamp d = 0;
+	*why = T_NONE;
+#define CONSIDER(val, reason) do { ev_tstamp v_ = (val); if (*why == T_NONE || v_ < d) { d = v_; *why = (reason); } } while (0)
+	if (st->st == S_PROXY) {
+		if (st->up && st->up->st == PL_UP_CONNECTING && cfg->connect_timeout_ms)
+			CONSIDER(st->conn_start + (double)cfg->connect_timeout_ms / 1000.0, T_CONNECT);
+		if (st->rule_deadline && !st->resp_done)
+			CONSIDER(st->rule_deadline, T_RULE);
+		if (!st->resp_head_sent && st->req_done && !st->rule_deadline && cfg->backend_timeout_ms)
+			CONSIDER(st->req_done_at + (double)cfg->backend_timeout_ms / 1000.0, T_BACKEND);
+	}
+	if ((st->resp_head_sent || !st->req_done || st->st != S_PROXY) && idle > 0)
+		CONSIDER(st->last_io + idle, T_INACTIVE);
+#undef CONSIDER
+	return d;
+}
+
+static ev_tstamp conn_deadline(struct pl_h2conn *c)
+{
+	const struct pl_proxy_config *cfg = c->w->cfg;
+	ev_tstamp d = 0;
+	if (cfg->idle_timeout_ms)
+		d = c->last_io + (double)cfg->idle_timeout_ms / 1000.0;
+	for (struct h2s *st = c->streams; st; st = st->next) {
+		enum tmo why;
+		ev_tstamp sd = stream_deadline(st, cfg, &why);
+		if (why != T_NONE && (d == 0 || sd < d))
+			d = sd;
+	}
+	return d;
+}
+
+static void arm_timer(struct pl_h2conn *c)
+{
+	ev_tstamp d = conn_deadline(c);
+	if (d == 0) {
+		ev_timer_stop(c->w->loop, &c->timer);
+		return;
+	}
+	if (ev_is_active(&c->timer) && c->timer_at <= d)
+		return;
+	ev_timer_stop(c->w->loop, &c->timer);
+	double after = d - ev_now(c->w->loop);
+	ev_timer_set(&c->timer, after > 0 ? after : 0, 0.);
+	ev_timer_start(c->w->loop, &c->timer);
+	c->timer_at = d;
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct pl_h2conn *c = t->data;
+	const struct pl_proxy_config *cfg = c->w->cfg;
+	ev_tstamp now = ev_now(loop);
+	if (c->lingering) {
+		conn_close(c);
+		return;
+	}
+	struct h2s *st, *next;
+	for (st = c->streams; st; st = next) {
+		next = st->next;
+		enum tmo why;
+		ev_tstamp d = stream_deadline(st, cfg, &why);
+		if (why == T_NONE || d > now + 0.001)
+			continue;
+		char w_s[160];
+		switch (why) {
+		case T_CONNECT:
+			snprintf(w_s, sizeof(w_s), "connect to %s timed out", st->up ? st->up->peer : "?");
+			st->retry_ok = 0;
+			upstream_fail(st, 504, w_s);
+			break;
+		case T_BACKEND:
+		case T_RULE:
+			snprintf(w_s, sizeof(w_s), "%s timeout waiting for %s", why == T_RULE ? "route" : "backend",
+				 st->up ? st->up->peer : "backend");
+			st->retry_ok = 0;
+			upstream_fail(st, 504, w_s);
+			break;
+		default:
+			pl_info("%s \"%s %s\" (h2 stream %d): idle timeout in state %s; resetting", c->peer, st->mname,
+				st->target, st->id, sstate_str(st->st));
+			stream_reset(st, NGHTTP2_CANCEL);
+			st->last_io = now;   /* nghttp2 closes it once the reset is sent */
+			break;
+		}
+	}
+	if (c->n_streams == 0 && cfg->idle_timeout_ms && c->last_io + (double)cfg->idle_timeout_ms / 1000.0 <= now + 0.001) {
+		if (!c->goaway) {
+			c->goaway = 1;
+			nghttp2_session_terminate_session(c->s, NGHTTP2_NO_ERROR);
+		} else {
+			c->eof = 1;
+		}
+		c->last_io = now;
+	}
+	conn_run(c);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static void conn_close(struct pl_h2conn *c)
+{
+	if (c->st == C_CLOSED)
+		return;
+	struct pl_worker *w = c->w;
+	while (c->streams)
+		stream_finish(c->streams);
+	ev_io_stop(w->loop, &c->rio);
+	ev_io_stop(w->loop, &c->wio);
+	ev_timer_stop(w->loop, &c->timer);
+	if (c->tls) {
+		pl_tls_conn_free(c->tls);
+		c->tls = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->st = C_CLOSED;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->h2 = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = NULL;
+	c->next = w->h2_dead;
+	w->h2_dead = c;
+	atomic_fetch_sub_explicit(&w->n_conns, 1, memory_order_relaxed);
+}
+
+static void free_dead_streams(struct pl_h2conn *c)
+{
+	while (c->dead) {
+		struct h2s *st = c->dead;
+		c->dead = st->next;
+		stream_free(st);
+	}
+}
+
+#define LINGER_S 2.0
+#define LINGER_MAX (256 * 1024)
+
+static void conn_linger(struct pl_h2conn *c)
+{
+	if (c->lingering)
+		return;
+	c->lingering = 1;
+	while (c->streams)
+		stream_finish(c->streams);
+	if (c->tls)
+		pl_tls_close_notify(c->tls);
+	shutdown(c->fd, SHUT_WR);
+	c->linger_until = ev_now(c->w->loop) + LINGER_S;
+	ev_io_stop(c->w->loop, &c->wio);
+	ev_io_start(c->w->loop, &c->rio);
+	ev_timer_stop(c->w->loop, &c->timer);
+	ev_timer_set(&c->timer, LINGER_S, 0.);
+	ev_timer_start(c->w->loop, &c->timer);
+}
+
+static void linger_read(struct pl_h2conn *c)
+{
+	ssize_t n = c->tls ? pl_tls_read(c->tls, &c->in) : pl_buf_read_fd(&c->in, c->fd, 0);
+	if (n > 0) {
+		c->linger_bytes += (size_t)n;
+		pl_buf_consume(&c->in, pl_buf_size(&c->in));
+		if (c->linger_bytes <= LINGER_MAX)
+			return;
+	} else if (n == -EAGAIN) {
+		return;
+	}
+	conn_close(c);
+}
+
+static void update_watchers(struct pl_h2conn *c)
+{
+	struct ev_loop *loop = c->w->loop;
+	int rd = !c->eof && pl_buf_size(&c->out) < OUT_HIWAT && nghttp2_session_want_read(c->s);
+	if (rd)
+		ev_io_start(loop, &c->rio);
+	else
+		ev_io_stop(loop, &c->rio);
+	if (rd && c->tls && pl_tls_pending(c->tls))
+		ev_feed_event(loop, &c->rio, EV_READ);
+	if ((c->wblocked && !pl_buf_empty(&c->out)) || (rd && c->tls && pl_tls_read_wants_write(c->tls)))
+		ev_io_start(loop, &c->wio);
+	else
+		ev_io_stop(loop, &c->wio);
+}
+
+/*
+ * The one place work happens: client bytes to nghttp2, streams to and from
+ * their backends, frames to the client; until nothing moves.
+ */
+static void conn_run(struct pl_h2conn *c)
+{
+	if (c->st == C_CLOSED || c->in_run)
+		return;
+	c->in_run = 1;
+	for (int iter = 0; iter < 64; iter++) {
+		int progress = 0;
+		size_t before = pl_buf_size(&c->in);
+		feed(c);
+		if (pl_buf_size(&c->in) != before)
+			progress = 1;
+		for (struct h2s *st = c->streams; st; st = st->next) {
+			if (st->st == S_PROXY && st->want_dispatch) {
+				st->want_dispatch = 0;
+				dispatch(st, 0);
+				progress = 1;
+			}
+			if (st->st == S_PROXY && st->up)
+				stream_pump(st);
+		}
+		progress |= produce(c);
+		progress |= flush_client(c);
+		if (c->fatal)
+			break;
+		if (!progress)
+			break;
+	}
+	if (c->fatal)
+		flush_client(c);   /* our own GOAWAY */
+	c->in_run = 0;
+	if (c->eof || c->werr) {
+		/* the client is gone: what is left in out goes nowhere useful */
+		conn_close(c);
+		free_dead_streams(c);
+		return;
+	}
+	if (c->fatal || (!nghttp2_session_want_read(c->s) && !nghttp2_session_want_write(c->s))) {
+		/* the session is over: deliver the GOAWAY, then linger so that
+		 * unread client bytes do not turn our close into a reset */
+		if (pl_buf_empty(&c->out)) {
+			conn_linger(c);
+			free_dead_streams(c);
+			return;
+		}
+		ev_io_stop(c->w->loop, &c->rio);
+		ev_io_start(c->w->loop, &c->wio);
+		arm_timer(c);
+		free_dead_streams(c);
+		return;
+	}
+	update_watchers(c);
+	arm_timer(c);
+	free_dead_streams(c);
+}
+
+static void on_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct pl_h2conn *c = io->data;
+	if (c->lingering) {
+		linger_read(c);
+		return;
+	}
+	client_read(c);
+	conn_run(c);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct pl_h2conn *c = io->data;
+	c->wblocked = 0;
+	if (c->tls && pl_tls_read_wants_write(c->tls))
+		client_read(c);
+	conn_run(c);
+}
+
+void pl_h2_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_tlsconn *tls,
+		  const char *data, size_t len)
+{
+	pthread_once(&cbs_once, cbs_init);
+	struct pl_h2conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		goto fail;
+	c->budget.limit = CONN_BUDGET;
+	pl_buf_init(&c->in, &c->budget);
+	pl_buf_init(&c->out, &c->budget);
+	if (len && (pl_buf_reserve(&c->in, PL_MAX(len, (size_t)PL_BUF_STD)) != 0))
+		goto fail_c;
+	if (len)
+		pl_buf_put(&c->in, data, len);
+	if (nghttp2_session_server_new2(&c->s, cbs, c, opts) != 0)
+		goto fail_c;
+	uint32_t max_hl = (uint32_t)PL_MIN(w->cfg->max_header_bytes + 4096, (size_t)UINT32_MAX);
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_hl },
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+	};
+	if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, PL_ARRAY_LEN(iv)) != 0 ||
+	    nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
+		nghttp2_session_del(c->s);
+		goto fail_c;
+	}
+	c->tls = tls;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->w = w;
+	c->ls = ls;
+	pl_lsock_get(ls);
+	c->fd = fd;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "unknown");
+	ev_io_init(&c->rio, on_read, fd, EV_READ);
+	ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+	ev_init(&c->timer, on_timer);
+	c->rio.data = c->wio.data = c->timer.data = c;
+	c->last_io = ev_now(w->loop);
+	c->next = w->h2;
+	if (w->h2)
+		w->h2->prev = c;
+	w->h2 = c;
+	atomic_fetch_add_explicit(&w->n_conns, 1, memory_order_relaxed);
+	if (w->draining) {
+		c->goaway = 1;
+		nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+	}
+	conn_run(c);
+	return;
+fail_c:
+	pl_buf_free(&c->in);
+	free(c);
+fail:
+	pl_warn("%s: out of memory setting up an HTTP/2 connection", peer ? peer : "?");
+	if (tls)
+		pl_tls_conn_free(tls);
+	close(fd);
+}
+
+void pl_h2_reap(struct pl_worker *w)
+{
+	while (w->h2_dead) {
+		struct pl_h2conn *c = w->h2_dead;
+		w->h2_dead = c->next;
+		free_dead_streams(c);
+		nghttp2_session_del(c->s);
+		pl_buf_free(&c->in);
+		pl_buf_free(&c->out);
+		pl_lsock_put(c->ls);
+		free(c);
+	}
+}
+
+void pl_h2_drain(struct pl_worker *w)
+{
+	struct pl_h2conn *c, *next;
+	for (c = w->h2; c; c = next) {
+		next = c->next;
+		if (c->goaway)
+			continue;
+		c->goaway = 1;
+		nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->s),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+		conn_run(c);
+	}
+}
+
+void pl_h2_close_all(struct pl_worker *w)
+{
+	while (w->h2)
+		conn_close(w->h2);
+}
