@@ -156,6 +156,13 @@ struct pl_backend_tls {
 	uint32_t n_sans;
 	char *policy;        /* "namespace/name" of the BackendTLSPolicy, for logs */
 	uint64_t fingerprint;
+	/*
+	 * Non-NULL: the policy applies but is unusable (no valid CA certificate,
+	 * invalid hostname): every connection to the cluster fails (closed),
+	 * never falls back to plaintext. sans entries holding ':' are URIs,
+	 * the others DNS names.
+	 */
+	char *error;
 };
 
 struct pl_cluster {

@@ -496,6 +496,8 @@ struct ctx {
 	struct croute *routes;
 	size_t n_routes;
 	unsigned long mark;
+	struct btls *btls;           /* BackendTLSPolicies, oldest first */
+	size_t n_btls;
 };
 
 static char *tprintf(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -2326,6 +2328,285 @@ static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bre
 	cl->n_eps = (uint32_t)eps->n;
 }
 
+/* ---------------------------------------------------------------- BackendTLSPolicy */
+
+/*
+ * BackendTLSPolicy: parsed once per compilation, oldest first. A policy
+ * targets Services (optionally one port, by sectionName); for a given
+ * Service port the policy naming that port wins over one naming the whole
+ * Service, and among equals the oldest wins: the others are Accepted=False
+ * Conflicted. An applied policy that is unusable (no valid CA certificate,
+ * bad hostname) still goes into the table with bt->error set, so the proxy
+ * fails closed instead of talking plaintext.
+ */
+struct btarget {
+	const char *svc;
+	const char *section;         /* NULL: every port */
+};
+
+struct btls {
+	const struct pl_obj *o;
+	struct btarget *t;
+	size_t n_t;
+	const char *acc_reason;      /* NULL: accepted */
+	char acc_msg[200];
+	const char *refs_reason;     /* NULL: resolved */
+	char refs_msg[200];
+	struct pl_backend_tls *bt;   /* table arena */
+	json_t *ancestors;           /* "ns/gw" -> controllerName */
+	int conflicted;
+};
+
+static void btls_parse(struct ctx *c, struct btls *p)
+{
+	const struct pl_obj *o = p->o;
+	json_t *spec = json_object_get(o->json, "spec");
+	int bad = 0;
+	json_t *trs = aget(spec, "targetRefs", &bad), *e;
+	size_t i;
+	p->t = aarr(c->tmp, json_array_size(trs), sizeof(*p->t));
+	json_array_foreach(trs, i, e) {
+		const char *g = sget(e, "group"), *k = sget(e, "kind"), *nm = sget(e, "name");
+		if ((g && *g) || !k || strcmp(k, "Service") != 0 || !nm || !*nm)
+			continue;   /* only core Services are supported targets */
+		p->t[p->n_t].svc = nm;
+		p->t[p->n_t].section = sget(e, "sectionName");
+		p->n_t++;
+	}
+	json_t *val = json_object_get(spec, "validation");
+	struct pl_backend_tls *bt = pl_arena_alloc(c->a, sizeof(*bt));
+	memset(bt, 0, sizeof(*bt));
+	p->bt = bt;
+	bt->policy = pl_arena_printf(c->a, "%s/%s", o->ns, o->name);
+	char host[256];
+	const char *hn = sget(val, "hostname");
+	if (!hn || norm_hostname(hn, host, sizeof(host), 0) != 0) {
+		p->acc_reason = "Invalid";
+		snprintf(p->acc_msg, sizeof(p->acc_msg), "validation.hostname %.100s is not a valid DNS name",
+			 hn ? hn : "(missing)");
+	} else {
+		bt->sni = pl_arena_strdup(c->a, host);
+	}
+	json_t *sans = aget(val, "subjectAltNames", &bad);
+	bt->sans = aarr(c->a, json_array_size(sans), sizeof(char *));
+	json_array_foreach(sans, i, e) {
+		const char *ty = sget(e, "type");
+		const char *v = ty && !strcmp(ty, "Hostname") ? sget(e, "hostname") : ty && !strcmp(ty, "URI") ? sget(e, "uri")
+													      : NULL;
+		int ok = v && *v && strlen(v) < 1024;
+		if (ok && !strcmp(ty, "Hostname"))
+			ok = norm_hostname(v, host, sizeof(host), 1) == 0 && (v = host);
+		else if (ok)
+			ok = strchr(v, ':') != NULL;
+		if (!ok) {
+			p->acc_reason = "Invalid";
+			snprintf(p->acc_msg, sizeof(p->acc_msg), "validation.subjectAltNames[%zu] is invalid", i);
+			continue;
+		}
+		bt->sans[bt->n_sans++] = pl_arena_strdup(c->a, v);
+	}
+	const char *wk = sget(val, "wellKnownCACertificates");
+	json_t *refs = aget(val, "caCertificateRefs", &bad);
+	size_t nrefs = json_array_size(refs);
+	if ((wk && nrefs) || (!wk && !nrefs) || (wk && strcmp(wk, "System") != 0)) {
+		p->acc_reason = "Invalid";
+		snprintf(p->acc_msg, sizeof(p->acc_msg),
+			 "validation needs exactly one of caCertificateRefs and wellKnownCACertificates: System");
+	}
+	char *all = NULL;
+	size_t all_len = 0;
+	json_array_foreach(refs, i, e) {
+		const char *g = sget(e, "group"), *k = sget(e, "kind"), *nm = sget(e, "name");
+		if ((g && *g) || !k || strcmp(k, "ConfigMap") != 0) {
+			p->refs_reason = "InvalidKind";
+			snprintf(p->refs_msg, sizeof(p->refs_msg), "caCertificateRefs[%zu]: kind %.64s is not supported", i,
+				 k ? k : "(missing)");
+			continue;
+		}
+		const struct pl_obj *cm = nm ? pl_store_get(c->s, PL_K_CONFIGMAP, o->ns, nm) : NULL;
+		const char *pem = cm ? sget(json_object_get(cm->json, "data"), "ca.crt") : NULL;
+		size_t len = pem ? strlen(pem) : 0;
+		if (!pem || len > 1024 * 1024 || !pem_certs_ok(pem, len)) {
+			p->refs_reason = "InvalidCACertificateRef";
+			snprintf(p->refs_msg, sizeof(p->refs_msg), "caCertificateRefs[%zu]: ConfigMap %s/%.100s %s", i, o->ns,
+				 nm ? nm : "", cm ? "has no valid ca.crt" : "not found");
+			continue;
+		}
+		char *n = pl_arena_alloc(c->a, all_len + len + 2);
+		if (all_len)
+			memcpy(n, all, all_len);
+		memcpy(n + all_len, pem, len);
+		n[all_len + len] = '\n';
+		n[all_len + len + 1] = '\0';
+		all = n;
+		all_len += len + 1;
+	}
+	bt->ca_pem = all;
+	if (nrefs && !all && !p->acc_reason) {
+		p->acc_reason = "NoValidCACertificate";
+		snprintf(p->acc_msg, sizeof(p->acc_msg), "no caCertificateRef resolves to a valid CA certificate");
+	}
+	if (p->acc_reason)
+		bt->error = pl_arena_strdup(c->a, p->acc_msg);
+	uint64_t h = FNV_INIT;
+	if (bt->sni)
+		h = fnv1a(h, bt->sni, strlen(bt->sni) + 1);
+	if (all)
+		h = fnv1a(h, all, all_len + 1);
+	for (uint32_t k = 0; k < bt->n_sans; k++)
+		h = fnv1a(h, bt->sans[k], strlen(bt->sans[k]) + 1);
+	bt->fingerprint = h ? h : 1;
+	p->ancestors = J(json_object());
+}
+
+static int btarget_same(const struct btarget *a, const struct btarget *b)
+{
+	if (strcmp(a->svc, b->svc) != 0)
+		return 0;
+	return (!a->section && !b->section) || (a->section && b->section && !strcmp(a->section, b->section));
+}
+
+static int cmp_btls(const void *pa, const void *pb)
+{
+	return cmp_created(((const struct btls *)pa)->o, ((const struct btls *)pb)->o);
+}
+
+static void pass_btls(struct ctx *c)
+{
+	const struct pl_obj *const *v;
+	size_t n = pl_store_list(c->s, PL_K_BACKENDTLSPOLICY, &v);
+	c->btls = aarr(c->tmp, n, sizeof(struct btls));
+	c->n_btls = n;
+	for (size_t i = 0; i < n; i++) {
+		memset(&c->btls[i], 0, sizeof(c->btls[i]));
+		c->btls[i].o = v[i];
+	}
+	qsort(c->btls, n, sizeof(struct btls), cmp_btls);
+	for (size_t i = 0; i < n; i++) {
+		struct btls *p = &c->btls[i];
+		btls_parse(c, p);
+		for (size_t j = 0; j < i && !p->conflicted; j++) {
+			const struct btls *q = &c->btls[j];
+			if (strcmp(q->o->ns, p->o->ns) != 0 || q->conflicted)
+				continue;
+			for (size_t a = 0; a < p->n_t; a++)
+				for (size_t b = 0; b < q->n_t; b++)
+					if (btarget_same(&p->t[a], &q->t[b]) && !p->conflicted) {
+						p->conflicted = 1;
+						p->acc_reason = "Conflicted";
+						snprintf(p->acc_msg, sizeof(p->acc_msg),
+							 "Service %s%s%s is already targeted by the older BackendTLSPolicy %s/%s",
+							 p->t[a].svc, p->t[a].section ? " port " : "",
+							 p->t[a].section ? p->t[a].section : "", q->o->ns, q->o->name);
+					}
+		}
+	}
+}
+
+/* 2: targets exactly this port, 1: the whole Service, 0: not this port. */
+static int btls_covers(const struct btls *p, const char *ns, const char *svc, const char *port_name)
+{
+	int best = 0;
+	if (strcmp(p->o->ns, ns) != 0)
+		return 0;
+	for (size_t a = 0; a < p->n_t; a++) {
+		if (strcmp(p->t[a].svc, svc) != 0)
+			continue;
+		if (!p->t[a].section)
+			best = best > 1 ? best : 1;
+		else if (port_name && !strcmp(p->t[a].section, port_name))
+			best = 2;
+	}
+	return best;
+}
+
+/* The policy applying to a Service port: the most specific not-Conflicted one, oldest first. */
+static struct btls *btls_for(struct ctx *c, const struct bref *b)
+{
+	struct btls *win = NULL;
+	int win_score = 0;
+	const char *pn = sget(b->port, "name");
+	for (size_t i = 0; i < c->n_btls; i++) {
+		struct btls *p = &c->btls[i];
+		if (p->conflicted)
+			continue;
+		int s = btls_covers(p, b->svc->ns, b->svc->name, pn);
+		if (s > win_score) {
+			win = p;
+			win_score = s;
+		}
+	}
+	return win;
+}
+
+/* Records gw as an ancestor of every policy that targets the Service port of b. */
+static void btls_note(struct ctx *c, const struct gw *g, const struct bref *b)
+{
+	if (!b->svc)
+		return;
+	const char *pn = sget(b->port, "name");
+	for (size_t i = 0; i < c->n_btls; i++) {
+		struct btls *p = &c->btls[i];
+		if (btls_covers(p, b->svc->ns, b->svc->name, pn))
+			jset(p->ancestors, tprintf(c, "%s/%s", g->o->ns, g->o->name), jstr(g->controller));
+	}
+}
+
+static void pass_btls_ancestors(struct ctx *c)
+{
+	if (!c->n_btls)
+		return;
+	for (size_t g = 0; g < c->n_gws; g++) {
+		struct gw *gw = &c->gws[g];
+		for (size_t k = 0; k < gw->n; k++) {
+			struct lst *l = &gw->l[k];
+			for (size_t a = 0; a < l->att.n; a++) {
+				const struct croute *cr = ((struct attach *)l->att.v[a])->r;
+				for (size_t r = 0; r < cr->n_rules; r++) {
+					const struct crule *ru = &cr->rules[r];
+					for (uint32_t b = 0; b < ru->r->n_backends; b++)
+						btls_note(c, gw, &ru->bk[b]);
+					for (uint32_t f = 0; f < ru->r->n_filters; f++)
+						if (ru->r->filters[f].type == PL_FILTER_MIRROR)
+							btls_note(c, gw, &ru->fm[f]);
+				}
+			}
+		}
+	}
+}
+
+static json_t *btls_status(struct ctx *c, const struct btls *p)
+{
+	json_t *anc = J(json_array());
+	const char *key;
+	json_t *ctl;
+	json_object_foreach(p->ancestors, key, ctl) {
+		const char *slash = strchr(key, '/');
+		json_t *a = J(json_object());
+		json_t *ref = J(json_object());
+		jset(ref, "group", json_string(GW_GROUP));
+		jset(ref, "kind", json_string("Gateway"));
+		jset(ref, "name", jstr(slash + 1));
+		jset(ref, "namespace", J(json_stringn(key, (size_t)(slash - key))));
+		jset(a, "ancestorRef", ref);
+		jset(a, "controllerName", json_incref(ctl));
+		json_t *conds = J(json_array());
+		if (p->acc_reason)
+			jpush(conds, cond(c, p->o, "Accepted", 0, p->acc_reason, p->acc_msg));
+		else
+			jpush(conds, cond(c, p->o, "Accepted", 1, "Accepted", "Policy is accepted"));
+		if (p->refs_reason)
+			jpush(conds, cond(c, p->o, "ResolvedRefs", 0, p->refs_reason, p->refs_msg));
+		else
+			jpush(conds, cond(c, p->o, "ResolvedRefs", 1, "ResolvedRefs", "All references are resolved"));
+		jset(a, "conditions", conds);
+		jpush(anc, a);
+	}
+	json_t *st = J(json_object());
+	jset(st, "ancestors", anc);
+	return st;
+}
+
 static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
 {
 	if (!b || !b->svc)
@@ -2343,6 +2624,8 @@ static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
 	cl->id = c->o->ephemeral ? (uint32_t)c->clusters.n + 1 : cluster_id(name);
 	int ok;
 	cl->app_proto = app_proto(sget(b->port, "appProtocol"), &ok);
+	const struct btls *bp = btls_for(c, b);
+	cl->tls = bp ? bp->bt : NULL;
 	atomic_init(&cl->rr, 0);
 	struct vec eps = { 0 };
 	add_endpoints(c, cl, b, &eps);
@@ -3042,6 +3325,19 @@ static char *table_json(struct ctx *c)
 		jset(cj, "id", json_integer(cl->id));
 		jset(cj, "name", jstr(cl->name));
 		jset(cj, "appProtocol", json_string(ap[cl->app_proto]));
+		if (cl->tls) {
+			json_t *tj = J(json_object());
+			jset(tj, "policy", jstr(cl->tls->policy));
+			jset(tj, "hostname", cl->tls->sni ? jstr(cl->tls->sni) : json_null());
+			jset(tj, "ca", json_string(cl->tls->ca_pem ? "caCertificateRefs" : "System"));
+			json_t *sj = J(json_array());
+			for (uint32_t k = 0; k < cl->tls->n_sans; k++)
+				jpush(sj, jstr(cl->tls->sans[k]));
+			jset(tj, "subjectAltNames", sj);
+			if (cl->tls->error)
+				jset(tj, "error", jstr(cl->tls->error));
+			jset(cj, "tls", tj);
+		}
 		json_t *eps = J(json_array());
 		for (uint32_t k = 0; k < cl->n_eps; k++) {
 			json_t *ej = J(json_object());
@@ -3080,8 +3376,10 @@ int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, str
 	pass_classes(&c);
 	pass_gateways(&c);
 	index_slices(&c);
+	pass_btls(&c);
 	pass_routes(&c);
 	build_table(&c);
+	pass_btls_ancestors(&c);
 
 	const struct pl_obj *const *v;
 	size_t n = pl_store_list(s, PL_K_GATEWAYCLASS, &v);
@@ -3100,6 +3398,11 @@ int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, str
 			add_status(r, cr->o, st);
 		}
 		json_decref(cr->parents);
+	}
+	for (size_t i = 0; i < c.n_btls; i++) {
+		if (json_object_size(c.btls[i].ancestors))
+			add_status(r, c.btls[i].o, btls_status(&c, &c.btls[i]));
+		json_decref(c.btls[i].ancestors);
 	}
 	for (size_t i = 0; i < c.n_gws; i++)
 		for (size_t k = 0; k < c.gws[i].n; k++)

@@ -103,7 +103,10 @@ static const struct res resources[] = {
 
 enum wstate { W_WAIT = 0, W_LIST, W_WATCH, W_ABSENT };
 
+enum { TAG_WATCH = 1, TAG_STATUS };
+
 struct watch {
+	int tag;                     /* TAG_WATCH: CURLOPT_PRIVATE of the multi's handles is a tag first */
 	const struct res *r;
 	enum pl_kind kind;
 	unsigned ver;                /* index into r->versions */
@@ -123,6 +126,26 @@ struct watch {
 	unsigned fails;
 	int64_t due_ns;
 	uint64_t events;
+};
+
+#define STATUS_INFLIGHT 8
+
+struct sbuf {
+	char *p;
+	size_t n, cap;
+};
+
+struct sreq {                    /* one status PATCH, queued or in flight on the multi handle */
+	int tag;                     /* TAG_STATUS */
+	struct sreq *next;
+	char key[600];
+	char rv[64];
+	char path[1024];
+	json_t *want;
+	char *body;
+	struct curl_slist *hdrs;
+	CURL *h;
+	struct sbuf resp;
 };
 
 struct wr {                      /* a status we wrote, until the watch shows it */
@@ -148,7 +171,7 @@ static struct {
 	struct pl_store *store;
 
 	int dirty;
-	int64_t first_event_ns, compile_at_ns;
+	int64_t first_event_ns, compile_at_ns, last_compile_ns;
 	json_t *desired;             /* statuses of the last compile */
 	int status_due;
 	int64_t status_at_ns, compiled_ns;
@@ -158,6 +181,9 @@ static struct {
 	json_t *assigned;            /* "ns/name" -> pool address */
 	json_t *used_addrs;          /* address -> true */
 
+	struct sreq *sq_head, *sq_tail;   /* queued status writes */
+	struct sreq *inflight[STATUS_INFLIGHT];
+	unsigned n_inflight;
 	int waiting_binds;
 	int leader;
 	int64_t lease_due_ns, lease_seen_ns, lease_ok_ns;
@@ -283,11 +309,33 @@ static int class_is_ours(const char *cls)
 	return ctl && strcmp(ctl, K.controller_name) == 0;
 }
 
-static const char *pool_alloc(const char *key)
+static const char *pool_take(const char *key, const char *txt)
+{
+	json_object_set_new(K.used_addrs, txt, json_true());
+	json_object_set_new(K.assigned, key, json_string(txt));
+	pl_info("Gateway %s: address %s from the pool", key, txt);
+	return sget(K.assigned, key);
+}
+
+/*
+ * The address for Gateway key: the one it has, else the one its status shows
+ * (kept across restarts and shared by replicas) when free, else the next free.
+ */
+static const char *pool_alloc(const char *key, const json_t *status, int claim_only)
 {
 	const char *have = sget(K.assigned, key);
 	if (have)
 		return have;
+	const char *prev = sget(json_array_get(json_object_get(status, "addresses"), 0), "value");
+	struct in_addr pa;
+	if (prev && inet_pton(AF_INET, prev, &pa) == 1 && ntohl(pa.s_addr) >= K.pool_lo &&
+	    ntohl(pa.s_addr) <= K.pool_hi && !json_object_get(K.used_addrs, prev)) {
+		char txt[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &pa, txt, sizeof(txt));
+		return pool_take(key, txt);
+	}
+	if (claim_only)
+		return NULL;
 	uint64_t size = (uint64_t)K.pool_hi - K.pool_lo + 1;
 	for (uint64_t i = 0; i < size; i++) {
 		uint32_t a = K.pool_lo + (uint32_t)((K.pool_next - K.pool_lo + i) % size);
@@ -296,11 +344,8 @@ static const char *pool_alloc(const char *key)
 		inet_ntop(AF_INET, &ia, txt, sizeof(txt));
 		if (json_object_get(K.used_addrs, txt))
 			continue;
-		K.pool_next = a + 1 > K.pool_hi ? K.pool_lo : a + 1;
-		json_object_set_new(K.used_addrs, txt, json_true());
-		json_object_set_new(K.assigned, key, json_string(txt));
-		pl_info("Gateway %s: address %s from the pool", key, txt);
-		return sget(K.assigned, key);
+		K.pool_next = a == K.pool_hi ? K.pool_lo : a + 1;
+		return pool_take(key, txt);
 	}
 	return NULL;
 }
@@ -317,9 +362,10 @@ static void assign_pool_addresses(void)
 		return;
 	const struct pl_obj *const *v;
 	size_t n = pl_store_list(K.store, PL_K_GATEWAY, &v);
-	json_t *live = json_object();
+	json_t *live = json_object();   /* "ns/name" -> 1 needs an address, 2 has its copy marked */
 	if (!live)
 		PL_PANIC("out of memory");
+	char key[512];
 	for (size_t i = 0; i < n; i++) {
 		json_t *spec = json_object_get(v[i]->json, "spec");
 		if (!json_is_object(spec) || !class_is_ours(sget(spec, "gatewayClassName")))
@@ -327,22 +373,10 @@ static void assign_pool_addresses(void)
 		json_t *mark = json_object_get(v[i]->json, "_pylonPool");
 		if (!mark && json_array_size(json_object_get(spec, "addresses")) > 0)
 			continue;   /* the user's own addresses */
-		char key[512];
 		snprintf(key, sizeof(key), "%s/%s", v[i]->ns, v[i]->name);
-		json_object_set_new(live, key, json_true());
-		if (mark)
-			continue;
-		const char *a = pool_alloc(key);
-		if (!a) {
-			pl_warn("Gateway %s: the address pool is exhausted; it binds on 0.0.0.0", key);
-			continue;
-		}
-		json_t *addrs = json_pack("[{s:s, s:s}]", "type", "IPAddress", "value", a);
-		if (!addrs)
-			PL_PANIC("out of memory");
-		json_object_set_new(spec, "addresses", addrs);
-		json_object_set_new(v[i]->json, "_pylonPool", json_true());
+		json_object_set_new(live, key, json_integer(mark ? 2 : 1));
 	}
+	/* first free the addresses of Gateways that went away */
 	const char *k;
 	json_t *val, *tmp;
 	json_object_foreach_safe(K.assigned, tmp, k, val) {
@@ -352,18 +386,44 @@ static void assign_pool_addresses(void)
 		json_object_del(K.used_addrs, json_string_value(val));
 		json_object_del(K.assigned, k);
 	}
+	/* then: Gateways keep the address their status shows (pass 0), the rest take the next free one */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			snprintf(key, sizeof(key), "%s/%s", v[i]->ns, v[i]->name);
+			if (json_integer_value(json_object_get(live, key)) != 1)
+				continue;
+			const char *a = pool_alloc(key, json_object_get(v[i]->json, "status"), pass == 0);
+			if (!a) {
+				if (pass == 1)
+					pl_warn("Gateway %s: the address pool is exhausted; it binds on 0.0.0.0", key);
+				continue;
+			}
+			json_t *addrs = json_pack("[{s:s, s:s}]", "type", "IPAddress", "value", a);
+			if (!addrs)
+				PL_PANIC("out of memory");
+			json_object_set_new(json_object_get(v[i]->json, "spec"), "addresses", addrs);
+			json_object_set_new(v[i]->json, "_pylonPool", json_true());
+			json_object_set_new(live, key, json_integer(2));
+		}
+	}
 	json_decref(live);
 }
 
 /* ---------------------------------------------------------------- store updates */
 
+/*
+ * Leading and trailing edge: an event after a quiet spell compiles at once (no
+ * added latency), events within debounce_ms of the last compile wait for the
+ * window to end and share one compile, so a burst costs at most two.
+ */
 static void mark_dirty(void)
 {
 	if (K.dirty)
 		return;
 	K.dirty = 1;
 	K.first_event_ns = pl_now_ns();
-	K.compile_at_ns = K.first_event_ns + (int64_t)K.cfg.debounce_ms * MS;
+	int64_t next = K.last_compile_ns + (int64_t)K.cfg.debounce_ms * MS;
+	K.compile_at_ns = next > K.first_event_ns ? next : K.first_event_ns;
 }
 
 /* 1 if a and b differ at most in status and bookkeeping metadata (resourceVersion, managedFields). */
@@ -762,14 +822,9 @@ static void watch_done(struct watch *w, CURLcode res)
 
 /* ---------------------------------------------------------------- synchronous requests */
 
-struct sbuf {
-	char *p;
-	size_t n, cap;
-};
-
 static size_t on_sync_data(char *p, size_t sz, size_t nm, void *data)
 {
-	struct sbuf *b = data;
+	struct sbuf *b = (struct sbuf *)data;
 	size_t n = sz * nm;
 	if (b->n + n + 1 > MAX_BODY)
 		return 0;
@@ -1193,26 +1248,131 @@ static int status_write(const struct pl_obj *o, json_t *want)
 	struct watch *wt = watch_of_kind(o->kind);
 	if (!r || !wt)
 		return 0;
-	char path[1024];
-	obj_path(r, wt->ver, o->ns, o->name, path, sizeof(path));
 	json_t *patch = json_pack("{s:{s:s?}, s:O}", "metadata", "resourceVersion", rv, "status", want);
-	if (!patch)
-		return -1;
-	long code = request("PATCH", path, patch, "application/merge-patch+json", NULL);
+	char *body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
 	json_decref(patch);
+	if (!body)
+		return -1;
+	/* a queued write of the same object is superseded */
+	struct sreq *q;
+	for (q = K.sq_head; q; q = q->next)
+		if (strcmp(q->key, key) == 0)
+			break;
+	if (!q) {
+		q = calloc(1, sizeof(*q));
+		if (!q) {
+			free(body);
+			return -1;
+		}
+		q->tag = TAG_STATUS;
+		snprintf(q->key, sizeof(q->key), "%s", key);
+		if (K.sq_tail)
+			K.sq_tail->next = q;
+		else
+			K.sq_head = q;
+		K.sq_tail = q;
+	}
+	free(q->body);
+	json_decref(q->want);
+	q->body = body;
+	q->want = json_incref(want);
+	snprintf(q->rv, sizeof(q->rv), "%s", rv ? rv : "");
+	obj_path(r, wt->ver, o->ns, o->name, q->path, sizeof(q->path));
+	written_set(key, rv, want);   /* optimistic; dropped again if the write fails */
+	return 1;
+}
+
+static void sreq_free(struct sreq *q)
+{
+	if (q->h)
+		curl_easy_cleanup(q->h);
+	curl_slist_free_all(q->hdrs);
+	json_decref(q->want);
+	free(q->body);
+	free(q->resp.p);
+	free(q);
+}
+
+static size_t on_sync_data(char *p, size_t sz, size_t nm, void *data);
+
+/* Starts queued status writes while fewer than STATUS_INFLIGHT are running. */
+static void status_pump(void)
+{
+	while (K.sq_head && K.n_inflight < STATUS_INFLIGHT) {
+		struct sreq *q = K.sq_head;
+		K.sq_head = q->next;
+		if (!K.sq_head)
+			K.sq_tail = NULL;
+		q->next = NULL;
+		q->h = curl_easy_init();
+		struct curl_slist *ct = curl_slist_append(NULL, "Content-Type: application/merge-patch+json");
+		q->hdrs = q->h && ct ? pl_kconf_setup(&K.kc, q->h, q->path, ct) : NULL;
+		if (!q->hdrs) {
+			if (!q->h || !ct)
+				curl_slist_free_all(ct);
+			json_t *wv = json_object_get(K.written, q->key);
+			if (wv) {
+				written_free(wv);
+				json_object_del(K.written, q->key);
+			}
+			sreq_free(q);
+			K.status_full = K.status_due = 1;
+			K.status_at_ns = pl_now_ns() + 500 * MS;
+			continue;
+		}
+		curl_easy_setopt(q->h, CURLOPT_CUSTOMREQUEST, "PATCH");
+		curl_easy_setopt(q->h, CURLOPT_POSTFIELDS, q->body);
+		curl_easy_setopt(q->h, CURLOPT_WRITEFUNCTION, on_sync_data);
+		curl_easy_setopt(q->h, CURLOPT_WRITEDATA, &q->resp);
+		curl_easy_setopt(q->h, CURLOPT_PRIVATE, q);
+		curl_easy_setopt(q->h, CURLOPT_TIMEOUT_MS, SYNC_TIMEOUT_MS);
+		if (curl_multi_add_handle(K.multi, q->h) != CURLM_OK) {
+			sreq_free(q);
+			K.status_full = K.status_due = 1;
+			K.status_at_ns = pl_now_ns() + 500 * MS;
+			continue;
+		}
+		for (unsigned i = 0; i < STATUS_INFLIGHT; i++)
+			if (!K.inflight[i]) {
+				K.inflight[i] = q;
+				break;
+			}
+		K.n_inflight++;
+	}
+}
+
+static void status_done(struct sreq *q, CURLcode res)
+{
+	long code = 0;
+	if (res == CURLE_OK)
+		curl_easy_getinfo(q->h, CURLINFO_RESPONSE_CODE, &code);
+	curl_multi_remove_handle(K.multi, q->h);
+	for (unsigned i = 0; i < STATUS_INFLIGHT; i++)
+		if (K.inflight[i] == q)
+			K.inflight[i] = NULL;
+	K.n_inflight--;
 	if (code == 200 || code == 201) {
 		K.status_writes++;
-		written_set(key, rv, want);
-		pl_debug("kubernetes: status of %s written", key);
-		return 1;
+		pl_debug("kubernetes: status of %s written", q->key);
+	} else if (code != 404) {   /* 404: deleted meanwhile */
+		if (code == 409)
+			pl_debug("kubernetes: status of %s: conflict; writing again from the newer object", q->key);
+		else if (res != CURLE_OK)
+			pl_warn("kubernetes: status of %s: %s", q->key, curl_easy_strerror(res));
+		else
+			pl_warn("kubernetes: status of %s: HTTP %ld %.200s", q->key, code, q->resp.p ? q->resp.p : "");
+		/* forget the optimistic entry, so the next pass writes again */
+		json_t *wv = json_object_get(K.written, q->key);
+		struct wr *w = wv ? (struct wr *)(uintptr_t)json_integer_value(wv) : NULL;
+		if (w && strcmp(w->rv, q->rv) == 0) {
+			written_free(wv);
+			json_object_del(K.written, q->key);
+		}
+		K.status_full = 1;
+		K.status_due = 1;
+		K.status_at_ns = pl_now_ns() + (code == 409 ? 50 : 1000) * MS;
 	}
-	if (code == 404)
-		return 0;    /* deleted meanwhile */
-	if (code == 409)
-		pl_debug("kubernetes: status of %s: conflict; retrying on the next event", key);
-	else
-		pl_warn("kubernetes: status of %s: HTTP %ld", key, code);
-	return -1;
+	sreq_free(q);
 }
 
 static void status_pass(void)
@@ -1349,6 +1509,7 @@ static void compile_publish(void)
 {
 	int64_t t0 = pl_now_ns();
 	K.dirty = 0;
+	K.last_compile_ns = t0;
 	assign_pool_addresses();
 	char now[40];
 	now_rfc3339(now, sizeof(now), 0);
@@ -1367,8 +1528,7 @@ static void compile_publish(void)
 	K.status_full = 1;
 	K.status_due = 1;
 	K.status_at_ns = 0;
-	pl_log(K.compiles <= 1 || t1 - t0 > 50 * MS ? PL_LOG_INFO : PL_LOG_DEBUG,
-	       "kubernetes: generation %llu: %zu objects, %u binds, %u clusters, %u with problems; compile+swap %.2f ms, "
+	pl_info("kubernetes: generation %llu: %zu objects, %u binds, %u clusters, %u with problems; compile+swap %.2f ms, "
 	       "first event to swap %.2f ms", (unsigned long long)pl_table_generation(), pl_store_count(K.store), nb, nc,
 	       r.problems, (double)(t1 - t0) / 1e6, (double)(t1 - K.first_event_ns) / 1e6);
 	pl_compile_result_clear(&r);
@@ -1410,6 +1570,7 @@ static void *kube_main(void *arg)
 			compile_publish();
 		if (K.status_due && pl_now_ns() >= K.status_at_ns)
 			status_pass();
+		status_pump();
 
 		now = pl_now_ns();
 		int64_t next = now + 1000 * MS;
@@ -1431,11 +1592,16 @@ static void *kube_main(void *arg)
 		while ((m = curl_multi_info_read(K.multi, &left))) {
 			if (m->msg != CURLMSG_DONE)
 				continue;
-			struct watch *w = NULL;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&w);
-			if (w)
-				watch_done(w, m->data.result);
+			void *priv = NULL;
+			CURL *eh = m->easy_handle;
+			CURLcode res = m->data.result;
+			curl_easy_getinfo(eh, CURLINFO_PRIVATE, (char **)&priv);
+			if (priv && *(int *)priv == TAG_WATCH)
+				watch_done(priv, res);
+			else if (priv && *(int *)priv == TAG_STATUS)
+				status_done(priv, res);
 		}
+		status_pump();
 		/* a status write waiting for binds: the bind hook woke us, decide now */
 		if (atomic_exchange(&bind_changed, 0) && K.waiting_binds && K.status_due)
 			K.status_at_ns = pl_now_ns();
@@ -1534,6 +1700,7 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 		w->r = &resources[i];
 		w->kind = k;
 		w->need_list = 1;
+		w->tag = TAG_WATCH;
 		w->h = curl_easy_init();
 		if (!w->h)
 			PL_PANIC("out of memory");
@@ -1584,6 +1751,17 @@ void pl_kube_stop(void)
 		json_decref(w->seen);
 	}
 	free(K.w);
+	for (unsigned i = 0; i < STATUS_INFLIGHT; i++) {
+		if (K.inflight[i]) {
+			curl_multi_remove_handle(K.multi, K.inflight[i]->h);
+			sreq_free(K.inflight[i]);
+		}
+	}
+	while (K.sq_head) {
+		struct sreq *q = K.sq_head;
+		K.sq_head = q->next;
+		sreq_free(q);
+	}
 	if (K.sync)
 		curl_easy_cleanup(K.sync);
 	curl_multi_cleanup(K.multi);

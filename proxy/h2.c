@@ -1356,6 +1356,16 @@ static void resp_complete(struct h2s *st)
 		pl_up_release(st->up, reusable);
 		st->up = NULL;
 	}
+	if (!st->req_done) {
+		/* answered before the request body ended: the rest is read and dropped */
+		st->discard = 1;
+		pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+		st->up_sent = 0;
+		if (st->unacked) {
+			ack_body(st, st->unacked);
+			st->unacked = 0;
+		}
+	}
 	if (!st->has_provider && st->nt) {
 		/* bodyless response with trailers cannot happen: no provider means END_STREAM was sent */
 		st->nt = 0;
@@ -2018,7 +2028,7 @@ static void update_watchers(struct pl_h2conn *c)
  */
 static void conn_run(struct pl_h2conn *c)
 {
-	if (c->st == C_CLOSED || c->in_run)
+	if (c->st == C_CLOSED || c->in_run || c->lingering)
 		return;
 	c->in_run = 1;
 	for (int iter = 0; iter < 64; iter++) {

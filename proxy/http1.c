@@ -931,7 +931,7 @@ static void dispatch(struct pl_h1conn *c, int fresh)
 {
 	struct h1_req *r = &c->req;
 	int err = 0;
-	struct pl_upconn *u = pl_up_get(c->w, r->cluster->id, r->ep, fresh, up_cb, c, &err);
+	struct pl_upconn *u = pl_up_connect(c->w, r->cluster, r->ep, fresh, up_cb, c, &err);
 	if (!u) {
 		char why[160];
 		snprintf(why, sizeof(why), "connect to %s (%s) failed: %s", r->ep->text, r->cluster->name,
@@ -1659,7 +1659,7 @@ static void up_read(struct pl_h1conn *c)
 		upstream_fail(c, 502, "response head exceeds the connection budget");
 		return;
 	}
-	ssize_t n = pl_buf_read_fd(&u->in, u->fd, 0);
+	ssize_t n = pl_up_read(u);
 	if (n > 0) {
 		c->last_io = ev_now(c->w->loop);
 		if (!r->resp_any) {
@@ -1725,10 +1725,7 @@ static int flush_up(struct pl_h1conn *c)
 	size_t avail = pl_buf_size(&c->up_out) - c->up_sent;
 	if (avail == 0)
 		return 0;
-	ssize_t n;
-	do
-		n = send(u->fd, pl_buf_rptr(&c->up_out) + c->up_sent, avail, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	ssize_t n = pl_up_send(u, pl_buf_rptr(&c->up_out) + c->up_sent, avail);
 	if (n > 0) {
 		c->last_io = ev_now(c->w->loop);
 		if (c->req.retry_ok && c->st == H1_PROXY)
@@ -1739,7 +1736,7 @@ static int flush_up(struct pl_h1conn *c)
 			c->up_wblocked = 1;
 		return 1;
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+	if (n == -EAGAIN) {
 		c->up_wblocked = 1;
 		return 0;
 	}
@@ -1749,7 +1746,7 @@ static int flush_up(struct pl_h1conn *c)
 		return 1;
 	}
 	char why[160];
-	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(errno));
+	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(n < 0 ? (int)-n : EPIPE));
 	upstream_fail(c, 502, why);
 	return 1;
 }
@@ -2136,8 +2133,11 @@ static void up_cb(struct pl_upconn *u, int ev)
 	struct pl_h1conn *c = u->data;
 	switch (ev) {
 	case PL_UP_EV_ERROR: {
-		char why[160];
-		snprintf(why, sizeof(why), "connect to %s failed: %s", u->peer, strerror(u->err));
+		char why[200];
+		if (u->errmsg[0])
+			snprintf(why, sizeof(why), "%s", u->errmsg);
+		else
+			snprintf(why, sizeof(why), "connect to %s failed: %s", u->peer, strerror(u->err));
 		connect_failed(c, why);
 		break;
 	}

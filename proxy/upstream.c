@@ -1,12 +1,16 @@
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "pl.h"
 #include "log.h"
+#include "table-t.h"
 #include "upstream.h"
+#include "uptls.h"
 #include "worker.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 /*
@@ -30,10 +34,11 @@ struct pl_uppool {
 	double idle_s;
 };
 
-static void key_init(struct pl_upkey *k, uint32_t cluster_id, const struct pl_endpoint *ep)
+static void key_init(struct pl_upkey *k, uint32_t cluster_id, uint64_t tls_fp, const struct pl_endpoint *ep)
 {
 	memset(k, 0, sizeof(*k));
 	k->cluster_id = cluster_id;
+	k->tls_fp = tls_fp;
 	k->addrlen = ep->addrlen;
 	/* copy field by field: padding in the table's sockaddr need not be zero */
 	if (ep->addr.ss_family == AF_INET) {
@@ -58,13 +63,13 @@ static void key_init(struct pl_upkey *k, uint32_t cluster_id, const struct pl_en
 
 static int key_eq(const struct pl_upkey *a, const struct pl_upkey *b)
 {
-	return a->cluster_id == b->cluster_id && a->addrlen == b->addrlen &&
+	return a->cluster_id == b->cluster_id && a->tls_fp == b->tls_fp && a->addrlen == b->addrlen &&
 	       memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
 static unsigned key_hash(const struct pl_upkey *k)
 {
-	uint32_t h = 2166136261u ^ k->cluster_id;
+	uint32_t h = (2166136261u ^ k->cluster_id) * 16777619u ^ (uint32_t)(k->tls_fp ^ (k->tls_fp >> 32));
 	const unsigned char *p = (const unsigned char *)&k->addr;
 	for (socklen_t i = 0; i < k->addrlen; i++)
 		h = (h ^ p[i]) * 16777619u;
@@ -110,6 +115,15 @@ void pl_up_close(struct pl_upconn *u)
 		idle_unlink(u);
 	ev_io_stop(u->w->loop, &u->rio);
 	ev_io_stop(u->w->loop, &u->wio);
+	if (u->ssl) {
+		/* close_notify is best effort on a non-blocking socket; a failed handshake sends none */
+		if (!u->hs_tls && !(SSL_get_shutdown(u->ssl) & SSL_SENT_SHUTDOWN))
+			SSL_shutdown(u->ssl);
+		ERR_clear_error();
+		SSL_free(u->ssl);
+		u->ssl = NULL;
+	}
+	u->hs_tls = NULL;
 	if (u->fd >= 0)
 		close(u->fd);
 	u->fd = -1;
@@ -131,6 +145,54 @@ void pl_up_reap(struct pl_worker *w)
 	}
 }
 
+static void hs_fail(struct pl_upconn *u, const char *why)
+{
+	const struct pl_backend_tls *bt = u->hs_tls;
+	snprintf(u->errmsg, sizeof(u->errmsg), "TLS to backend %s: %s", u->peer, why);
+	pl_warn("cluster %s: TLS to backend %s (BackendTLSPolicy %s, hostname %s): %s", u->cluster, u->peer,
+		bt && bt->policy ? bt->policy : "?", bt && bt->sni ? bt->sni : "-", why);
+	ev_io_stop(u->w->loop, &u->rio);
+	ev_io_stop(u->w->loop, &u->wio);
+	u->err = EPROTO;
+	u->cb(u, PL_UP_EV_ERROR);
+}
+
+/* Drives the client handshake; CONNECTED only once the peer is verified. */
+static void hs_step(struct pl_upconn *u)
+{
+	struct ev_loop *loop = u->w->loop;
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_do_handshake(u->ssl);
+	if (r == 1) {
+		char why[160];
+		if (pl_uptls_check_names(u->ssl, u->hs_tls, why, sizeof(why)) != 0) {
+			hs_fail(u, why);
+			return;
+		}
+		u->hs_tls = NULL;
+		ev_io_stop(loop, &u->rio);
+		ev_io_stop(loop, &u->wio);
+		u->st = PL_UP_READY;
+		u->cb(u, PL_UP_EV_CONNECTED);
+		return;
+	}
+	int e = SSL_get_error(u->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		ev_io_stop(loop, &u->wio);
+		ev_io_start(loop, &u->rio);
+		return;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		ev_io_stop(loop, &u->rio);
+		ev_io_start(loop, &u->wio);
+		return;
+	}
+	char why[160];
+	pl_uptls_error(u->ssl, e, why, sizeof(why));
+	hs_fail(u, why);
+}
+
 static void connect_done(struct pl_upconn *u)
 {
 	int err = 0;
@@ -143,13 +205,38 @@ static void connect_done(struct pl_upconn *u)
 		u->cb(u, PL_UP_EV_ERROR);
 		return;
 	}
+	if (u->hs_tls) {
+		hs_step(u);
+		return;
+	}
 	u->st = PL_UP_READY;
 	u->cb(u, PL_UP_EV_CONNECTED);
+}
+
+/*
+ * An idle TLS connection may still receive records that carry no data (TLS
+ * 1.3 session tickets arrive after the handshake): those keep it pooled,
+ * anything else (data, alert, EOF) ends it. 1 if it stays.
+ */
+static int idle_tls_ok(struct pl_upconn *u)
+{
+	char tmp[64];
+	ERR_clear_error();
+	int r = SSL_read(u->ssl, tmp, sizeof(tmp));
+	int ok = r <= 0 && SSL_get_error(u->ssl, r) == SSL_ERROR_WANT_READ;
+	ERR_clear_error();
+	return ok;
 }
 
 static void on_read(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct pl_upconn *u = io->data;
+	if (u->st == PL_UP_IDLE && u->ssl && idle_tls_ok(u))
+		return;
+	if (u->st == PL_UP_CONNECTING && u->hs_tls) {
+		hs_step(u);
+		return;
+	}
 	if (u->st == PL_UP_IDLE) {
 		/* an idle backend connection must stay silent: EOF, an error or
 		 * stray bytes all mean it cannot carry another request */
@@ -165,7 +252,16 @@ static void on_write(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct pl_upconn *u = io->data;
 	if (u->st == PL_UP_CONNECTING) {
-		connect_done(u);
+		if (u->hs_tls && SSL_in_init(u->ssl) && SSL_get_state(u->ssl) != TLS_ST_BEFORE)
+			hs_step(u);
+		else
+			connect_done(u);
+		return;
+	}
+	if (u->rd_wants_write) {
+		u->rd_wants_write = 0;
+		if (u->cb)
+			u->cb(u, PL_UP_EV_READ);
 		return;
 	}
 	if (u->cb)
@@ -173,7 +269,7 @@ static void on_write(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 static struct pl_upconn *up_new(struct pl_worker *w, const struct pl_upkey *k, const struct pl_endpoint *ep,
-				int *err)
+				const struct pl_backend_tls *bt, int *err)
 {
 	int fd = socket(k->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -196,17 +292,32 @@ static struct pl_upconn *up_new(struct pl_worker *w, const struct pl_upkey *k, c
 	ev_io_init(&u->rio, on_read, fd, EV_READ);
 	ev_io_init(&u->wio, on_write, fd, EV_WRITE);
 	u->rio.data = u->wio.data = u;
+	if (bt) {
+		char why[160];
+		u->ssl = pl_uptls_new(bt, fd, why, sizeof(why));
+		if (!u->ssl) {
+			pl_warn("upstream %s: TLS set-up failed: %s", u->peer, why);
+			close(fd);
+			free(u);
+			*err = -EPROTO;
+			return NULL;
+		}
+		u->hs_tls = bt;
+	}
 	int rc;
 	do
 		rc = connect(fd, (const struct sockaddr *)&k->addr, k->addrlen);
 	while (rc < 0 && errno == EINTR);
-	if (rc == 0) {
+	if (rc == 0 && !bt) {
 		u->st = PL_UP_READY;
-	} else if (errno == EINPROGRESS) {
+	} else if (rc == 0 || errno == EINPROGRESS) {
+		/* TLS: the handshake starts from the write watcher, never inside pl_up_get() */
 		u->st = PL_UP_CONNECTING;
 		ev_io_start(w->loop, &u->wio);
 	} else {
 		*err = -errno;
+		if (u->ssl)
+			SSL_free(u->ssl);
 		close(fd);
 		free(u);
 		return NULL;
@@ -214,11 +325,12 @@ static struct pl_upconn *up_new(struct pl_worker *w, const struct pl_upkey *k, c
 	return u;
 }
 
-struct pl_upconn *pl_up_get(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
-			    int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err)
+static struct pl_upconn *get(struct pl_worker *w, uint32_t cluster_id, const struct pl_backend_tls *bt,
+			     const char *cname, const struct pl_endpoint *ep, int fresh,
+			     void (*cb)(struct pl_upconn *, int), void *data, int *err)
 {
 	struct pl_upkey k;
-	key_init(&k, cluster_id, ep);
+	key_init(&k, cluster_id, bt ? (bt->fingerprint ? bt->fingerprint : 1) : 0, ep);
 	struct pl_upconn *u = NULL;
 	if (!fresh) {
 		struct pl_upent *e = ent_find(w->pool, &k, 0);
@@ -230,14 +342,114 @@ struct pl_upconn *pl_up_get(struct pl_worker *w, uint32_t cluster_id, const stru
 		}
 	}
 	if (!u) {
-		u = up_new(w, &k, ep, err);
+		u = up_new(w, &k, ep, bt, err);
 		if (!u)
 			return NULL;
 	}
 	u->cb = cb;
 	u->data = data;
 	u->err = 0;
+	u->errmsg[0] = '\0';
+	snprintf(u->cluster, sizeof(u->cluster), "%s", cname ? cname : "?");
 	return u;
+}
+
+struct pl_upconn *pl_up_connect(struct pl_worker *w, const struct pl_cluster *cl, const struct pl_endpoint *ep,
+				int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err)
+{
+	if (cl->tls && cl->tls->error) {
+		pl_warn("cluster %s: BackendTLSPolicy %s is unusable (%s): connection refused", cl->name,
+			cl->tls->policy ? cl->tls->policy : "?", cl->tls->error);
+		*err = -EPROTO;
+		return NULL;
+	}
+	return get(w, cl->id, cl->tls, cl->name, ep, fresh, cb, data, err);
+}
+
+struct pl_upconn *pl_up_get(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
+			    int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err)
+{
+	/* callers of this entry point do raw socket I/O: never hand them a TLS cluster */
+	const struct pl_table *t = w->wt ? w->wt->t : NULL;
+	for (uint32_t i = 0; t && i < t->n_clusters; i++) {
+		if (t->clusters[i]->id == cluster_id && t->clusters[i]->tls) {
+			pl_warn("cluster %s: has a BackendTLSPolicy but this path cannot do TLS to backends; refused",
+				t->clusters[i]->name);
+			*err = -EPROTONOSUPPORT;
+			return NULL;
+		}
+	}
+	return get(w, cluster_id, NULL, NULL, ep, fresh, cb, data, err);
+}
+
+ssize_t pl_up_read(struct pl_upconn *u)
+{
+	if (!u->ssl)
+		return pl_buf_read_fd(&u->in, u->fd, 0);
+	struct pl_buf *b = &u->in;
+	if (!b->data) {
+		int rc = pl_buf_reserve(b, PL_BUF_STD);
+		if (rc)
+			return rc;
+	}
+	if (b->len == b->cap)
+		pl_buf_compact(b);
+	size_t room = b->cap - b->len;
+	if (room == 0)
+		return -ENOBUFS;
+	u->rd_wants_write = 0;
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_read(u->ssl, b->data + b->len, room > INT32_MAX ? INT32_MAX : (int)room);
+	if (r > 0) {
+		b->len += (uint32_t)r;
+		return r;
+	}
+	int e = SSL_get_error(u->ssl, r);
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		u->rd_wants_write = 1;
+		ev_io_start(u->w->loop, &u->wio);
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0)
+			return errno ? -errno : 0;   /* TCP EOF without close_notify: EOF, framing decides */
+		/* fall through */
+	default:
+		ERR_clear_error();
+		return -EPROTO;
+	}
+}
+
+ssize_t pl_up_send(struct pl_upconn *u, const void *p, size_t n)
+{
+	if (!u->ssl) {
+		ssize_t r;
+		do
+			r = send(u->fd, p, n, MSG_NOSIGNAL);
+		while (r < 0 && errno == EINTR);
+		if (r >= 0)
+			return r;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+	if (n == 0)
+		return 0;
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_write(u->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(u->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+		return -EAGAIN;   /* renegotiation is off: WANT_READ is not expected after the handshake */
+	if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno)
+		return -errno;
+	ERR_clear_error();
+	return -EPIPE;
 }
 
 void pl_up_want(struct pl_upconn *u, int read, int write)
@@ -248,16 +460,20 @@ void pl_up_want(struct pl_upconn *u, int read, int write)
 		ev_io_start(u->w->loop, &u->rio);
 	else
 		ev_io_stop(u->w->loop, &u->rio);
-	if (write)
+	if (write || (read && u->rd_wants_write))
 		ev_io_start(u->w->loop, &u->wio);
 	else
 		ev_io_stop(u->w->loop, &u->wio);
+	/* decrypted bytes inside OpenSSL: the socket will not signal them */
+	if (read && u->ssl && SSL_pending(u->ssl) > 0)
+		ev_feed_event(u->w->loop, &u->rio, EV_READ);
 }
 
 void pl_up_release(struct pl_upconn *u, int reusable)
 {
 	struct pl_worker *w = u->w;
-	if (!reusable || u->st != PL_UP_READY || !pl_buf_empty(&u->in) || w->draining) {
+	if (!reusable || u->st != PL_UP_READY || !pl_buf_empty(&u->in) || w->draining ||
+	    (u->ssl && (SSL_pending(u->ssl) > 0 || SSL_get_shutdown(u->ssl)))) {
 		pl_up_close(u);
 		return;
 	}
@@ -271,6 +487,7 @@ void pl_up_release(struct pl_upconn *u, int reusable)
 	u->in.budget = NULL;   /* it was the previous owner's */
 	u->cb = NULL;
 	u->data = NULL;
+	u->rd_wants_write = 0;
 	u->reused++;
 	u->st = PL_UP_IDLE;
 	u->ent = e;

@@ -25,6 +25,7 @@
 #include <ev.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "buf.h"
 
@@ -33,12 +34,16 @@
 struct pl_worker;
 struct pl_endpoint;
 struct pl_upent;
+struct pl_cluster;
+struct pl_backend_tls;
+struct ssl_st;
 
 enum pl_up_state { PL_UP_CONNECTING = 0, PL_UP_READY, PL_UP_IDLE, PL_UP_CLOSED };
 enum { PL_UP_EV_CONNECTED = 1, PL_UP_EV_ERROR, PL_UP_EV_READ, PL_UP_EV_WRITE };
 
 struct pl_upkey {
 	uint32_t cluster_id;
+	uint64_t tls_fp;         /* pl_backend_tls fingerprint, 0: plaintext (a policy change never reuses) */
 	socklen_t addrlen;
 	struct sockaddr_storage addr;
 };
@@ -58,6 +63,12 @@ struct pl_upconn {
 	ev_tstamp idle_since;
 	struct pl_upent *ent;            /* pool entry while IDLE */
 	struct pl_upconn *next, *prev;   /* pool idle list, or the reap list */
+	/* TLS to the backend (BackendTLSPolicy): NULL for plaintext */
+	struct ssl_st *ssl;
+	const struct pl_backend_tls *hs_tls;  /* during the handshake only (the owner pins the table) */
+	uint8_t rd_wants_write;  /* the last pl_up_read needs writability (TLS) */
+	char cluster[96];        /* cluster name for logs */
+	char errmsg[192];        /* PL_UP_EV_ERROR: why, when more than strerror(err) (TLS verification) */
 };
 
 void pl_up_init(struct pl_worker *w);
@@ -71,6 +82,24 @@ void pl_up_fini(struct pl_worker *w);      /* closes and frees everything (worke
  */
 struct pl_upconn *pl_up_get(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
 			    int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err);
+/*
+ * pl_up_get() for a cluster: with cl->tls the connection is TLS (SNI, chain
+ * and name verification; see uptls.h), and CONNECTED comes after a verified
+ * handshake (st stays CONNECTING meanwhile, so connect timeouts cover it). A
+ * handshake or verification failure is PL_UP_EV_ERROR with err EPROTO and
+ * errmsg set, and is logged (warn) with the cluster and policy names: the
+ * connection fails closed, nothing of the request is sent. TLS connections
+ * are pooled like plain ones, keyed also by the policy fingerprint.
+ * Owners of such connections must do I/O with pl_up_read/pl_up_send.
+ * pl_up_get() refuses (-EPROTONOSUPPORT) clusters with a BackendTLSPolicy,
+ * so a caller doing raw socket I/O never talks plaintext to them.
+ */
+struct pl_upconn *pl_up_connect(struct pl_worker *w, const struct pl_cluster *cl, const struct pl_endpoint *ep,
+				int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err);
+/* Reads into u->in: pl_buf_read_fd() conventions (bytes, 0 EOF, -EAGAIN, -ENOBUFS, -errno). */
+ssize_t pl_up_read(struct pl_upconn *u);
+/* Sends p[0, n): bytes sent (maybe fewer), -EAGAIN or -errno (-EPIPE on a TLS close). */
+ssize_t pl_up_send(struct pl_upconn *u, const void *p, size_t n);
 /* Starts/stops the read and write watchers of a READY connection. */
 void pl_up_want(struct pl_upconn *u, int read, int write);
 /* Gives u back: pooled if reusable, empty-buffered and there is room; else closed. */

@@ -173,10 +173,11 @@ func (c *cluster) startAPI(bin string) error {
 	})
 }
 
-// restartAPI stops kube-apiserver, calls during (if any) while it is down, and starts it again.
+// restartAPI kills kube-apiserver, calls during (if any) while it is down, and starts it again.
 func (c *cluster) restartAPI(during func()) error {
 	bin := c.api.Path
-	c.api.Process.Signal(syscall.SIGTERM)
+	// SIGKILL: a crash, and no 60 s graceful drain of the watches (which would keep them alive)
+	c.api.Process.Signal(syscall.SIGKILL)
 	c.api.Wait()
 	if during != nil {
 		during()

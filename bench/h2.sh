@@ -1,0 +1,174 @@
+#!/bin/sh
+# HTTP/2 benchmark: pylon vs nginx vs HAProxy as h2c (prior knowledge) front
+# ends proxying to the same HTTP/1.1 backend.
+#   sh bench/h2.sh [PYLON_BIN]
+#
+# Setup (127.0.0.1, free ports, configs in a temp dir): backend nginx with 2
+# workers answering a fixed 64-byte body; proxies with one worker/thread each:
+# pylon run --workers 1 (h2c detected on its HTTP listener), nginx
+# "listen ... http2" with upstream keepalive, HAProxy "bind ... proto h2" with
+# http-reuse always. Load: h2load, $CONNS connections x $STREAMS concurrent
+# streams for $DURATION after a 2 s warm-up, one proxy at a time.
+# Reported: requests/s, proxy CPU seconds (utime+stime of the proxy's
+# processes), requests per proxy CPU-second, and the ratio to nginx.
+set -eu
+
+PYLON=${1:-build/pylon}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-8}
+STREAMS=${STREAMS:-16}
+
+for tool in nginx haproxy h2load curl python3; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found" >&2; exit 2; }
+done
+[ -x "$PYLON" ] || { echo "bench: $PYLON not executable (make build)" >&2; exit 2; }
+PYLON=$(cd "$(dirname "$PYLON")" && pwd)/$(basename "$PYLON")
+
+TMP=$(mktemp -d /tmp/pylon-h2bench.XXXXXX)
+PIDS=""
+cleanup() {
+	for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
+	for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
+	[ -n "${KEEP:-}" ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+cpu_ticks() {
+	{ echo "$1"; pgrep -P "$1" || true; } | while read -r pid; do
+		[ -r "/proc/$pid/stat" ] && sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
+	done | awk '{s += $1} END {print s + 0}'
+}
+
+wait_h2() {
+	i=0
+	until curl -fs --http2-prior-knowledge -o /dev/null "$1"; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && { echo "bench: $2 did not answer h2c on $1" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+BACKEND=$(free_port)
+P_PYLON=$(free_port)
+P_NGINX=$(free_port)
+P_HAPROXY=$(free_port)
+ADMIN=$(free_port)
+
+nginx_conf() { # $1 dir, $2 workers, $3 server block
+	mkdir -p "$1"
+	cat >"$1/nginx.conf" <<EOF
+worker_processes $2;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $1/body;
+	proxy_temp_path $1/proxy;
+	fastcgi_temp_path $1/fastcgi;
+	uwsgi_temp_path $1/uwsgi;
+	scgi_temp_path $1/scgi;
+	keepalive_requests 1000000;
+	$3
+}
+EOF
+}
+
+nginx_conf "$TMP/backend" 2 "server { listen 127.0.0.1:$BACKEND; location / { return 200 'pylon-bench backend: a small fixed response body of 64 bytes!!\n'; } }"
+nginx -c "$TMP/backend/nginx.conf" -p "$TMP/backend" -g 'daemon off;' &
+PIDS="$PIDS $!"
+
+mkdir -p "$TMP/pylon"
+cat >"$TMP/pylon/bench.yaml" <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pylon}
+spec: {controllerName: pylon.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench, namespace: default}
+spec:
+  gatewayClassName: pylon
+  listeners: [{name: http, protocol: HTTP, port: $P_PYLON}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bench, namespace: default}
+spec:
+  parentRefs: [{name: bench}]
+  rules: [{backendRefs: [{name: backend, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-1, namespace: default, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{name: http, port: $BACKEND}]
+endpoints: [{addresses: [127.0.0.1]}]
+EOF
+"$PYLON" run --manifests "$TMP/pylon" --workers 1 --admin "127.0.0.1:$ADMIN" --log-level warn 2>"$TMP/pylon.log" &
+PYLON_PID=$!
+PIDS="$PIDS $PYLON_PID"
+
+nginx_conf "$TMP/proxy" 1 "upstream be { server 127.0.0.1:$BACKEND; keepalive 64; }
+	server { listen 127.0.0.1:$P_NGINX http2; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+nginx -c "$TMP/proxy/nginx.conf" -p "$TMP/proxy" -g 'daemon off;' &
+NGINX_PID=$!
+PIDS="$PIDS $NGINX_PID"
+
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+	nbthread 1
+	maxconn 4000
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	http-reuse always
+frontend fe
+	bind 127.0.0.1:$P_HAPROXY proto h2
+	default_backend be
+backend be
+	server s1 127.0.0.1:$BACKEND
+EOF
+haproxy -f "$TMP/haproxy.cfg" -db 2>"$TMP/haproxy.log" &
+HAPROXY_PID=$!
+PIDS="$PIDS $HAPROXY_PID"
+
+wait_h2 "http://127.0.0.1:$P_PYLON/" pylon
+wait_h2 "http://127.0.0.1:$P_NGINX/" nginx
+wait_h2 "http://127.0.0.1:$P_HAPROXY/" haproxy
+
+HZ=$(getconf CLK_TCK)
+printf '%-8s %12s %10s %16s %10s\n' proxy "req/s" "cpu s" "req/cpu-s" "vs nginx"
+NGINX_EFF=""
+for name in nginx pylon haproxy; do
+	case $name in
+	pylon) port=$P_PYLON pid=$PYLON_PID ;;
+	nginx) port=$P_NGINX pid=$NGINX_PID ;;
+	haproxy) port=$P_HAPROXY pid=$HAPROXY_PID ;;
+	esac
+	h2load -c "$CONNS" -m "$STREAMS" -D 2 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+	t0=$(cpu_ticks "$pid")
+	out=$(h2load -c "$CONNS" -m "$STREAMS" -D "$DURATION" "http://127.0.0.1:$port/" 2>&1)
+	t1=$(cpu_ticks "$pid")
+	done_n=$(echo "$out" | awk '/^requests:/ {print $8}')
+	ok=$(echo "$out" | awk '/^status codes:/ {print $3}')
+	rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
+	cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" 'BEGIN {printf "%.2f", (b - a) / hz}')
+	eff=$(awk -v n="$ok" -v c="$cpu" 'BEGIN {if (c > 0) printf "%.0f", n / c; else print 0}')
+	[ "$name" = nginx ] && NGINX_EFF=$eff
+	ratio=$(awk -v e="$eff" -v n="$NGINX_EFF" 'BEGIN {if (n > 0) printf "%.2f", e / n; else print "-"}')
+	printf '%-8s %12s %10s %16s %10s   (%s of %s requests 2xx)\n' "$name" "$rps" "$cpu" "$eff" "$ratio" "$ok" "$done_n"
+done

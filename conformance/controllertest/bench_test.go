@@ -1,0 +1,306 @@
+package controllertest
+
+// The propagation and scale benchmark (bench/kube-propagation.sh runs it), modelled on the public
+// gateway-api-bench: routes attached at scale, time from creating an HTTPRoute to the first 200
+// through it, time for attachedRoutes to reach 1000, failed requests while routes change under
+// load, and pylon's RSS at 5000 routes. Runs only with PYLON_CTLBENCH=1; writes a Markdown summary
+// to PYLON_CTLBENCH_OUT (default: stdout only).
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type rest struct {
+	base string
+	c    *http.Client
+}
+
+func newRest(t *testing.T) *rest {
+	p := filepath.Join(cl.dir, "pki")
+	cert, err := tls.LoadX509KeyPair(p+"/admin.crt", p+"/admin.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := os.ReadFile(p + "/ca.crt")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool},
+		MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true}
+	return &rest{base: cl.apiserver, c: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+func (r *rest) do(method, path string, body []byte, ct string) (int, []byte, error) {
+	req, _ := http.NewRequest(method, r.base+path, bytes.NewReader(body))
+	if body != nil {
+		req.Header.Set("Content-Type", ct)
+	}
+	resp, err := r.c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, nil
+}
+
+func routeJSON(ns, name, host string) []byte {
+	return []byte(fmt.Sprintf(`{"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute",`+
+		`"metadata":{"name":%q,"namespace":%q},"spec":{"parentRefs":[{"name":"gw"}],"hostnames":[%q],`+
+		`"rules":[{"backendRefs":[{"name":"echo","port":8080}]}]}}`, name, ns, host))
+}
+
+func (r *rest) createRoutes(t *testing.T, ns, prefix string, from, to, par int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var fails atomic.Int64
+	ch := make(chan int)
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ch {
+				name := fmt.Sprintf("%s%d", prefix, i)
+				code, b, err := r.do("POST", "/apis/gateway.networking.k8s.io/v1/namespaces/"+ns+"/httproutes",
+					routeJSON(ns, name, name+".bench"), "application/json")
+				if err != nil || (code != 201 && code != 409) {
+					if fails.Add(1) < 5 {
+						t.Logf("create %s: %d %v %s", name, code, err, b)
+					}
+				}
+			}
+		}()
+	}
+	for i := from; i < to; i++ {
+		ch <- i
+	}
+	close(ch)
+	wg.Wait()
+	if fails.Load() > 0 {
+		t.Fatalf("%d route creations failed", fails.Load())
+	}
+}
+
+func (r *rest) deleteRoute(ns, name string) {
+	r.do("DELETE", "/apis/gateway.networking.k8s.io/v1/namespaces/"+ns+"/httproutes/"+name, nil, "")
+}
+
+func attached(t *testing.T, r *rest, ns string) int {
+	code, b, err := r.do("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/"+ns+"/gateways/gw", nil, "")
+	if err != nil || code != 200 {
+		return -1
+	}
+	m := regexp.MustCompile(`"attachedRoutes":(\d+)`).FindSubmatch(b)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+func waitAttached(t *testing.T, r *rest, ns string, n int, d time.Duration) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	for time.Since(t0) < d {
+		if attached(t, r, ns) >= n {
+			return time.Since(t0)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("attachedRoutes did not reach %d within %v (last %d)", n, d, attached(t, r, ns))
+	return 0
+}
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := int(p/100*float64(len(s)) + 0.5)
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+func rssKB(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+var swapRe = regexp.MustCompile(`compile\+swap ([0-9.]+) ms, first event to swap ([0-9.]+) ms`)
+
+// controller latencies logged by pylon after offset
+func swapTimes(log string, offset int) (compile, event []float64) {
+	for _, m := range swapRe.FindAllStringSubmatch(log[offset:], -1) {
+		c, _ := strconv.ParseFloat(m[1], 64)
+		e, _ := strconv.ParseFloat(m[2], 64)
+		compile = append(compile, c)
+		event = append(event, e)
+	}
+	return
+}
+
+func TestBenchPropagation(t *testing.T) {
+	if os.Getenv("PYLON_CTLBENCH") != "1" {
+		t.Skip("PYLON_CTLBENCH=1 runs the benchmark (bench/kube-propagation.sh)")
+	}
+	nBase := 3000
+	if v, err := strconv.Atoi(os.Getenv("PYLON_CTLBENCH_ROUTES")); err == nil && v > 0 {
+		nBase = v
+	}
+	ns, class, ctl := "bench", "bench", "pylon.dev/bench"
+	p := startPylon(t, ctl, "127.0.40.0/24")
+	// info level: debug would log every connection of the probes
+	p.stop()
+	for i, a := range p.args {
+		if a == "debug" {
+			p.args[i] = "info"
+		}
+	}
+	p.start(t)
+	port := backend(t, "bench")
+	cl.apply(t, baseYAML(ns, class, ctl)+"---\n"+serviceYAML(ns, "echo", port))
+	addr := gatewayAddr(t, ns)
+	r := newRest(t)
+	var out strings.Builder
+	fmt.Fprintf(&out, "| measure | result | target |\n|---|---|---|\n")
+
+	// 1. attachedRoutes reaching 1000 after creating 1000 routes
+	t0 := time.Now()
+	r.createRoutes(t, ns, "r", 0, 1000, 16)
+	created := time.Since(t0)
+	waitAttached(t, r, ns, 1000, 60*time.Second)
+	att := time.Since(t0)
+	fmt.Fprintf(&out, "| 1000 HTTPRoutes created (16 parallel clients) | %.2f s | |\n", created.Seconds())
+	fmt.Fprintf(&out, "| first create to attachedRoutes = 1000 | %.2f s | < 1 s after the last create |\n", att.Seconds())
+	fmt.Fprintf(&out, "| last create to attachedRoutes = 1000 | %.3f s | < 1 s |\n", (att - created).Seconds())
+
+	// 2. up to nBase attached routes
+	r.createRoutes(t, ns, "r", 1000, nBase, 16)
+	waitAttached(t, r, ns, nBase, 120*time.Second)
+	time.Sleep(3 * time.Second) // let status writes drain
+	waitHTTP(t, addr, fmt.Sprintf("r%d.bench", nBase-1), "backend=bench", 200, 10*time.Second)
+
+	// 3. propagation: new route -> first 200 (end to end), event -> swap (controller)
+	off := len(p.logText())
+	var e2e []float64
+	cli := &http.Client{Timeout: time.Second}
+	for i := 0; i < 50; i++ {
+		name := fmt.Sprintf("p%d", i)
+		host := name + ".bench"
+		t1 := time.Now()
+		if code, b, err := r.do("POST", "/apis/gateway.networking.k8s.io/v1/namespaces/"+ns+"/httproutes",
+			routeJSON(ns, name, host), "application/json"); err != nil || code != 201 {
+			t.Fatalf("create %s: %d %v %s", name, code, err, b)
+		}
+		for {
+			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+			req.Host = host
+			resp, err := cli.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Since(t1) > 10*time.Second {
+				t.Fatalf("route %s never served", name)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		e2e = append(e2e, float64(time.Since(t1).Microseconds())/1000)
+		time.Sleep(30 * time.Millisecond)
+	}
+	compile, event := swapTimes(p.logText(), off)
+	fmt.Fprintf(&out, "| create HTTPRoute -> first 200, %d routes attached (n=50) | p50 %.1f ms, p99 %.1f ms, max %.1f ms | p99 < 100 ms |\n",
+		nBase, pct(e2e, 50), pct(e2e, 99), pct(e2e, 100))
+	fmt.Fprintf(&out, "| watch event -> table swap (controller, n=%d compiles) | p50 %.1f ms, p99 %.1f ms | p99 < 10 ms |\n",
+		len(event), pct(event, 50), pct(event, 99))
+	fmt.Fprintf(&out, "| compile + swap alone | p50 %.1f ms, p99 %.1f ms | |\n", pct(compile, 50), pct(compile, 99))
+
+	// 4. failed requests while routes change under load
+	var ok, bad atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 2 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+				req.Host = "r0.bench"
+				resp, err := c.Do(req)
+				if err != nil {
+					bad.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				} else {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	churn0 := time.Now()
+	for i := 0; i < 100; i++ {
+		r.createRoutes(t, ns, "c", i, i+1, 1)
+		if i >= 10 {
+			r.deleteRoute(ns, fmt.Sprintf("c%d", i-10))
+		}
+	}
+	churn := time.Since(churn0)
+	close(stop)
+	wg.Wait()
+	fmt.Fprintf(&out, "| requests failed while 100 routes were created and 90 deleted (%.1f s, 4 clients) | %d of %d | 0 |\n",
+		churn.Seconds(), bad.Load(), ok.Load()+bad.Load())
+
+	// 5. RSS at 5000 routes
+	total := 5000
+	r.createRoutes(t, ns, "r", nBase, total, 16)
+	waitAttached(t, r, ns, total+50+10, 120*time.Second)
+	time.Sleep(3 * time.Second)
+	off = len(p.logText())
+	cl.kc("annotate", "service", "echo", "-n", ns, "bench=1", "--overwrite")
+	time.Sleep(time.Second)
+	c5, _ := swapTimes(p.logText(), off)
+	fmt.Fprintf(&out, "| pylon RSS with %d HTTPRoutes attached (1 worker) | %.1f MB | < 50 MB |\n", total+60,
+		float64(rssKB(p.cmd.Process.Pid))/1024)
+	if len(c5) > 0 {
+		fmt.Fprintf(&out, "| full compile + swap at %d routes | %.1f ms | |\n", total+60, c5[len(c5)-1])
+	}
+	t.Log("\n" + out.String())
+	if f := os.Getenv("PYLON_CTLBENCH_OUT"); f != "" {
+		os.WriteFile(f, []byte(out.String()), 0o644)
+	}
+}

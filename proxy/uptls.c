@@ -1,0 +1,207 @@
+/*
+ * TLS to backends: client contexts, verification, error text. See uptls.h.
+ */
+#include "pl.h"
+#include "log.h"
+#include "table-t.h"
+#include "uptls.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+
+/*
+ * The cache is keyed by the CA PEM text itself (NULL: system store), compared
+ * byte for byte: no hash collision can hand a connection the wrong trust
+ * anchors. Bounded: past MAX_CTX entries the oldest is dropped (live SSLs
+ * keep their own reference).
+ */
+#define MAX_CTX 64
+
+struct uctx {
+	char *ca;                /* NULL: system store */
+	SSL_CTX *ctx;
+	struct uctx *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct uctx *cache;
+static unsigned n_cache;
+
+static void errq(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char buf[200] = "";
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	snprintf(err, errlen, "%s%s%s", what, *buf ? ": " : "", buf);
+}
+
+static SSL_CTX *ctx_build(const char *ca, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		errq(err, errlen, "SSL_CTX_new");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			      SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (!ca) {
+		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+			errq(err, errlen, "system trust store");
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		return ctx;
+	}
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+	BIO *bio = BIO_new_mem_buf(ca, -1);
+	unsigned n = 0;
+	X509 *x;
+	while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		if (X509_STORE_add_cert(st, x) == 1)
+			n++;
+		X509_free(x);
+	}
+	BIO_free(bio);
+	ERR_clear_error();   /* the end of the PEM stream leaves a "no start line" */
+	if (!n) {
+		snprintf(err, errlen, "no usable CA certificate");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* A new reference to the context for ca; NULL on error. */
+static SSL_CTX *ctx_get(const char *ca, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&lock);
+	struct uctx **pp = &cache, *e;
+	for (; (e = *pp) != NULL; pp = &e->next) {
+		if ((!ca && !e->ca) || (ca && e->ca && strcmp(ca, e->ca) == 0)) {
+			SSL_CTX_up_ref(e->ctx);
+			pthread_mutex_unlock(&lock);
+			return e->ctx;
+		}
+	}
+	SSL_CTX *ctx = ctx_build(ca, err, errlen);
+	e = ctx ? calloc(1, sizeof(*e)) : NULL;
+	if (e && ca && !(e->ca = strdup(ca))) {
+		free(e);
+		e = NULL;
+	}
+	if (e) {
+		if (n_cache >= MAX_CTX) {
+			/* drop the oldest: the tail */
+			struct uctx **t = &cache;
+			while ((*t)->next)
+				t = &(*t)->next;
+			SSL_CTX_free((*t)->ctx);
+			free((*t)->ca);
+			free(*t);
+			*t = NULL;
+			n_cache--;
+		}
+		e->ctx = ctx;
+		SSL_CTX_up_ref(ctx);
+		e->next = cache;
+		cache = e;
+		n_cache++;
+	}
+	pthread_mutex_unlock(&lock);
+	return ctx;   /* uncached if e could not be allocated: the SSL owns it alone */
+}
+
+SSL *pl_uptls_new(const struct pl_backend_tls *bt, int fd, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = ctx_get(bt->ca_pem, err, errlen);
+	if (!ctx)
+		return NULL;
+	SSL *ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);   /* the SSL holds its own reference */
+	if (!ssl) {
+		errq(err, errlen, "SSL_new");
+		return NULL;
+	}
+	if (SSL_set_fd(ssl, fd) != 1 || (bt->sni && *bt->sni && SSL_set_tlsext_host_name(ssl, bt->sni) != 1)) {
+		errq(err, errlen, "SSL set-up");
+		SSL_free(ssl);
+		return NULL;
+	}
+	SSL_set_connect_state(ssl);
+	return ssl;
+}
+
+static int uri_san(X509 *cert, const char *uri)
+{
+	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	int ok = 0;
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && !ok; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		if (g->type != GEN_URI)
+			continue;
+		const ASN1_IA5STRING *s = g->d.uniformResourceIdentifier;
+		size_t n = strlen(uri);
+		ok = s && (size_t)s->length == n && memcmp(s->data, uri, n) == 0;
+	}
+	GENERAL_NAMES_free(gens);
+	return ok;
+}
+
+static int dns_san(X509 *cert, const char *name)
+{
+	/* SANs only: a certificate naming the host in its CN alone is not accepted */
+	return X509_check_host(cert, name, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+					      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
+int pl_uptls_check_names(SSL *ssl, const struct pl_backend_tls *bt, char *err, size_t errlen)
+{
+	long vr = SSL_get_verify_result(ssl);
+	if (vr != X509_V_OK) {
+		snprintf(err, errlen, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+		return -1;
+	}
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	if (!cert) {
+		snprintf(err, errlen, "backend sent no certificate");
+		return -1;
+	}
+	if (bt->n_sans == 0) {
+		if (bt->sni && dns_san(cert, bt->sni))
+			return 0;
+		snprintf(err, errlen, "certificate verify failed: hostname %.100s not in the certificate's SANs",
+			 bt->sni ? bt->sni : "");
+		return -1;
+	}
+	for (uint32_t i = 0; i < bt->n_sans; i++) {
+		const char *s = bt->sans[i];
+		if (strchr(s, ':') ? uri_san(cert, s) : dns_san(cert, s))
+			return 0;
+	}
+	snprintf(err, errlen, "certificate verify failed: none of the %u subjectAltNames of the policy matches",
+		 bt->n_sans);
+	return -1;
+}
+
+void pl_uptls_error(SSL *ssl, int ssl_err, char *err, size_t errlen)
+{
+	long vr = SSL_get_verify_result(ssl);
+	if (vr != X509_V_OK) {
+		ERR_clear_error();
+		snprintf(err, errlen, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+		return;
+	}
+	if (ssl_err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+		snprintf(err, errlen, "TLS handshake: %s", errno ? strerror(errno) : "unexpected EOF");
+		return;
+	}
+	errq(err, errlen, "TLS handshake failed");
+}
