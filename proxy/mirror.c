@@ -56,7 +56,14 @@ static void mirror_cb(struct pl_upconn *u, int ev)
 		return;
 	case PL_UP_EV_CONNECTED:
 	case PL_UP_EV_WRITE: {
-		ssize_t n = pl_buf_write_fd(&m->out, u->fd);
+		/* pl_up_send: the mirror cluster may be TLS (BackendTLSPolicy) */
+		ssize_t n = 0;
+		while (!pl_buf_empty(&m->out)) {
+			n = pl_up_send(u, pl_buf_rptr(&m->out), pl_buf_size(&m->out));
+			if (n <= 0)
+				break;
+			pl_buf_consume(&m->out, (size_t)n);
+		}
 		if (n < 0 && n != -EAGAIN) {
 			mirror_done(m);
 			return;
@@ -65,9 +72,11 @@ static void mirror_cb(struct pl_upconn *u, int ev)
 		return;
 	}
 	case PL_UP_EV_READ: {
-		char tmp[4096];
-		ssize_t n = recv(u->fd, tmp, sizeof(tmp), 0);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		/* the response is discarded: read it and drop it */
+		ssize_t n;
+		while ((n = pl_up_read(u)) > 0)
+			pl_buf_consume(&u->in, pl_buf_size(&u->in));
+		if (n != -EAGAIN)
 			mirror_done(m);
 		return;
 	}
@@ -108,7 +117,7 @@ void pl_mirror_start(struct pl_worker *w, const struct pl_mirror *mi, const char
 	if (blen)
 		pl_buf_put(&m->out, body, blen);
 	int err = 0;
-	m->u = pl_up_get(w, mi->cluster->id, ep, 1, mirror_cb, m, &err);
+	m->u = pl_up_connect(w, mi->cluster, ep, 1, mirror_cb, m, &err);
 	if (!m->u) {
 		pl_debug("mirror to %s: %s", ep->text, strerror(-err));
 		pl_buf_free(&m->out);
