@@ -61,12 +61,14 @@ func wrap(items []string) string {
 	line := 0
 	for i, s := range items {
 		if i > 0 {
-			b.WriteString(", ")
-			line += 2
-		}
-		if line+len(s) > width {
-			b.WriteString("\n    ")
-			line = 4
+			b.WriteByte(',')
+			if line+2+len(s) > width {
+				b.WriteString("\n    ")
+				line = 4
+			} else {
+				b.WriteByte(' ')
+				line += 2
+			}
 		}
 		b.WriteString(s)
 		line += len(s)
