@@ -76,3 +76,16 @@ cluster-test:
 # controller in place of pylon (the report says nothing about pylon).
 conformance-selftest: build
 	PYLON_CONF_SELFTEST=1 PYLON_BIN=$(abspath $(BUILD))/pylon bash conformance/scripts/conformance.sh
+
+# ---- Kubernetes controller (issue 4; docs/kubernetes.md) ----
+# Controller tests against a private etcd + kube-apiserver (cached binaries from `make cluster-up`;
+# ~45 s): watch resumption after an apiserver restart, 410 relist, Secret rotation, status of our
+# parents only, no status write when nothing changed. Not part of `make test` (needs the binaries).
+.PHONY: controller-test bench-kube
+controller-test: build
+	cd conformance && PYLON_BIN=$(abspath $(BUILD))/pylon GOMODCACHE=$${PYLON_CACHE:-$$HOME/.cache/pylon}/gomod \
+		GOTOOLCHAIN=local GOFLAGS=-buildvcs=false go test -count=1 -v -timeout 10m ./controllertest/
+
+# Propagation and scale benchmark (bench/kube-propagation.sh); results in docs/kubernetes.md.
+bench-kube: build
+	sh bench/kube-propagation.sh $(abspath $(BUILD))/pylon

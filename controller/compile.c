@@ -415,6 +415,7 @@ struct lst {
 	char refs_msg[256];
 	json_t *supported_kinds;
 	int http_route_ok;           /* the route kind of this protocol (route_kind) is allowed */
+	int grpc_route_ok;           /* HTTP/HTTPS listeners: GRPCRoute is allowed too */
 	const char *route_kind;      /* "HTTPRoute", "TLSRoute", "TCPRoute", "UDPRoute" */
 	int no_certs;                /* Terminate without one usable certificate: not programmed */
 	struct pl_listener_tls *tls; /* in the table arena; NULL for plaintext listeners */
@@ -442,6 +443,7 @@ struct gw {
 struct bref {
 	const struct pl_obj *svc;    /* NULL: unresolved */
 	const json_t *port;          /* Service port */
+	int grpc;                    /* referenced by a GRPCRoute: no appProtocol means h2c */
 };
 
 struct crule {
@@ -451,12 +453,14 @@ struct crule {
 	uint32_t nm;
 	struct bref *bk;             /* per backend */
 	struct bref *fm;             /* per rule filter (mirrors) */
+	uint32_t *grank;             /* GRPCRoute: per match, service chars << 16 | method chars */
 };
 
 struct croute {
 	const struct pl_obj *o;
 	const char *kind;            /* "HTTPRoute", "TLSRoute", "TCPRoute", "UDPRoute" */
 	const char *svc_proto;       /* Service port protocol backends must have: "TCP" or "UDP" */
+	int grpc;                    /* GRPCRoute: method matches, gRPC precedence */
 	char *key;                   /* "ns/name" for precedence */
 	char *full;                  /* "HTTPRoute/ns/name" */
 	char **hosts;                /* validated, lower-case; n_hosts == 0: none given */
@@ -746,6 +750,16 @@ static void lst_conflict(struct lst *l, const char *reason, const char *fmt, ...
 static int lst_programmed(const struct lst *l)
 {
 	return !l->dup && l->accepted && !l->conf_reason && !l->gw->acc_bad && !l->no_certs;
+}
+
+/*
+ * Routes attach to an accepted listener even while its own references do not
+ * resolve (no usable certificate): attachedRoutes counts them (conformance
+ * GatewayWithAttachedRoutes), the listener just serves nothing until fixed.
+ */
+static int lst_attachable(const struct lst *l)
+{
+	return !l->dup && l->accepted && !l->conf_reason && !l->gw->acc_bad;
 }
 
 /* ---- TLS material: Secrets and ConfigMaps hold PEM text (Secrets base64-encoded under data) */
@@ -1072,18 +1086,35 @@ static void listener_parse(struct ctx *c, struct lst *l)
 	int bad = 0;
 	json_t *kinds = aget(ar, "kinds", &bad), *k;
 	size_t i;
+	/* HTTP and HTTPS listeners take GRPCRoutes too (h2c by prior knowledge, h2 by ALPN) */
+	int http_like = l->proto == PL_PROTO_HTTP || l->proto == PL_PROTO_HTTPS;
 	if (!json_array_size(kinds)) {
 		json_t *sk = J(json_object());
 		jset(sk, "group", json_string(GW_GROUP));
 		jset(sk, "kind", json_string(l->route_kind));
 		jpush(l->supported_kinds, sk);
 		l->http_route_ok = 1;
+		if (http_like) {
+			sk = J(json_object());
+			jset(sk, "group", json_string(GW_GROUP));
+			jset(sk, "kind", json_string("GRPCRoute"));
+			jpush(l->supported_kinds, sk);
+			l->grpc_route_ok = 1;
+		}
 	}
 	json_array_foreach(kinds, i, k) {
 		const char *g = sget(k, "group"), *kd = sget(k, "kind");
 		if (!g)
 			g = GW_GROUP;
-		if (kd && !strcmp(g, GW_GROUP) && !strcmp(kd, l->route_kind)) {
+		if (http_like && kd && !strcmp(g, GW_GROUP) && !strcmp(kd, "GRPCRoute")) {
+			if (!l->grpc_route_ok) {
+				json_t *sk = J(json_object());
+				jset(sk, "group", json_string(GW_GROUP));
+				jset(sk, "kind", json_string("GRPCRoute"));
+				jpush(l->supported_kinds, sk);
+			}
+			l->grpc_route_ok = 1;
+		} else if (kd && !strcmp(g, GW_GROUP) && !strcmp(kd, l->route_kind)) {
 			if (!l->http_route_ok) {
 				json_t *sk = J(json_object());
 				jset(sk, "group", json_string(GW_GROUP));
@@ -1512,6 +1543,101 @@ static int parse_match(struct rctx *rc, json_t *jm, struct pl_match *m, const ch
 	return 0;
 }
 
+/* gRPC names as the GRPCRoute CRD validates them: service "pkg.Svc" (optional leading dot), method "Name". */
+static int valid_grpc_name(const char *s, int service)
+{
+	size_t n = strlen(s);
+	if (!n || n > 1024)
+		return 0;
+	if (service && *s == '.')
+		s++;
+	int start = 1;
+	for (; *s; s++) {
+		char ch = *s;
+		if (service && ch == '.' && !start) {
+			start = 1;
+			continue;
+		}
+		if (!(isalpha((unsigned char)ch) || ch == '_' || (!start && isdigit((unsigned char)ch))))
+			return 0;
+		start = 0;
+	}
+	return !start;
+}
+
+/*
+ * A GRPCRoute match becomes a path match on "/service/method": Exact with
+ * both names, a "/service" prefix with the service only, a regular
+ * expression otherwise. *grank gets the precedence keys (the spec ranks by
+ * characters of the matching service, then method).
+ */
+static int parse_grpc_match(struct rctx *rc, json_t *jm, struct pl_match *m, uint32_t *grank, const char *what)
+{
+	struct pl_arena *a = rc->c->a;
+	if (!json_is_object(jm))
+		return bad(rc, "%s: not a mapping", what);
+	json_t *mm = json_object_get(jm, "method");
+	const char *type = "Exact", *svc = NULL, *meth = NULL;
+	*grank = 0;
+	m->path_type = PL_PATH_PREFIX;
+	m->path = pl_arena_strdup(a, "/");
+	m->path_len = 1;
+	if (mm && !json_is_null(mm)) {
+		if (!json_is_object(mm) || sopt(mm, "type", &type) < 0 || sopt(mm, "service", &svc) < 0 ||
+		    sopt(mm, "method", &meth) < 0)
+			return bad(rc, "%s.method: invalid", what);
+		if (svc && !*svc)
+			svc = NULL;
+		if (meth && !*meth)
+			meth = NULL;
+		if (!svc && !meth)
+			return bad(rc, "%s.method: one of service and method is required", what);
+		size_t ls = svc ? strlen(svc) : 0, lm = meth ? strlen(meth) : 0;
+		if (ls > 1024 || lm > 1024)
+			return bad(rc, "%s.method: service or method too long", what);
+		*grank = (uint32_t)(ls > 0xffff ? 0xffff : ls) << 16 | (uint32_t)(lm > 0xffff ? 0xffff : lm);
+		if (strcmp(type, "Exact") == 0) {
+			if ((svc && !valid_grpc_name(svc, 1)) || (meth && !valid_grpc_name(meth, 0)))
+				return bad(rc, "%s.method: invalid service or method name", what);
+			if (svc && meth) {
+				m->path_type = PL_PATH_EXACT;
+				m->path = pl_arena_printf(a, "/%s/%s", svc, meth);
+			} else if (svc) {
+				m->path = pl_arena_printf(a, "/%s", svc);
+			} else {
+				char w[256];
+				snprintf(w, sizeof(w), "%.128s.method", what);
+				m->path_type = PL_PATH_REGEX;
+				m->path = pl_arena_printf(a, "/[^/]+/%s", meth);
+				m->path_re = compile_regex(rc, w, m->path);
+				if (!m->path_re)
+					return -1;
+			}
+		} else if (strcmp(type, "RegularExpression") == 0) {
+			char w[256];
+			snprintf(w, sizeof(w), "%.128s.method", what);
+			/* each part alone first, so a bad one is named and cannot leak into the other */
+			if ((svc && !compile_regex(rc, w, svc)) || (meth && !compile_regex(rc, w, meth)))
+				return -1;
+			m->path_type = PL_PATH_REGEX;
+			m->path = pl_arena_printf(a, "/(%s)/(%s)", svc ? svc : "[^/]+", meth ? meth : "[^/]+");
+			m->path_re = compile_regex(rc, w, m->path);
+			if (!m->path_re)
+				return -1;
+		} else {
+			return bad(rc, "%s.method: unsupported type %.32s", what, type);
+		}
+		m->path_len = (uint32_t)strlen(m->path);
+	}
+	int b = 0;
+	json_t *hs = aget(jm, "headers", &b);
+	if (b)
+		return bad(rc, "%s: headers must be a list", what);
+	char w[256];
+	snprintf(w, sizeof(w), "%.128s.headers", what);
+	return parse_kv_matches(rc, hs, w, 1, &m->headers, &m->n_headers);
+}
+
 static int parse_kv_list(struct rctx *rc, json_t *arr, const char *what, struct pl_kv **out, uint32_t *n_out)
 {
 	size_t n = json_array_size(arr);
@@ -1664,7 +1790,7 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 	const char *proto = sget(found, "protocol");
 	int ok;
 	app_proto(sget(found, "appProtocol"), &ok);
-	if ((!ok && !strcmp(cr->svc_proto, "TCP") && !strcmp(cr->kind, "HTTPRoute")) ||
+	if ((!ok && !strcmp(cr->svc_proto, "TCP") && (!strcmp(cr->kind, "HTTPRoute") || cr->grpc)) ||
 	    strcmp(proto ? proto : "TCP", cr->svc_proto) != 0) {
 		route_refs(cr, "UnsupportedProtocol", "%s: Service %s/%s port %lld: protocol %s/%s is not supported",
 			   what, ns, name, port, proto ? proto : "TCP", sget(found, "appProtocol") ? sget(found, "appProtocol") : "-");
@@ -1672,6 +1798,7 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 	}
 	b->svc = svc;
 	b->port = found;
+	b->grpc = cr->grpc;
 	return 0;
 }
 
@@ -1687,6 +1814,9 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 		return bad(rc, "%s.type is required", what);
 	char w[256];
 	unsigned bit = 0;
+	if (rc->cr->grpc && strcmp(type, "RequestHeaderModifier") && strcmp(type, "ResponseHeaderModifier") &&
+	    strcmp(type, "RequestMirror"))
+		return bad(rc, "%s: filter type %.32s is not supported on a GRPCRoute", what, type);
 	if (strcmp(type, "RequestHeaderModifier") == 0) {
 		f->type = PL_FILTER_REQUEST_HEADER;
 		bit = F_REQHDR;
@@ -1888,6 +2018,7 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 	/* no matches: one PathPrefix "/" match (the CRD default) */
 	out->nm = nm ? (uint32_t)nm : 1;
 	out->m = aarr(a, out->nm, sizeof(struct pl_match));
+	out->grank = aarr(c->tmp, out->nm, sizeof(uint32_t));   /* precedence keys: compile time only */
 	if (!nm) {
 		out->m[0].path_type = PL_PATH_PREFIX;
 		out->m[0].path = pl_arena_strdup(a, "/");
@@ -1896,7 +2027,8 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 	json_t *e;
 	json_array_foreach(ms, i, e) {
 		snprintf(w, sizeof(w), "spec.rules[%u].matches[%zu]", index, i);
-		if (parse_match(rc, e, &out->m[i], w) != 0)
+		if (rc->cr->grpc ? parse_grpc_match(rc, e, &out->m[i], &out->grank[i], w) != 0
+				 : parse_match(rc, e, &out->m[i], w) != 0)
 			return -1;
 	}
 
@@ -1917,7 +2049,7 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 				return bad(rc, "spec.rules[%u]: ReplacePrefixMatch needs PathPrefix matches only", index);
 	}
 
-	json_t *to = json_object_get(jr, "timeouts");
+	json_t *to = rc->cr->grpc ? NULL : json_object_get(jr, "timeouts");
 	if (to && !json_is_null(to)) {
 		const char *req = NULL, *be = NULL;
 		if (!json_is_object(to) || sopt(to, "request", &req) < 0 || sopt(to, "backendRequest", &be) < 0)
@@ -2116,10 +2248,11 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 			if (l->dup || (section && strcmp(l->name, section) != 0) || (port && l->port != port))
 				continue;
 			sel++;
-			if (!lst_programmed(l))
+			if (!lst_attachable(l))
 				continue;
 			prog++;
-			if (l->http_route_ok && !strcmp(l->route_kind, cr->kind) && ns_allowed(c, l, cr->o->ns))
+			if ((cr->grpc ? l->grpc_route_ok : l->http_route_ok && !strcmp(l->route_kind, cr->kind)) &&
+			    ns_allowed(c, l, cr->o->ns))
 				cand[nc++] = l;
 		}
 		if (!sel) {
@@ -2193,7 +2326,8 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 
 static void pass_routes(struct ctx *c)
 {
-	static const enum pl_kind rkinds[] = { PL_K_HTTPROUTE, PL_K_TLSROUTE, PL_K_TCPROUTE, PL_K_UDPROUTE };
+	static const enum pl_kind rkinds[] = { PL_K_HTTPROUTE, PL_K_GRPCROUTE, PL_K_TLSROUTE, PL_K_TCPROUTE,
+					       PL_K_UDPROUTE };
 	const struct pl_obj *const *v;
 	size_t total = 0;
 	for (size_t k = 0; k < PL_ARRAY_LEN(rkinds); k++)
@@ -2207,6 +2341,7 @@ static void pass_routes(struct ctx *c)
 			c->routes[at].o = v[i];
 			c->routes[at].kind = pl_kind_str(rkinds[k]);
 			c->routes[at].svc_proto = rkinds[k] == PL_K_UDPROUTE ? "UDP" : "TCP";
+			c->routes[at].grpc = rkinds[k] == PL_K_GRPCROUTE;
 			at++;
 		}
 	}
@@ -2613,8 +2748,11 @@ static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
 		return NULL;
 	long long port = 0;
 	iget(b->port, "port", &port);
-	const char *sp = sget(b->port, "protocol");
+	const char *sp = sget(b->port, "protocol"), *ap = sget(b->port, "appProtocol");
+	/* gRPC needs HTTP/2: a GRPCRoute's backend without appProtocol is spoken to as h2c (its own cluster) */
+	int infer_h2c = b->grpc && (!ap || !*ap);
 	char *name = sp && !strcmp(sp, "UDP") ? tprintf(c, "%s/%s:%lld/UDP", b->svc->ns, b->svc->name, port)
+		     : infer_h2c	      ? tprintf(c, "%s/%s:%lld/h2c", b->svc->ns, b->svc->name, port)
 					      : tprintf(c, "%s/%s:%lld", b->svc->ns, b->svc->name, port);
 	json_t *ix = json_object_get(c->cluster_index, name);
 	if (ix)
@@ -2623,7 +2761,7 @@ static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
 	cl->name = pl_arena_strdup(c->a, name);
 	cl->id = c->o->ephemeral ? (uint32_t)c->clusters.n + 1 : cluster_id(name);
 	int ok;
-	cl->app_proto = app_proto(sget(b->port, "appProtocol"), &ok);
+	cl->app_proto = infer_h2c ? PL_APP_H2C : app_proto(ap, &ok);
 	const struct btls *bp = btls_for(c, b);
 	cl->tls = bp ? bp->bt : NULL;
 	atomic_init(&cl->rr, 0);
@@ -2685,6 +2823,7 @@ struct ent {
 	const struct croute *cr;
 	const char *host;            /* the route hostname that put it in this vhost */
 	uint32_t match_idx;
+	uint32_t grank;              /* GRPCRoute: service chars << 16 | method chars */
 };
 
 static int path_rank(enum pl_path_match t)
@@ -2702,6 +2841,22 @@ static int cmp_ent(const void *pa, const void *pb)
 	size_t la = strlen(a->host), lb = strlen(b->host);
 	if (la != lb)
 		return la > lb ? -1 : 1;
+	/*
+	 * The spec forbids merging GRPCRoutes and HTTPRoutes but leaves their
+	 * order on a shared hostname open: gRPC entries go first, they only
+	 * match "/service/method" paths, an HTTPRoute's "/" would swallow them.
+	 */
+	if (a->cr->grpc != b->cr->grpc)
+		return a->cr->grpc ? -1 : 1;
+	if (a->cr->grpc) {
+		if ((a->grank >> 16) != (b->grank >> 16))
+			return (a->grank >> 16) > (b->grank >> 16) ? -1 : 1;
+		if ((a->grank & 0xffff) != (b->grank & 0xffff))
+			return (a->grank & 0xffff) > (b->grank & 0xffff) ? -1 : 1;
+		if (a->m->n_headers != b->m->n_headers)
+			return a->m->n_headers > b->m->n_headers ? -1 : 1;
+		goto age;
+	}
 	int ra = path_rank(a->m->path_type), rb = path_rank(b->m->path_type);
 	if (ra != rb)
 		return ra < rb ? -1 : 1;
@@ -2713,6 +2868,7 @@ static int cmp_ent(const void *pa, const void *pb)
 		return a->m->n_headers > b->m->n_headers ? -1 : 1;
 	if (a->m->n_queries != b->m->n_queries)
 		return a->m->n_queries > b->m->n_queries ? -1 : 1;
+age:
 	if (a->cr != b->cr) {
 		const struct pl_obj *oa = a->cr->o, *ob = b->cr->o;
 		if (oa->created_ns != ob->created_ns)
@@ -2849,7 +3005,8 @@ static void add_route_entries(void *arg, struct attach *at, const char *host)
 				ev->cap = ncap;
 			}
 			ev->v[ev->n++] = (struct ent){ .m = &cr->rules[r].m[m], .rule = cr->rules[r].r, .cr = cr,
-						       .host = host, .match_idx = m };
+						       .host = host, .match_idx = m,
+						       .grank = cr->rules[r].grank ? cr->rules[r].grank[m] : 0 };
 		}
 	}
 	if (!ev->counting)
@@ -3005,7 +3162,7 @@ static json_t *gateway_status(struct ctx *c, struct gw *g)
 		json_t *lj = J(json_object());
 		jset(lj, "name", jstr(l->name));
 		jset(lj, "supportedKinds", json_incref(l->supported_kinds));
-		jset(lj, "attachedRoutes", json_integer(prog ? l->attached : 0));
+		jset(lj, "attachedRoutes", json_integer(lst_attachable(l) ? l->attached : 0));
 		json_t *conds = J(json_array());
 		if (l->accepted)
 			jpush(conds, cond(c, g->o, "Accepted", 1, "Accepted", "Listener is accepted"));

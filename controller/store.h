@@ -40,6 +40,7 @@ enum pl_kind {
 	PL_K_TCPROUTE,
 	PL_K_UDPROUTE,
 	PL_K_BACKENDTLSPOLICY,
+	PL_K_GRPCROUTE,         /* added (issue 6) */
 	PL_K_N
 };
 

@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "h1scan.h"
 #include "h2.h"
+#include "h2up.h"
 #include "mirror.h"
 #include "reqview.h"
 #include "rewrite.h"
@@ -83,6 +84,10 @@ struct h2s {
 
 	/* backend */
 	struct pl_upconn *up;
+	struct pl_h2up_stream *h2u;  /* h2c backend (cluster app_proto H2C) instead of up */
+	nghttp2_nv *unv;             /* its request head: built when routed, submitted at dispatch */
+	size_t n_unv;
+	uint8_t h2c_up;
 	struct pl_buf up_out;
 	size_t up_sent;
 	uint64_t unacked;        /* request DATA bytes received, not yet handed to the backend */
@@ -341,6 +346,15 @@ static struct h2s *stream_new(struct pl_h2conn *c, int32_t id)
 	return st;
 }
 
+/* The h2c backend stream is given up (reset); no callback follows. */
+static void h2u_drop(struct h2s *st)
+{
+	if (st->h2u) {
+		pl_h2up_detach(st->h2u);
+		st->h2u = NULL;
+	}
+}
+
 /* Gives the stream's credit back to the connection window. */
 static void ack_body(struct h2s *st, uint64_t n)
 {
@@ -362,6 +376,7 @@ static void stream_finish(struct h2s *st)
 	struct pl_h2conn *c = st->c;
 	if (st->st == S_CLOSED)
 		return;
+	h2u_drop(st);
 	if (st->up) {
 		int reusable = st->resp_done && st->req_done && pl_buf_empty(&st->up_out) && !st->up_eof &&
 			       llhttp_should_keep_alive(&st->sp);
@@ -402,6 +417,7 @@ static void stream_free(struct h2s *st)
 	pl_buf_free(&st->rbody);
 	free(st->hb);
 	free(st->tb);
+	free(st->unv);
 	free(st);
 }
 
@@ -411,6 +427,7 @@ static void stream_reset(struct h2s *st, uint32_t code)
 		return;
 	nghttp2_submit_rst_stream(st->c->s, NGHTTP2_FLAG_NONE, st->id, code);
 	st->c->resets[st->c->n_resets++ % PL_ARRAY_LEN(st->c->resets)] = st->id;
+	h2u_drop(st);
 	if (st->up) {
 		pl_up_close(st->up);
 		st->up = NULL;
@@ -428,6 +445,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	if (n) {
 		memcpy(buf, pl_buf_rptr(&st->rbody), n);
 		pl_buf_consume(&st->rbody, n);
+		if (st->h2u)
+			pl_h2up_consume(st->h2u, n);   /* passed on: the backend may send more */
 	}
 	if (pl_buf_empty(&st->rbody) && st->resp_done) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -501,6 +520,7 @@ static void local_reply(struct h2s *st, int status, const char *xname, const cha
 	}
 	st->resp_done = 1;
 	st->resp_head_sent = 1;
+	h2u_drop(st);
 	if (st->up) {
 		pl_up_close(st->up);
 		st->up = NULL;
@@ -520,6 +540,70 @@ static void local_reply(struct h2s *st, int status, const char *xname, const cha
 	count_status(st, status);
 }
 
+/* The request carries content-type application/grpc (or application/grpc+proto...). */
+static int is_grpc(const struct h2s *st)
+{
+	for (uint32_t i = 0; i < st->nh; i++) {
+		const struct span *h = &st->h[i];
+		if (name_is(hs(st, h->no), h->nl, "content-type") && h->vl >= 16 &&
+		    pl_strncaseeq(hs(st, h->vo), "application/grpc", 16) &&
+		    (h->vl == 16 || hs(st, h->vo)[16] == '+' || hs(st, h->vo)[16] == ';'))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * gRPC clients read errors from grpc-status, not the HTTP status (which
+ * they map to UNKNOWN or worse): a trailers-only response (one HEADERS,
+ * END_STREAM) with 200, grpc-status and a percent-encoded grpc-message.
+ * No route (404) is UNIMPLEMENTED; a missing, invalid or failing backend
+ * (500, 502, 503, 504) is UNAVAILABLE, as GRPCRoute asks for invalid refs.
+ */
+static int grpc_reply(struct h2s *st, int status, const char *why)
+{
+	const char *code = status == 404 ? "12" : (status >= 500 && status <= 504) ? "14" : NULL;
+	if (!code || !is_grpc(st))
+		return 0;
+	char msg[160];
+	size_t ml = 0;
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)why; *p && ml + 4 < sizeof(msg); p++) {
+		if (*p >= 0x20 && *p <= 0x7e && *p != '%') {
+			msg[ml++] = (char)*p;
+		} else {
+			msg[ml++] = '%';
+			msg[ml++] = hex[*p >> 4];
+			msg[ml++] = hex[*p & 15];
+		}
+	}
+	nghttp2_nv nv[4] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"grpc-status", (uint8_t *)code, 11, 2, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"grpc-message", (uint8_t *)msg, 12, ml, NGHTTP2_NV_FLAG_NONE },
+	};
+	st->resp_done = 1;
+	st->resp_head_sent = 1;
+	h2u_drop(st);
+	if (st->up) {
+		pl_up_close(st->up);
+		st->up = NULL;
+	}
+	st->st = S_LOCAL;
+	st->discard = 1;
+	if (st->unacked) {
+		ack_body(st, st->unacked);
+		st->unacked = 0;
+	}
+	pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
+	if (nghttp2_submit_response(st->c->s, st->id, nv, PL_ARRAY_LEN(nv), NULL) != 0)
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+	count_status(st, 200);
+	return 1;
+}
+
 static void respond_local(struct h2s *st, int status, const char *why)
 {
 	struct pl_h2conn *c = st->c;
@@ -527,6 +611,8 @@ static void respond_local(struct h2s *st, int status, const char *why)
 		pl_warn("%s \"%s %s\" (h2) %d: %s", c->peer, st->mname, st->target, status, why);
 	else
 		pl_info("%s \"%s %s\" (h2) %d: %s", c->peer, st->mname, st->target, status, why);
+	if (grpc_reply(st, status, why))
+		return;
 	local_reply(st, status, NULL, NULL, 0, 1);
 }
 
@@ -734,10 +820,16 @@ static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const str
 
 static void connect_failed(struct h2s *st, const char *why);
 
+static void dispatch_h2(struct h2s *st);
+
 static void dispatch(struct h2s *st, int fresh)
 {
 	struct pl_h2conn *c = st->c;
 	int err = 0;
+	if (st->h2c_up) {
+		dispatch_h2(st);
+		return;
+	}
 	struct pl_upconn *u = pl_up_get(c->w, st->cluster->id, st->ep, fresh, up_cb, st, &err);
 	if (!u) {
 		char why[160];
@@ -778,6 +870,344 @@ static void connect_failed(struct h2s *st, const char *why)
 	}
 	st->retry_ok = 0;
 	upstream_fail(st, 502, why);
+}
+
+/* ------------------------------------------------------ h2c backends */
+
+static void filter_trailers(struct h2s *st);
+
+/* Runs the connection once the current callbacks are over (never inside the backend session's). */
+static void kick(struct h2s *st)
+{
+	if (st->c->st != C_CLOSED)
+		ev_feed_event(st->c->w->loop, &st->c->wio, EV_WRITE);
+}
+
+struct blk {
+	char *p, *end;
+};
+
+static const char *blk_put(struct blk *b, const char *s, size_t n)
+{
+	char *d = b->p;
+	PL_BUG_ON((size_t)(b->end - b->p) < n);
+	memcpy(d, s, n);
+	b->p += n;
+	return d;
+}
+
+/*
+ * The request head for an h2c backend, as an nghttp2_nv array with its
+ * strings in one allocation (st->unv): pseudo-headers from the route's
+ * view of the request (URLRewrite, Host set), the client's fields minus
+ * connection-specific ones and those the filters replace, te: trailers
+ * kept (gRPC needs it), X-Forwarded-For/-Proto regenerated.
+ */
+static int build_h2_head(struct h2s *st, const struct reqinfo *ri, const struct filters *f, const char **err)
+{
+	struct pl_h2conn *c = st->c;
+	const struct pl_rewrite *rw = f->rewrite;
+	size_t n_nv = st->nh + 8, bytes = st->hb_len + strlen(c->peer) + 64;
+	for (unsigned m = 0; m < f->n_req_mods; m++) {
+		const struct pl_header_mod *hm = f->req_mods[m];
+		n_nv += hm->n_set + hm->n_add;
+		for (uint32_t i = 0; i < hm->n_set; i++)
+			bytes += hm->set[i].name_len + hm->set[i].value_len;
+		for (uint32_t i = 0; i < hm->n_add; i++)
+			bytes += hm->add[i].name_len + hm->add[i].value_len;
+	}
+	size_t path_cap = ri->path_len + (rw && rw->path.value ? strlen(rw->path.value) : 0) + 2;
+	bytes += path_cap + ri->query_len + 1 + ri->authority_len + (rw && rw->hostname ? strlen(rw->hostname) : 0);
+	nghttp2_nv *nv = malloc(n_nv * sizeof(*nv) + bytes);
+	if (!nv) {
+		*err = "out of memory building the backend request";
+		return -1;
+	}
+	struct blk b = { (char *)(nv + n_nv), (char *)(nv + n_nv) + bytes };
+	size_t n = 0;
+#define NV(np, nl, vp, vl) \
+	(nv[n++] = (nghttp2_nv){ (uint8_t *)(np), (uint8_t *)(vp), (nl), (vl), NGHTTP2_NV_FLAG_NONE })
+	NV(":method", 7, blk_put(&b, hs(st, st->method.vo), st->method.vl), st->method.vl);
+	NV(":scheme", 7, "http", 4);
+	const struct pl_kv *host_set = NULL;
+	for (unsigned m = 0; m < f->n_req_mods; m++)
+		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++)
+			if (f->req_mods[m]->set[i].name_len == 4 && pl_strncaseeq(f->req_mods[m]->set[i].name, "host", 4))
+				host_set = &f->req_mods[m]->set[i];
+	if (rw && rw->hostname)
+		NV(":authority", 10, blk_put(&b, rw->hostname, strlen(rw->hostname)), strlen(rw->hostname));
+	else if (host_set)
+		NV(":authority", 10, blk_put(&b, host_set->value, host_set->value_len), host_set->value_len);
+	else
+		NV(":authority", 10, blk_put(&b, ri->authority, ri->authority_len), ri->authority_len);
+	char *path = b.p;
+	size_t pl;
+	if (rw && rw->path.type != PL_PATHMOD_NONE) {
+		int k = pl_rewrite_path(&rw->path, &st->entry->match, ri->path, ri->path_len, path, path_cap);
+		if (k < 0) {
+			free(nv);
+			*err = "rewritten path too long";
+			return -1;
+		}
+		pl = (size_t)k;
+	} else {
+		memcpy(path, ri->path, ri->path_len);
+		pl = ri->path_len;
+	}
+	if (ri->query) {
+		path[pl++] = '?';
+		memcpy(path + pl, ri->query, ri->query_len);
+		pl += ri->query_len;
+	}
+	b.p += pl;
+	NV(":path", 5, path, pl);
+
+	int te_trailers = 0;
+	size_t xff_len = 0;
+	for (uint32_t i = 0; i < st->nh; i++) {
+		const char *hn = hs(st, st->h[i].no), *hv = hs(st, st->h[i].vo);
+		size_t nl = st->h[i].nl, vl = st->h[i].vl;
+		if (name_is(hn, nl, "host") || name_is(hn, nl, "x-forwarded-proto"))
+			continue;
+		if (name_is(hn, nl, "te")) {
+			te_trailers = 1;   /* nghttp2 lets only "trailers" through */
+			continue;
+		}
+		if (name_is(hn, nl, "x-forwarded-for")) {
+			xff_len += vl + 2;
+			continue;
+		}
+		if (conn_specific(hn, nl) || (f->n_req_mods && mods_hit(f->req_mods, f->n_req_mods, hn, nl)))
+			continue;
+		const char *dn = blk_put(&b, hn, nl);
+		NV(dn, nl, blk_put(&b, hv, vl), vl);
+	}
+	for (unsigned m = 0; m < f->n_req_mods; m++) {
+		const struct pl_header_mod *hm = f->req_mods[m];
+		for (uint32_t i = 0; i < hm->n_set; i++) {
+			const struct pl_kv *kv = &hm->set[i];
+			if (!(kv->name_len == 4 && pl_strncaseeq(kv->name, "host", 4))) {
+				const char *dn = blk_put(&b, kv->name, kv->name_len);
+				NV(dn, kv->name_len, blk_put(&b, kv->value, kv->value_len), kv->value_len);
+			}
+		}
+		for (uint32_t i = 0; i < hm->n_add; i++) {
+			const struct pl_kv *kv = &hm->add[i];
+			const char *dn = blk_put(&b, kv->name, kv->name_len);
+			NV(dn, kv->name_len, blk_put(&b, kv->value, kv->value_len), kv->value_len);
+		}
+	}
+	/* X-Forwarded-For: the client's values (their bytes are in hb_len), then the peer */
+	char *xff = b.p;
+	(void)xff_len;
+	for (uint32_t i = 0; i < st->nh; i++) {
+		if (!name_is(hs(st, st->h[i].no), st->h[i].nl, "x-forwarded-for"))
+			continue;
+		blk_put(&b, hs(st, st->h[i].vo), st->h[i].vl);
+		blk_put(&b, ", ", 2);
+	}
+	blk_put(&b, c->peer, strlen(c->peer));
+	NV("x-forwarded-for", 15, xff, (size_t)(b.p - xff));
+	if (c->tls)
+		NV("x-forwarded-proto", 17, "https", 5);
+	else
+		NV("x-forwarded-proto", 17, "http", 4);
+	if (te_trailers)
+		NV("te", 2, "trailers", 8);
+#undef NV
+	PL_BUG_ON(n > n_nv);
+	free(st->unv);
+	st->unv = nv;
+	st->n_unv = n;
+	return 0;
+}
+
+static void h2u_on_head(void *data, int status, const nghttp2_nv *in, size_t n_in, int end_stream)
+{
+	struct h2s *st = data;
+	struct pl_h2conn *c = st->c;
+	st->last_io = ev_now(c->w->loop);
+	st->resp_any = 1;
+	int interim = status < 200;
+	static __thread nghttp2_nv nv[MAX_HDRS + 2 * MAX_MODS * 8 + 1];
+	size_t nn = 0;
+	char sbuf[4];
+	snprintf(sbuf, sizeof(sbuf), "%03d", status);
+	nv[nn++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)sbuf, 7, 3, NGHTTP2_NV_FLAG_NONE };
+	for (size_t i = 0; i < n_in && nn < MAX_HDRS; i++) {
+		const char *hn = (const char *)in[i].name;
+		size_t nl = in[i].namelen;
+		if (conn_specific(hn, nl) || name_is(hn, nl, "host"))
+			continue;
+		if (name_is(hn, nl, "content-length") && (interim || status == 204))
+			continue;
+		if (!interim && st->n_resp_mods && mods_hit(st->resp_mods, st->n_resp_mods, hn, nl))
+			continue;
+		nv[nn++] = in[i];
+	}
+	if (!interim)
+		for (unsigned m = 0; m < st->n_resp_mods; m++) {
+			const struct pl_header_mod *hm = st->resp_mods[m];
+			for (uint32_t i = 0; i < hm->n_set && nn < PL_ARRAY_LEN(nv); i++)
+				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->set[i].name, (uint8_t *)hm->set[i].value,
+							 hm->set[i].name_len, hm->set[i].value_len, NGHTTP2_NV_FLAG_NONE };
+			for (uint32_t i = 0; i < hm->n_add && nn < PL_ARRAY_LEN(nv); i++)
+				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->add[i].name, (uint8_t *)hm->add[i].value,
+							 hm->add[i].name_len, hm->add[i].value_len, NGHTTP2_NV_FLAG_NONE };
+		}
+	if (interim) {
+		if (nghttp2_submit_headers(c->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, nn, NULL) != 0)
+			stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		kick(st);
+		return;
+	}
+	/* end_stream: a trailers-only response (gRPC errors) stays one HEADERS frame with END_STREAM */
+	int bodyless = end_stream || st->is_head || status == 204 || status == 304;
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
+	st->has_provider = !bodyless;
+	if (nghttp2_submit_response(c->s, st->id, nv, nn, bodyless ? NULL : &prd) != 0) {
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		kick(st);
+		return;
+	}
+	st->resp_head_sent = 1;
+	count_status(st, status);
+	kick(st);
+}
+
+static void h2u_on_data(void *data, const uint8_t *p, size_t n)
+{
+	struct h2s *st = data;
+	st->last_io = ev_now(st->c->w->loop);
+	if (st->st != S_PROXY || !st->has_provider) {
+		pl_h2up_consume(st->h2u, n);   /* a body where none may be: dropped */
+		return;
+	}
+	if (pl_buf_reserve(&st->rbody, n) != 0) {
+		pl_warn("%s \"%s %s\" (h2): response body buffer exhausted; resetting", st->c->peer, st->mname,
+			st->target);
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		kick(st);
+		return;
+	}
+	pl_buf_put(&st->rbody, p, n);
+	resume(st);
+	kick(st);
+}
+
+static void h2u_on_trailers(void *data, const nghttp2_nv *nv, size_t n)
+{
+	struct h2s *st = data;
+	st->nt = 0;
+	st->tb_len = 0;
+	for (size_t i = 0; i < n && !st->t_over; i++) {
+		size_t nl = nv[i].namelen, vl = nv[i].valuelen;
+		if (!st->tb && !(st->tb = malloc(MAX_TRAILER_BYTES))) {
+			st->t_over = 1;
+			break;
+		}
+		if (st->nt == MAX_TRAILERS || st->tb_len + nl + vl > MAX_TRAILER_BYTES) {
+			st->t_over = 1;
+			break;
+		}
+		struct span *t = &st->t[st->nt++];
+		t->no = st->tb_len;
+		t->nl = (uint32_t)nl;
+		memcpy(st->tb + st->tb_len, nv[i].name, nl);
+		st->tb_len += (uint32_t)nl;
+		t->vo = st->tb_len;
+		t->vl = (uint32_t)vl;
+		memcpy(st->tb + st->tb_len, nv[i].value, vl);
+		st->tb_len += (uint32_t)vl;
+	}
+}
+
+static void h2u_on_close(void *data, int failed, const char *why)
+{
+	struct h2s *st = data;
+	st->h2u = NULL;
+	if (st->st != S_PROXY) {
+		kick(st);
+		return;
+	}
+	if (failed) {
+		if (!st->resp_head_sent) {
+			upstream_fail(st, 502, why);
+		} else {
+			pl_warn("%s \"%s %s\" (h2): %s after the response started; resetting", st->c->peer, st->mname,
+				st->target, why);
+			count_upstream_error(st);
+			stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		}
+		kick(st);
+		return;
+	}
+	st->resp_done = 1;
+	if (st->t_over) {
+		pl_warn("%s \"%s %s\" (h2): backend trailers too large; dropped", st->c->peer, st->mname, st->target);
+		st->nt = 0;
+	}
+	filter_trailers(st);
+	if (!st->has_provider)
+		st->nt = 0;
+	if (!st->req_done) {
+		/* answered before the request body ended: the rest is read and dropped */
+		st->discard = 1;
+		pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+		if (st->unacked) {
+			ack_body(st, st->unacked);
+			st->unacked = 0;
+		}
+	}
+	resume(st);
+	kick(st);
+}
+
+/* Request body for the h2c backend: what the client sent, credited back to it as it leaves. */
+static size_t h2u_read_body(void *data, uint8_t *buf, size_t len, int *eof)
+{
+	struct h2s *st = data;
+	size_t n = PL_MIN(len, pl_buf_size(&st->up_out));
+	if (n) {
+		memcpy(buf, pl_buf_rptr(&st->up_out), n);
+		pl_buf_consume(&st->up_out, n);
+		uint64_t credit = PL_MIN(st->unacked, (uint64_t)n);
+		if (credit) {
+			ack_body(st, credit);
+			st->unacked -= credit;
+		}
+		st->last_io = ev_now(st->c->w->loop);
+		kick(st);
+	}
+	*eof = st->req_done && pl_buf_empty(&st->up_out);
+	return n;
+}
+
+static const struct pl_h2up_ops h2u_ops = {
+	.on_head = h2u_on_head,
+	.on_data = h2u_on_data,
+	.on_trailers = h2u_on_trailers,
+	.on_close = h2u_on_close,
+	.read_body = h2u_read_body,
+};
+
+static void dispatch_h2(struct h2s *st)
+{
+	struct pl_h2conn *c = st->c;
+	const char *why = "no request head";
+	st->conn_start = ev_now(c->w->loop);
+	int has_body = !st->req_done || !pl_buf_empty(&st->up_out);
+	if (st->unv)
+		st->h2u = pl_h2up_open(c->w, st->cluster->id, st->ep, st->cluster->name, st->unv, st->n_unv, has_body,
+				       &h2u_ops, st, &why);
+	free(st->unv);
+	st->unv = NULL;
+	st->n_unv = 0;
+	if (!st->h2u) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "h2c backend %s (%s): %s", st->ep->text, st->cluster->name, why);
+		upstream_fail(st, 502, msg);
+	}
 }
 
 /*
@@ -949,6 +1379,22 @@ static void head_done(struct h2s *st)
 			st->rule_deadline = d;
 	}
 	const char *err = NULL;
+	if (st->cluster->app_proto == PL_APP_H2C) {
+		if (build_h2_head(st, &ri, &f, &err) != 0) {
+			respond_local(st, 500, err);
+			return;
+		}
+		if (f.n_mirrors)
+			pl_debug("%s \"%s %s\" (h2): h2c backend: mirror skipped", c->peer, st->mname, st->target);
+		st->h2c_up = 1;
+		st->chunked = 0;   /* HTTP/2 frames the body itself */
+		if (st->req_done)
+			st->req_done_at = now;
+		st->st = S_PROXY;
+		st->discard = 0;
+		st->want_dispatch = 1;
+		return;
+	}
 	ssize_t hl = emit_req_head(st, &ri, &f, &err);
 	if (hl < 0) {
 		respond_local(st, 500, err);
@@ -979,6 +1425,8 @@ static void req_end(struct h2s *st)
 		return;
 	st->req_done = 1;
 	st->req_done_at = ev_now(st->c->w->loop);
+	if (st->h2u)
+		pl_h2up_resume(st->h2u);
 	if (st->st == S_PROXY && st->chunked && !st->discard) {
 		if (pl_buf_reserve(&st->up_out, 5) != 0) {
 			upstream_fail(st, 502, "request body buffer exhausted");
@@ -1134,6 +1582,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 		pl_buf_put(b, data, len);
 	}
 	st->unacked += len;
+	if (st->h2u)
+		pl_h2up_resume(st->h2u);
 	return 0;
 }
 
@@ -1596,6 +2046,7 @@ static void upstream_fail(struct h2s *st, int status, const char *why)
 		pl_up_close(u);
 		st->up = NULL;
 	}
+	h2u_drop(st);
 	count_upstream_error(st);
 	if (st->resp_head_sent) {
 		pl_warn("%s \"%s %s\" (h2): %s after the response started; resetting", st->c->peer, st->mname,
@@ -2195,4 +2646,5 @@ void pl_h2_close_all(struct pl_worker *w)
 {
 	while (w->h2)
 		conn_close(w->h2);
+	pl_h2up_close_all(w);
 }

@@ -234,7 +234,7 @@ static void test_gateway_listeners(void)
 		"  - {name: f, port: 8080, protocol: HTTP}\n"
 		"  - {name: g, port: 8080, protocol: TCP}\n"
 		"  - {name: h, port: 9000, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: TCPRoute}]}}\n"
-		"  - {name: i, port: 9001, protocol: HTTP, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}\n"
+		"  - {name: i, port: 9001, protocol: HTTP, allowedRoutes: {kinds: [{kind: TLSRoute}]}}\n"   /* GRPCRoute is allowed since issue 6 */
 		"  - {name: j, port: 0, protocol: HTTP}\n"
 		"  - {name: k, port: 9002, protocol: HTTPS, tls: {certificateRefs: [{name: tls, namespace: certs}]}}\n"
 		"  - {name: l, port: 9003, protocol: HTTPS, tls: {certificateRefs: [{name: tls}]}}\n"

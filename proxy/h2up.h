@@ -1,0 +1,74 @@
+/*
+ * HTTP/2 with prior knowledge (h2c) to backends whose Service port says
+ * appProtocol kubernetes.io/h2c: a per-worker pool of nghttp2 client
+ * sessions, one TCP connection each, many streams per session.
+ *
+ * A session is keyed by (cluster id, endpoint address); a new stream goes to
+ * a live session of its key with room under the backend's
+ * MAX_CONCURRENT_STREAMS (at most PL_H2UP_MAX_SESSIONS per key), else to a
+ * new one. A session with no stream closes after pl_h2up_idle_s seconds.
+ *
+ * Flow control: automatic WINDOW_UPDATEs are off. Response DATA delivered to
+ * the owner (ops->on_data) is credited back to the backend only when the
+ * owner calls pl_h2up_consume(), so the owner's buffer bounds what a stream
+ * holds (its window, 64 KiB). The request body is pulled from the owner
+ * (ops->read_body) when the backend's window allows; the owner calls
+ * pl_h2up_resume() when it has more.
+ *
+ * Lifetime: a stream handle belongs to its owner from pl_h2up_open() until
+ * ops->on_close() (the response ended, or failed), or until the owner calls
+ * pl_h2up_detach() (the stream is then reset and no callback follows).
+ * Sessions are freed outside their callbacks.
+ *
+ * Threads: each worker thread has its own pool; everything runs on the
+ * calling worker's loop.
+ */
+#ifndef PL_H2UP_H
+#define PL_H2UP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <nghttp2/nghttp2.h>
+
+#define PL_H2UP_MAX_SESSIONS 8
+
+struct pl_worker;
+struct pl_endpoint;
+struct pl_h2up_stream;
+
+struct pl_h2up_ops {
+	/*
+	 * Response head: status (1xx interim ones too) and fields (lower-case,
+	 * pseudo-headers dropped). end_stream: no body or trailers follow (a
+	 * gRPC "trailers-only" response).
+	 */
+	void (*on_head)(void *data, int status, const nghttp2_nv *nv, size_t n, int end_stream);
+	/* Response body bytes; credit them with pl_h2up_consume() once passed on. */
+	void (*on_data)(void *data, const uint8_t *p, size_t n);
+	/* Trailer fields (after the body). */
+	void (*on_trailers)(void *data, const nghttp2_nv *nv, size_t n);
+	/* The stream ended: failed == 0 for a complete response, else why says what broke. Last call. */
+	void (*on_close)(void *data, int failed, const char *why);
+	/* Copies up to len request body bytes to buf; sets *eof at the end. 0 bytes and no eof: wait. */
+	size_t (*read_body)(void *data, uint8_t *buf, size_t len, int *eof);
+};
+
+/*
+ * Opens a stream to ep of cluster cluster_id carrying the request head nv[n]
+ * (pseudo-headers first). has_body: the request has a body (pulled through
+ * ops->read_body). Returns NULL with *why set when no session can be had.
+ */
+struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
+				    const char *cluster_name, const nghttp2_nv *nv, size_t n, int has_body,
+				    const struct pl_h2up_ops *ops, void *data, const char **why);
+/* More request body (or its end) is available. */
+void pl_h2up_resume(struct pl_h2up_stream *s);
+/* n response body bytes were passed on: credit the backend. */
+void pl_h2up_consume(struct pl_h2up_stream *s, size_t n);
+/* The owner gives the stream up: it is reset, its pending credit returned; no further callbacks. */
+void pl_h2up_detach(struct pl_h2up_stream *s);
+/* Closes every session of the calling worker (worker exit). */
+void pl_h2up_close_all(struct pl_worker *w);
+
+#endif
