@@ -21,3 +21,7 @@ if ! python3 -c 'import pytest' 2>/dev/null; then
 	echo "deps: installing pytest for $(command -v python3)"
 	python3 -m pip install -q pytest
 fi
+if ! python3 -c 'import yaml' 2>/dev/null; then
+	echo "deps: installing PyYAML for $(command -v python3)"
+	python3 -m pip install -q pyyaml
+fi
