@@ -163,6 +163,13 @@ struct pl_backend_tls {
 	 * the others DNS names.
 	 */
 	char *error;
+	/*
+	 * Added (issue 5): the Gateway's spec.tls.backend.clientCertificateRef,
+	 * NUL-terminated PEM (certificate then chain; its key), presented to the
+	 * backend; NULL: none. Included in fingerprint.
+	 */
+	char *client_cert_pem;
+	char *client_key_pem;
 };
 
 struct pl_cluster {

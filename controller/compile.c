@@ -438,6 +438,12 @@ struct gw {
 	char prog_msg[256];
 	struct lst *l;
 	size_t n;
+	/* spec.tls.backend.clientCertificateRef (GatewayBackendClientCertificate) */
+	int bk_ref;                  /* the Gateway names one: it gets a ResolvedRefs condition */
+	const char *bk_reason;       /* NULL: resolved (or none) */
+	char bk_msg[256];
+	char *bk_crt, *bk_key;       /* table arena, NUL-terminated PEM; NULL: none usable */
+	uint64_t bk_fp;
 };
 
 struct bref {
@@ -473,6 +479,7 @@ struct croute {
 	const char *refs_reason;     /* NULL: resolved */
 	char refs_msg[256];
 	json_t *parents;             /* status.parents */
+	struct gw *gw;               /* Gateway of the first listener it attached to (backend client certificate) */
 	int materialized;
 	const char *stats_listener;
 };
@@ -866,6 +873,64 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 }
 #define FNV_INIT 14695981039346656037ull
 
+static char *arena_strndup0(struct pl_arena *a, const char *p, uint32_t n)
+{
+	char *d = pl_arena_alloc(a, (size_t)n + 1);
+	memcpy(d, p, n);
+	d[n] = '\0';
+	return d;
+}
+
+/*
+ * Gateway spec.tls.backend.clientCertificateRef: the certificate the proxy
+ * presents on TLS connections to backends (those with a BackendTLSPolicy).
+ * A kubernetes.io/tls Secret, cross-namespace only with a ReferenceGrant.
+ * Unusable: Gateway ResolvedRefs=False (InvalidClientCertificateRef or
+ * RefNotPermitted), the Gateway stays Accepted and connects without one.
+ */
+static void gateway_backend_tls(struct ctx *c, struct gw *g)
+{
+	json_t *r = json_object_get(json_object_get(json_object_get(json_object_get(g->o->json, "spec"), "tls"),
+						    "backend"), "clientCertificateRef");
+	if (!json_is_object(r))
+		return;
+	g->bk_ref = 1;
+	const char *gr = sget(r, "group"), *k = sget(r, "kind"), *ns = sget(r, "namespace"), *nm = sget(r, "name");
+	if (!gr)
+		gr = "";
+	if (!k)
+		k = "Secret";
+	if (!ns)
+		ns = g->o->ns;
+	if (*gr || strcmp(k, "Secret") != 0 || !nm) {
+		g->bk_reason = "InvalidClientCertificateRef";
+		snprintf(g->bk_msg, sizeof(g->bk_msg), "tls.backend.clientCertificateRef: unsupported %s%s%s",
+			 *gr ? gr : "", *gr ? "/" : "", k);
+		return;
+	}
+	if (strcmp(ns, g->o->ns) != 0 && !ref_granted(c, GW_GROUP, "Gateway", g->o->ns, "", "Secret", ns, nm)) {
+		g->bk_reason = "RefNotPermitted";
+		snprintf(g->bk_msg, sizeof(g->bk_msg),
+			 "tls.backend.clientCertificateRef: Secret %s/%s not permitted by any ReferenceGrant", ns, nm);
+		return;
+	}
+	const struct pl_obj *sec = pl_store_get(c->s, PL_K_SECRET, ns, nm);
+	const char *type = sec ? sget(sec->json, "type") : NULL;
+	uint32_t cl = 0, kl = 0;
+	char *crt = sec ? secret_bytes(c, sec, "tls.crt", &cl) : NULL;
+	char *key = sec ? secret_bytes(c, sec, "tls.key", &kl) : NULL;
+	if (!sec || !type || strcmp(type, "kubernetes.io/tls") != 0 || !crt || !key || !pem_pair_ok(crt, cl, key, kl)) {
+		g->bk_reason = "InvalidClientCertificateRef";
+		snprintf(g->bk_msg, sizeof(g->bk_msg),
+			 "tls.backend.clientCertificateRef: Secret %s/%s %s", ns, nm,
+			 !sec ? "not found" : "is not a kubernetes.io/tls Secret with a matching tls.crt and tls.key");
+		return;
+	}
+	g->bk_crt = arena_strndup0(c->a, crt, cl);
+	g->bk_key = arena_strndup0(c->a, key, kl);
+	g->bk_fp = fnv1a(fnv1a(FNV_INIT, crt, cl), key, kl);
+}
+
 static void listener_tls(struct ctx *c, struct lst *l)
 {
 	json_t *tls = json_object_get(l->spec, "tls");
@@ -1156,6 +1221,19 @@ static void listener_parse(struct ctx *c, struct lst *l)
 	}
 }
 
+/*
+ * Protocols that may share a port: the same one, or HTTPS with TLS (mixed
+ * mode: the proxy peeks the ClientHello and the SNI picks the listener, so
+ * HTTPS/TLS-Terminate listeners terminate and TLS Passthrough ones splice).
+ * Listeners sharing a port still need distinct hostnames (HostnameConflict).
+ */
+static int protos_share_port(const char *a, const char *b)
+{
+	if (!strcmp(a, b))
+		return 1;
+	return (!strcmp(a, "HTTPS") && !strcmp(b, "TLS")) || (!strcmp(a, "TLS") && !strcmp(b, "HTTPS"));
+}
+
 static int addr_is_any(const char *a)
 {
 	return strcmp(a, "0.0.0.0") == 0 || strcmp(a, "::") == 0;
@@ -1224,6 +1302,7 @@ static void pass_gateways(struct ctx *c)
 		jset(c->gw_index, tprintf(c, "%s/%s", v[i]->ns, v[i]->name), json_integer((json_int_t)c->n_gws));
 		c->n_gws++;
 		gateway_addresses(g);
+		gateway_backend_tls(c, g);
 
 		int bad = 0;
 		json_t *ls = aget(spec, "listeners", &bad), *lj;
@@ -1260,7 +1339,7 @@ static void pass_gateways(struct ctx *c)
 				struct lst *la = &g->l[a], *lb = &g->l[b];
 				if (a == b || la->dup || lb->dup || !la->port || la->port != lb->port)
 					continue;
-				if (strcmp(la->protocol, lb->protocol) != 0)
+				if (!protos_share_port(la->protocol, lb->protocol))
 					lst_conflict(la, "ProtocolConflict", "port %lld is also used with protocol %s by listener %s",
 						     la->port, lb->protocol, lb->name);
 				else if (strcmp(la->host, lb->host) == 0)
@@ -1306,7 +1385,7 @@ static void pass_gateways(struct ctx *c)
 					struct lst *o0 = same->l.v[j];
 					if (o0->gw == g)
 						continue;
-					if (strcmp(o0->protocol, l->protocol) != 0)
+					if (!protos_share_port(o0->protocol, l->protocol))
 						lst_conflict(l, "ProtocolConflict", "port %lld is used with protocol %s by Gateway %s/%s",
 							     l->port, o0->protocol, o0->gw->o->ns, o0->gw->o->name);
 					else if (strcmp(o0->host, l->host) == 0)
@@ -2178,6 +2257,8 @@ static void attach(struct ctx *c, struct lst *l, struct croute *cr, char **hosts
 		l->attached++;
 		if (!cr->stats_listener)
 			cr->stats_listener = l->fullname;
+		if (!cr->gw)
+			cr->gw = l->gw;
 	}
 	for (size_t i = 0; i < n; i++) {
 		int dup = 0;
@@ -2742,10 +2823,13 @@ static json_t *btls_status(struct ctx *c, const struct btls *p)
 	return st;
 }
 
-static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
+static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b, const struct gw *g)
 {
 	if (!b || !b->svc)
 		return NULL;
+	const struct btls *bp = btls_for(c, b);
+	/* TLS with the Gateway's client certificate: a cluster of its own, so its pool never mixes identities */
+	const struct gw *cg = bp && bp->bt && g && g->bk_crt ? g : NULL;
 	long long port = 0;
 	iget(b->port, "port", &port);
 	const char *sp = sget(b->port, "protocol"), *ap = sget(b->port, "appProtocol");
@@ -2754,6 +2838,8 @@ static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
 	char *name = sp && !strcmp(sp, "UDP") ? tprintf(c, "%s/%s:%lld/UDP", b->svc->ns, b->svc->name, port)
 		     : infer_h2c	      ? tprintf(c, "%s/%s:%lld/h2c", b->svc->ns, b->svc->name, port)
 					      : tprintf(c, "%s/%s:%lld", b->svc->ns, b->svc->name, port);
+	if (cg)
+		name = tprintf(c, "%s/gw=%s/%s", name, cg->o->ns, cg->o->name);
 	json_t *ix = json_object_get(c->cluster_index, name);
 	if (ix)
 		return c->clusters.v[json_integer_value(ix)];
@@ -2762,8 +2848,15 @@ static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b)
 	cl->id = c->o->ephemeral ? (uint32_t)c->clusters.n + 1 : cluster_id(name);
 	int ok;
 	cl->app_proto = infer_h2c ? PL_APP_H2C : app_proto(ap, &ok);
-	const struct btls *bp = btls_for(c, b);
 	cl->tls = bp ? bp->bt : NULL;
+	if (cg) {
+		struct pl_backend_tls *bt = pl_arena_alloc(c->a, sizeof(*bt));
+		*bt = *bp->bt;
+		bt->client_cert_pem = cg->bk_crt;
+		bt->client_key_pem = cg->bk_key;
+		bt->fingerprint = fnv1a(bt->fingerprint, &cg->bk_fp, sizeof(cg->bk_fp));
+		cl->tls = bt;
+	}
 	atomic_init(&cl->rr, 0);
 	struct vec eps = { 0 };
 	add_endpoints(c, cl, b, &eps);
@@ -2784,10 +2877,10 @@ static void materialize(struct ctx *c, struct croute *cr)
 		struct crule *ru = &cr->rules[i];
 		struct pl_rule *r = ru->r;
 		for (uint32_t b = 0; b < r->n_backends; b++)
-			r->backends[b].cluster = cluster_get(c, &ru->bk[b]);
+			r->backends[b].cluster = cluster_get(c, &ru->bk[b], cr->gw);
 		for (uint32_t f = 0; f < r->n_filters; f++)
 			if (r->filters[f].type == PL_FILTER_MIRROR)
-				r->filters[f].u.mirror.cluster = cluster_get(c, &ru->fm[f]);
+				r->filters[f].u.mirror.cluster = cluster_get(c, &ru->fm[f], cr->gw);
 		atomic_init(&r->sched_pos, 0);
 		r->stats = stats;
 	}
@@ -3111,7 +3204,12 @@ static void build_table(struct ctx *c)
 		struct pl_bind *pb = &t->binds[b];
 		pb->address = pl_arena_strdup(c->a, bk->addr);
 		pb->port = (uint16_t)bk->port;
-		pb->proto = ((struct lst *)bk->l.v[0])->proto;   /* ProtocolConflict keeps a bind to one */
+		/* ProtocolConflict keeps a bind to one protocol, except HTTPS+TLS (mixed): then the
+		 * bind is TLS, so the proxy peeks the SNI before it decides to terminate or splice */
+		pb->proto = ((struct lst *)bk->l.v[0])->proto;
+		for (size_t i = 0; i < bk->l.n; i++)
+			if (((struct lst *)bk->l.v[i])->proto == PL_PROTO_TLS)
+				pb->proto = PL_PROTO_TLS;
 		qsort(bk->l.v, bk->l.n, sizeof(void *), cmp_lst_ptr);
 		pb->listeners = aarr(c->a, bk->l.n, sizeof(struct pl_listener));
 		pb->n_listeners = (uint32_t)bk->l.n;
@@ -3200,6 +3298,10 @@ static json_t *gateway_status(struct ctx *c, struct gw *g)
 		else
 			jpush(conds, cond(c, g->o, "Programmed", 0, "Invalid", "No listener is programmed"));
 	}
+	if (g->bk_ref && g->bk_reason)
+		jpush(conds, cond(c, g->o, "ResolvedRefs", 0, g->bk_reason, g->bk_msg));
+	else if (g->bk_ref)
+		jpush(conds, cond(c, g->o, "ResolvedRefs", 1, "ResolvedRefs", "All references are resolved"));
 	jset(st, "conditions", conds);
 	jset(st, "listeners", ls);
 	return st;

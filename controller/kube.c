@@ -1572,7 +1572,7 @@ static void compile_publish(void)
 	pl_table_publish(t);
 	int64_t t1 = pl_now_ns();
 	K.compiles++;
-	json_decref(K.desired);
+	json_t *old = K.desired;   /* freed after the log line: not part of the latency */
 	K.desired = json_incref(r.statuses);
 	K.compiled_ns = t1;
 	K.status_diff = 1;
@@ -1582,6 +1582,7 @@ static void compile_publish(void)
 	       "first event to swap %.2f ms", (unsigned long long)pl_table_generation(), pl_store_count(K.store), nb, nc,
 	       r.problems, (double)(t1 - t0) / 1e6, (double)(t1 - K.first_event_ns) / 1e6);
 	pl_compile_result_clear(&r);
+	json_decref(old);
 	if (!atomic_load(&kube_ready)) {
 		atomic_store(&kube_ready, 1);
 		pl_info("kubernetes: first full sync compiled and published: ready");

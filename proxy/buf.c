@@ -108,7 +108,7 @@ void pl_buf_free(struct pl_buf *b)
 	b->off = b->len = b->cap = 0;
 }
 
-ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max)
+ssize_t pl_buf_read_room(struct pl_buf *b)
 {
 	if (!b->data) {
 		int rc = pl_buf_reserve(b, PL_BUF_STD);
@@ -118,8 +118,28 @@ ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max)
 	if (b->len == b->cap)
 		pl_buf_compact(b);
 	size_t room = b->cap - b->len;
-	if (room == 0)
-		return -ENOBUFS;
+	return room ? (ssize_t)room : -ENOBUFS;
+}
+
+void pl_buf_put_chunk_head(struct pl_buf *b, size_t n)
+{
+	char t[20];
+	int i = 18;
+	t[18] = '\r';
+	t[19] = '\n';
+	do {
+		t[--i] = "0123456789abcdef"[n & 15];
+		n >>= 4;
+	} while (n);
+	pl_buf_put(b, t + i, (size_t)(20 - i));
+}
+
+ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max)
+{
+	ssize_t rr = pl_buf_read_room(b);
+	if (rr < 0)
+		return rr;
+	size_t room = (size_t)rr;
 	if (max && room > max)
 		room = max;
 	for (;;) {

@@ -102,6 +102,16 @@ static inline void pl_buf_shrink_if_empty(struct pl_buf *b)
 ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max);
 ssize_t pl_buf_write_fd(struct pl_buf *b, int fd);
 
+/*
+ * Makes room to read into (reserving PL_BUF_STD when the buffer holds no
+ * memory, compacting when full) for readers other than read(2) (TLS).
+ * Returns the free space (> 0), -ENOBUFS or -ENOMEM.
+ */
+ssize_t pl_buf_read_room(struct pl_buf *b);
+
+/* Appends an HTTP/1.1 chunk header for n bytes ("1f\r\n"); 18 bytes of space must be reserved. */
+void pl_buf_put_chunk_head(struct pl_buf *b, size_t n);
+
 void pl_buf_thread_cleanup(void);
 
 #endif

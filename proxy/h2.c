@@ -8,6 +8,7 @@
 #include "h2.h"
 #include "h2up.h"
 #include "mirror.h"
+#include "reqhead.h"
 #include "reqview.h"
 #include "rewrite.h"
 #include "router.h"
@@ -29,8 +30,6 @@
 #define MAX_HDRS 100
 #define MAX_TRAILERS 32
 #define MAX_TRAILER_BYTES 8192
-#define MAX_MODS 4
-#define MAX_MIRRORS 4
 #define MAX_RESP_HEAD (64 * 1024)
 #define RBODY_CAP (32 * 1024)             /* response bytes buffered per stream */
 #define OUT_HIWAT (64 * 1024)             /* frames buffered for the client before we stop producing */
@@ -76,7 +75,7 @@ struct h2s {
 	struct pl_cluster *cluster;
 	const struct pl_endpoint *ep;
 	struct pl_route_stats *stats;
-	const struct pl_header_mod *resp_mods[MAX_MODS];
+	const struct pl_header_mod *resp_mods[PL_RH_MAX_MODS];
 	unsigned n_resp_mods;
 	char mname[24];
 	char target[96];
@@ -147,55 +146,6 @@ int pl_h2_preface(const char *p, size_t n)
 	return k == PL_H2_PREFACE_LEN ? 2 : 1;
 }
 
-struct wr {
-	char *p, *end;
-	int over;
-};
-
-static inline void wr_put(struct wr *w, const void *s, size_t n)
-{
-	if (PL_UNLIKELY((size_t)(w->end - w->p) < n)) {
-		w->over = 1;
-		return;
-	}
-	memcpy(w->p, s, n);
-	w->p += n;
-}
-
-#define WR_LIT(w, s) wr_put(w, s, sizeof(s) - 1)
-
-static void wr_u64(struct wr *w, uint64_t v)
-{
-	char t[24];
-	int i = 24;
-	do {
-		t[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	wr_put(w, t + i, (size_t)(24 - i));
-}
-
-static void wr_hdr(struct wr *w, const char *n, size_t nl, const char *v, size_t vl)
-{
-	wr_put(w, n, nl);
-	WR_LIT(w, ": ");
-	wr_put(w, v, vl);
-	WR_LIT(w, "\r\n");
-}
-
-static void put_chunk_head(struct pl_buf *b, size_t n)
-{
-	char t[20];
-	int i = 18;
-	t[18] = '\r';
-	t[19] = '\n';
-	do {
-		t[--i] = "0123456789abcdef"[n & 15];
-		n >>= 4;
-	} while (n);
-	pl_buf_put(b, t + i, (size_t)(20 - i));
-}
-
 static int name_is(const char *n, size_t nl, const char *lit)
 {
 	size_t l = strlen(lit);
@@ -210,91 +160,25 @@ static int conn_specific(const char *n, size_t nl)
 	       name_is(n, nl, "http2-settings");
 }
 
-static int mods_hit(const struct pl_header_mod *const *mods, unsigned n, const char *name, size_t len)
+struct nvfill {
+	nghttp2_nv *nv;
+	size_t n, cap;
+};
+
+static void nv_kv(void *arg, const struct pl_kv *kv)
 {
-	for (unsigned m = 0; m < n; m++) {
-		const struct pl_header_mod *hm = mods[m];
-		for (uint32_t i = 0; i < hm->n_remove; i++)
-			if (strlen(hm->remove[i]) == len && pl_strncaseeq(hm->remove[i], name, len))
-				return 1;
-		for (uint32_t i = 0; i < hm->n_set; i++)
-			if (hm->set[i].name_len == len && pl_strncaseeq(hm->set[i].name, name, len))
-				return 1;
-	}
-	return 0;
+	struct nvfill *f = arg;
+	if (f->n < f->cap)
+		f->nv[f->n++] = (nghttp2_nv){ (uint8_t *)kv->name, (uint8_t *)kv->value, kv->name_len, kv->value_len,
+					      NGHTTP2_NV_FLAG_NONE };
 }
 
-static size_t mods_size(const struct pl_header_mod *const *mods, unsigned n)
+/* Appends the response modifiers' set and add fields to nv (n used of cap); the new count. */
+static size_t resp_mods_nv(const struct h2s *st, nghttp2_nv *nv, size_t n, size_t cap)
 {
-	size_t sz = 0;
-	for (unsigned m = 0; m < n; m++) {
-		for (uint32_t i = 0; i < mods[m]->n_set; i++)
-			sz += mods[m]->set[i].name_len + mods[m]->set[i].value_len + 4;
-		for (uint32_t i = 0; i < mods[m]->n_add; i++)
-			sz += mods[m]->add[i].name_len + mods[m]->add[i].value_len + 4;
-	}
-	return sz;
-}
-
-static int host_char_ok(unsigned char ch)
-{
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-		return 1;
-	switch (ch) {
-	case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'':
-	case '(': case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']':
-		return 1;
-	}
-	return 0;
-}
-
-/* Authority -> host lower-case without port into out (size cap); length or -1. */
-static int parse_host(const char *v, size_t n, char *out, size_t cap)
-{
-	if (n == 0)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		if (!host_char_ok((unsigned char)v[i]) || v[i] == '@')
-			return -1;
-	size_t hl = n;
-	if (v[0] == '[') {
-		const char *rb = memchr(v, ']', n);
-		if (!rb)
-			return -1;
-		hl = (size_t)(rb - v) + 1;
-		if (hl < n && v[hl] != ':')
-			return -1;
-	} else {
-		const char *colon = memchr(v, ':', n);
-		if (colon) {
-			hl = (size_t)(colon - v);
-			if (memchr(colon + 1, ':', n - hl - 1))
-				return -1;
-		}
-	}
-	for (size_t i = hl + 1; i < n; i++)
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-	if (hl >= cap)
-		return -1;
-	for (size_t i = 0; i < hl; i++)
-		out[i] = pl_lower(v[i]);
-	out[hl] = '\0';
-	return (int)hl;
-}
-
-static int has_dot_segment(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] != '/' || i + 1 >= n || p[i + 1] != '.')
-			continue;
-		size_t j = i + 2;
-		if (j < n && p[j] == '.')
-			j++;
-		if (j == n || p[j] == '/' || p[j] == '?')
-			return 1;
-	}
-	return 0;
+	struct nvfill f = { nv, n, cap };
+	pl_rh_mods_each(st->resp_mods, st->n_resp_mods, 0, nv_kv, &f);
+	return f.n;
 }
 
 /* ------------------------------------------------------------ streams */
@@ -481,22 +365,6 @@ static void resume(struct h2s *st)
 
 /* ------------------------------------------------------- local responses */
 
-static const char *reason_phrase(int status)
-{
-	switch (status) {
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 421: return "Misdirected Request";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	}
-	return "";
-}
-
 /* A response made here: status, optional extra field, a short text body unless bodyless. */
 static void local_reply(struct h2s *st, int status, const char *xname, const char *xval, size_t xlen, int with_body)
 {
@@ -511,7 +379,7 @@ static void local_reply(struct h2s *st, int status, const char *xname, const cha
 	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
 	if (with_body) {
 		char body[80];
-		int bl = snprintf(body, sizeof(body), "%d %s\n", status, reason_phrase(status));
+		int bl = snprintf(body, sizeof(body), "%d %s\n", status, pl_rh_reason(status));
 		if (bl > 0 && pl_buf_reserve(&st->rbody, (size_t)bl) == 0)
 			pl_buf_put(&st->rbody, body, (size_t)bl);
 		nv[n++] = (nghttp2_nv){ (uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE };
@@ -618,44 +486,6 @@ static void respond_local(struct h2s *st, int status, const char *why)
 
 /* ---------------------------------------------------------- request head */
 
-struct filters {
-	const struct pl_header_mod *req_mods[MAX_MODS];
-	unsigned n_req_mods;
-	const struct pl_redirect *redirect;
-	const struct pl_rewrite *rewrite;
-	const struct pl_mirror *mirrors[MAX_MIRRORS];
-	unsigned n_mirrors;
-};
-
-static void collect_filters(struct h2s *st, struct filters *f, const struct pl_filter *fl, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++) {
-		const struct pl_filter *x = &fl[i];
-		switch (x->type) {
-		case PL_FILTER_REQUEST_HEADER:
-			if (f->n_req_mods < MAX_MODS)
-				f->req_mods[f->n_req_mods++] = &x->u.hdr;
-			break;
-		case PL_FILTER_RESPONSE_HEADER:
-			if (st->n_resp_mods < MAX_MODS)
-				st->resp_mods[st->n_resp_mods++] = &x->u.hdr;
-			break;
-		case PL_FILTER_REDIRECT:
-			if (!f->redirect)
-				f->redirect = &x->u.redirect;
-			break;
-		case PL_FILTER_REWRITE:
-			if (!f->rewrite)
-				f->rewrite = &x->u.rewrite;
-			break;
-		case PL_FILTER_MIRROR:
-			if (f->n_mirrors < MAX_MIRRORS)
-				f->mirrors[f->n_mirrors++] = &x->u.mirror;
-			break;
-		}
-	}
-}
-
 struct reqinfo {
 	const char *path, *query;
 	size_t path_len, query_len;
@@ -668,33 +498,25 @@ struct reqinfo {
 static void send_redirect(struct h2s *st, const struct pl_redirect *rd, const struct reqinfo *ri)
 {
 	struct pl_h2conn *c = st->c;
-	size_t cap = 64 + ri->path_len + ri->query_len + (size_t)ri->host_len +
-		     (rd->hostname ? strlen(rd->hostname) : 0) + (rd->path.value ? strlen(rd->path.value) : 0) +
-		     (rd->scheme ? strlen(rd->scheme) : 0);
-	char *loc = malloc(cap);
+	const char *err = NULL;
+	size_t len;
+	char *loc = pl_rh_location(rd, &st->entry->match, c->tls != NULL, ri->host, (size_t)ri->host_len, c->ls->port,
+				   ri->path, ri->path_len, ri->query, ri->query_len, "", "", &len, &err);
 	if (!loc) {
-		respond_local(st, 500, "out of memory building redirect");
+		respond_local(st, 500, err);
 		return;
 	}
-	int n = pl_redirect_location(rd, &st->entry->match, c->tls ? "https" : "http", ri->host, (size_t)ri->host_len,
-				     c->ls->port, ri->path, ri->path_len, ri->query, ri->query_len, loc, cap);
-	if (n < 0) {
-		free(loc);
-		respond_local(st, 500, "redirect location too long");
-		return;
-	}
-	local_reply(st, rd->status_code ? rd->status_code : 302, "location", loc, (size_t)n, 0);
+	local_reply(st, rd->status_code ? rd->status_code : 302, "location", loc, len, 0);
 	free(loc);
 }
 
 /* The backend's HTTP/1.1 request head into st->up_out; length or -1 with *err. */
-static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const struct filters *f, const char **err)
+static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const struct pl_rh_filters *f, const char **err)
 {
 	struct pl_h2conn *c = st->c;
 	const struct pl_rewrite *rw = f->rewrite;
-	size_t need = st->hb_len + 8 * st->nh + 512 + mods_size(f->req_mods, f->n_req_mods);
-	if (rw && rw->path.type != PL_PATHMOD_NONE)
-		need += ri->path_len + (rw->path.value ? strlen(rw->path.value) : 0) + 2;
+	size_t need = st->hb_len + 8 * st->nh + 512 + pl_rh_mods_size(f->req_mods, f->n_req_mods);
+	need += ri->path_len + pl_rh_path_extra(f);
 	if (rw && rw->hostname)
 		need += strlen(rw->hostname);
 	if (pl_buf_reserve(&st->up_out, need) != 0) {
@@ -702,36 +524,22 @@ static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const str
 		return -1;
 	}
 	char *start = pl_buf_wptr(&st->up_out);
-	struct wr w = { start, start + pl_buf_space(&st->up_out), 0 };
-	wr_put(&w, hs(st, st->method.vo), st->method.vl);
-	WR_LIT(&w, " ");
-	if (rw && rw->path.type != PL_PATHMOD_NONE) {
-		int n = pl_rewrite_path(&rw->path, &st->entry->match, ri->path, ri->path_len, w.p, (size_t)(w.end - w.p));
-		if (n < 0) {
-			*err = "rewritten path too long";
-			return -1;
-		}
-		w.p += n;
-	} else {
-		wr_put(&w, ri->path, ri->path_len);
+	struct pl_wr w = { start, start + pl_buf_space(&st->up_out), 0 };
+	pl_wr_put(&w, hs(st, st->method.vo), st->method.vl);
+	PL_WR_LIT(&w, " ");
+	int pn = pl_rh_write_target(f, &st->entry->match, ri->path, ri->path_len, ri->query, ri->query_len, w.p,
+				    (size_t)(w.end - w.p));
+	if (pn < 0) {
+		*err = "rewritten path too long";
+		return -1;
 	}
-	if (ri->query) {
-		WR_LIT(&w, "?");
-		wr_put(&w, ri->query, ri->query_len);
-	}
-	WR_LIT(&w, " HTTP/1.1\r\nHost: ");
-	const struct pl_kv *host_set = NULL;
-	for (unsigned m = 0; m < f->n_req_mods; m++)
-		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++)
-			if (f->req_mods[m]->set[i].name_len == 4 && pl_strncaseeq(f->req_mods[m]->set[i].name, "host", 4))
-				host_set = &f->req_mods[m]->set[i];
-	if (rw && rw->hostname)
-		wr_put(&w, rw->hostname, strlen(rw->hostname));
-	else if (host_set)
-		wr_put(&w, host_set->value, host_set->value_len);
-	else
-		wr_put(&w, ri->authority, ri->authority_len);
-	WR_LIT(&w, "\r\n");
+	w.p += pn;
+	PL_WR_LIT(&w, " HTTP/1.1\r\nHost: ");
+	const char *av;
+	size_t al;
+	pl_rh_authority(f, ri->authority, ri->authority_len, &av, &al);
+	pl_wr_put(&w, av, al);
+	PL_WR_LIT(&w, "\r\n");
 
 	int te_trailers = 0, n_cookie = 0;
 	unsigned n_xff = 0;
@@ -750,65 +558,51 @@ static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const str
 			n_xff++;
 			continue;
 		}
-		if (f->n_req_mods && mods_hit(f->req_mods, f->n_req_mods, n, nl))
+		if (f->n_req_mods && pl_rh_mods_hit(f->req_mods, f->n_req_mods, n, nl))
 			continue;
 		if (name_is(n, nl, "cookie")) {
 			n_cookie++;
 			continue;
 		}
-		wr_hdr(&w, n, nl, v, vl);
+		pl_wr_hdr(&w, n, nl, v, vl);
 	}
 	if (n_cookie) {
 		/* RFC 9113 8.2.3: crumbs are joined with "; " for HTTP/1.1 */
-		WR_LIT(&w, "cookie: ");
+		PL_WR_LIT(&w, "cookie: ");
 		int first = 1;
 		for (uint32_t i = 0; i < st->nh; i++) {
 			if (!name_is(hs(st, st->h[i].no), st->h[i].nl, "cookie"))
 				continue;
 			if (!first)
-				WR_LIT(&w, "; ");
+				PL_WR_LIT(&w, "; ");
 			first = 0;
-			wr_put(&w, hs(st, st->h[i].vo), st->h[i].vl);
+			pl_wr_put(&w, hs(st, st->h[i].vo), st->h[i].vl);
 		}
-		WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "\r\n");
 	}
-	for (unsigned m = 0; m < f->n_req_mods; m++)
-		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++) {
-			const struct pl_kv *kv = &f->req_mods[m]->set[i];
-			if (!(kv->name_len == 4 && pl_strncaseeq(kv->name, "host", 4)))
-				wr_hdr(&w, kv->name, kv->name_len, kv->value, kv->value_len);
-		}
-	for (unsigned m = 0; m < f->n_req_mods; m++)
-		for (uint32_t i = 0; i < f->req_mods[m]->n_add; i++) {
-			const struct pl_kv *kv = &f->req_mods[m]->add[i];
-			wr_hdr(&w, kv->name, kv->name_len, kv->value, kv->value_len);
-		}
-	WR_LIT(&w, "X-Forwarded-For: ");
+	pl_rh_mods_emit(&w, f->req_mods, f->n_req_mods, 1);
+	PL_WR_LIT(&w, "X-Forwarded-For: ");
 	for (uint32_t i = 0; n_xff && i < st->nh; i++) {
 		if (!name_is(hs(st, st->h[i].no), st->h[i].nl, "x-forwarded-for"))
 			continue;
-		wr_put(&w, hs(st, st->h[i].vo), st->h[i].vl);
-		WR_LIT(&w, ", ");
+		pl_wr_put(&w, hs(st, st->h[i].vo), st->h[i].vl);
+		PL_WR_LIT(&w, ", ");
 	}
-	wr_put(&w, c->peer, strlen(c->peer));
-	if (c->tls)
-		WR_LIT(&w, "\r\nX-Forwarded-Proto: https\r\n");
-	else
-		WR_LIT(&w, "\r\nX-Forwarded-Proto: http\r\n");
+	pl_rh_xff_tail(&w, c->peer, c->tls != NULL);
 	if (st->has_cl) {
-		WR_LIT(&w, "Content-Length: ");
-		wr_u64(&w, st->cl);
-		WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "Content-Length: ");
+		pl_wr_u64(&w, st->cl);
+		PL_WR_LIT(&w, "\r\n");
 	} else if (st->chunked) {
-		WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
+		PL_WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
 	} else if (st->method.vl >= 3 && (name_is(hs(st, st->method.vo), st->method.vl, "POST") ||
 					 name_is(hs(st, st->method.vo), st->method.vl, "PUT") ||
 					 name_is(hs(st, st->method.vo), st->method.vl, "PATCH"))) {
-		WR_LIT(&w, "Content-Length: 0\r\n");
+		PL_WR_LIT(&w, "Content-Length: 0\r\n");
 	}
 	if (te_trailers)
-		WR_LIT(&w, "TE: trailers\r\nConnection: te\r\n");
-	WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "TE: trailers\r\nConnection: te\r\n");
+	PL_WR_LIT(&w, "\r\n");
 	if (w.over) {
 		*err = "request head does not fit";
 		return -1;
@@ -830,7 +624,8 @@ static void dispatch(struct h2s *st, int fresh)
 		dispatch_h2(st);
 		return;
 	}
-	struct pl_upconn *u = pl_up_get(c->w, st->cluster->id, st->ep, fresh, up_cb, st, &err);
+	/* pl_up_connect: the cluster may be TLS (BackendTLSPolicy); I/O goes through pl_up_read/pl_up_send */
+	struct pl_upconn *u = pl_up_connect(c->w, st->cluster, st->ep, fresh, up_cb, st, &err);
 	if (!u) {
 		char why[160];
 		snprintf(why, sizeof(why), "connect to %s (%s) failed: %s", st->ep->text, st->cluster->name,
@@ -903,20 +698,14 @@ static const char *blk_put(struct blk *b, const char *s, size_t n)
  * connection-specific ones and those the filters replace, te: trailers
  * kept (gRPC needs it), X-Forwarded-For/-Proto regenerated.
  */
-static int build_h2_head(struct h2s *st, const struct reqinfo *ri, const struct filters *f, const char **err)
+static int build_h2_head(struct h2s *st, const struct reqinfo *ri, const struct pl_rh_filters *f, const char **err)
 {
 	struct pl_h2conn *c = st->c;
 	const struct pl_rewrite *rw = f->rewrite;
 	size_t n_nv = st->nh + 8, bytes = st->hb_len + strlen(c->peer) + 64;
-	for (unsigned m = 0; m < f->n_req_mods; m++) {
-		const struct pl_header_mod *hm = f->req_mods[m];
-		n_nv += hm->n_set + hm->n_add;
-		for (uint32_t i = 0; i < hm->n_set; i++)
-			bytes += hm->set[i].name_len + hm->set[i].value_len;
-		for (uint32_t i = 0; i < hm->n_add; i++)
-			bytes += hm->add[i].name_len + hm->add[i].value_len;
-	}
-	size_t path_cap = ri->path_len + (rw && rw->path.value ? strlen(rw->path.value) : 0) + 2;
+	for (unsigned m = 0; m < f->n_req_mods; m++)
+		n_nv += f->req_mods[m]->n_set + f->req_mods[m]->n_add;
+	size_t path_cap = ri->path_len + pl_rh_path_extra(f);
 	bytes += path_cap + ri->query_len + 1 + ri->authority_len + (rw && rw->hostname ? strlen(rw->hostname) : 0);
 	nghttp2_nv *nv = malloc(n_nv * sizeof(*nv) + bytes);
 	if (!nv) {
@@ -929,41 +718,23 @@ static int build_h2_head(struct h2s *st, const struct reqinfo *ri, const struct 
 	(nv[n++] = (nghttp2_nv){ (uint8_t *)(np), (uint8_t *)(vp), (nl), (vl), NGHTTP2_NV_FLAG_NONE })
 	NV(":method", 7, blk_put(&b, hs(st, st->method.vo), st->method.vl), st->method.vl);
 	NV(":scheme", 7, "http", 4);
-	const struct pl_kv *host_set = NULL;
-	for (unsigned m = 0; m < f->n_req_mods; m++)
-		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++)
-			if (f->req_mods[m]->set[i].name_len == 4 && pl_strncaseeq(f->req_mods[m]->set[i].name, "host", 4))
-				host_set = &f->req_mods[m]->set[i];
-	if (rw && rw->hostname)
-		NV(":authority", 10, blk_put(&b, rw->hostname, strlen(rw->hostname)), strlen(rw->hostname));
-	else if (host_set)
-		NV(":authority", 10, blk_put(&b, host_set->value, host_set->value_len), host_set->value_len);
-	else
-		NV(":authority", 10, blk_put(&b, ri->authority, ri->authority_len), ri->authority_len);
+	const char *av;
+	size_t al;
+	pl_rh_authority(f, ri->authority, ri->authority_len, &av, &al);
+	NV(":authority", 10, blk_put(&b, av, al), al);
 	char *path = b.p;
-	size_t pl;
-	if (rw && rw->path.type != PL_PATHMOD_NONE) {
-		int k = pl_rewrite_path(&rw->path, &st->entry->match, ri->path, ri->path_len, path, path_cap);
-		if (k < 0) {
-			free(nv);
-			*err = "rewritten path too long";
-			return -1;
-		}
-		pl = (size_t)k;
-	} else {
-		memcpy(path, ri->path, ri->path_len);
-		pl = ri->path_len;
+	int k = pl_rh_write_target(f, &st->entry->match, ri->path, ri->path_len, ri->query, ri->query_len, path,
+				   path_cap + ri->query_len + 1);
+	if (k < 0) {
+		free(nv);
+		*err = "rewritten path too long";
+		return -1;
 	}
-	if (ri->query) {
-		path[pl++] = '?';
-		memcpy(path + pl, ri->query, ri->query_len);
-		pl += ri->query_len;
-	}
+	size_t pl = (size_t)k;
 	b.p += pl;
 	NV(":path", 5, path, pl);
 
 	int te_trailers = 0;
-	size_t xff_len = 0;
 	for (uint32_t i = 0; i < st->nh; i++) {
 		const char *hn = hs(st, st->h[i].no), *hv = hs(st, st->h[i].vo);
 		size_t nl = st->h[i].nl, vl = st->h[i].vl;
@@ -973,33 +744,19 @@ static int build_h2_head(struct h2s *st, const struct reqinfo *ri, const struct 
 			te_trailers = 1;   /* nghttp2 lets only "trailers" through */
 			continue;
 		}
-		if (name_is(hn, nl, "x-forwarded-for")) {
-			xff_len += vl + 2;
+		if (name_is(hn, nl, "x-forwarded-for"))
 			continue;
-		}
-		if (conn_specific(hn, nl) || (f->n_req_mods && mods_hit(f->req_mods, f->n_req_mods, hn, nl)))
+		if (conn_specific(hn, nl) || (f->n_req_mods && pl_rh_mods_hit(f->req_mods, f->n_req_mods, hn, nl)))
 			continue;
 		const char *dn = blk_put(&b, hn, nl);
 		NV(dn, nl, blk_put(&b, hv, vl), vl);
 	}
-	for (unsigned m = 0; m < f->n_req_mods; m++) {
-		const struct pl_header_mod *hm = f->req_mods[m];
-		for (uint32_t i = 0; i < hm->n_set; i++) {
-			const struct pl_kv *kv = &hm->set[i];
-			if (!(kv->name_len == 4 && pl_strncaseeq(kv->name, "host", 4))) {
-				const char *dn = blk_put(&b, kv->name, kv->name_len);
-				NV(dn, kv->name_len, blk_put(&b, kv->value, kv->value_len), kv->value_len);
-			}
-		}
-		for (uint32_t i = 0; i < hm->n_add; i++) {
-			const struct pl_kv *kv = &hm->add[i];
-			const char *dn = blk_put(&b, kv->name, kv->name_len);
-			NV(dn, kv->name_len, blk_put(&b, kv->value, kv->value_len), kv->value_len);
-		}
-	}
+	/* the modifiers' strings are the table's (pinned by st->wt); nghttp2 copies them */
+	struct nvfill mf = { nv, n, n_nv };
+	pl_rh_mods_each(f->req_mods, f->n_req_mods, 1, nv_kv, &mf);
+	n = mf.n;
 	/* X-Forwarded-For: the client's values (their bytes are in hb_len), then the peer */
 	char *xff = b.p;
-	(void)xff_len;
 	for (uint32_t i = 0; i < st->nh; i++) {
 		if (!name_is(hs(st, st->h[i].no), st->h[i].nl, "x-forwarded-for"))
 			continue;
@@ -1022,14 +779,51 @@ static int build_h2_head(struct h2s *st, const struct reqinfo *ri, const struct 
 	return 0;
 }
 
+static void unv_free(struct h2s *st)
+{
+	free(st->unv);
+	st->unv = NULL;
+	st->n_unv = 0;
+}
+
+/* Another endpoint can still be tried after a failed connect. */
+static int h2c_can_retry(const struct h2s *st)
+{
+	return !st->ep_retried && st->cluster->n_eps > 1 && st->unv;
+}
+
+/*
+ * Connecting to the h2c backend failed before anything of the stream left:
+ * like connect_failed(), one other endpoint is tried (at the next run of the
+ * connection, never from inside h2up's callbacks) before 502.
+ */
+static void h2c_connect_failed(struct h2s *st, const char *why)
+{
+	if (h2c_can_retry(st)) {
+		const struct pl_endpoint *ep = pl_router_endpoint(st->cluster);
+		if (ep && ep != st->ep) {
+			pl_info("%s \"%s %s\" (h2): %s; trying %s", st->c->peer, st->mname, st->target, why, ep->text);
+			count_upstream_error(st);
+			st->ep_retried = 1;
+			st->ep = ep;
+			st->want_dispatch = 1;
+			kick(st);
+			return;
+		}
+	}
+	unv_free(st);
+	upstream_fail(st, 502, why);
+}
+
 static void h2u_on_head(void *data, int status, const nghttp2_nv *in, size_t n_in, int end_stream)
 {
 	struct h2s *st = data;
 	struct pl_h2conn *c = st->c;
 	st->last_io = ev_now(c->w->loop);
 	st->resp_any = 1;
+	unv_free(st);   /* the session is connected: no retry elsewhere */
 	int interim = status < 200;
-	static __thread nghttp2_nv nv[MAX_HDRS + 2 * MAX_MODS * 8 + 1];
+	static __thread nghttp2_nv nv[MAX_HDRS + 2 * PL_RH_MAX_MODS * 8 + 1];
 	size_t nn = 0;
 	char sbuf[4];
 	snprintf(sbuf, sizeof(sbuf), "%03d", status);
@@ -1041,20 +835,12 @@ static void h2u_on_head(void *data, int status, const nghttp2_nv *in, size_t n_i
 			continue;
 		if (name_is(hn, nl, "content-length") && (interim || status == 204))
 			continue;
-		if (!interim && st->n_resp_mods && mods_hit(st->resp_mods, st->n_resp_mods, hn, nl))
+		if (!interim && st->n_resp_mods && pl_rh_mods_hit(st->resp_mods, st->n_resp_mods, hn, nl))
 			continue;
 		nv[nn++] = in[i];
 	}
 	if (!interim)
-		for (unsigned m = 0; m < st->n_resp_mods; m++) {
-			const struct pl_header_mod *hm = st->resp_mods[m];
-			for (uint32_t i = 0; i < hm->n_set && nn < PL_ARRAY_LEN(nv); i++)
-				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->set[i].name, (uint8_t *)hm->set[i].value,
-							 hm->set[i].name_len, hm->set[i].value_len, NGHTTP2_NV_FLAG_NONE };
-			for (uint32_t i = 0; i < hm->n_add && nn < PL_ARRAY_LEN(nv); i++)
-				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->add[i].name, (uint8_t *)hm->add[i].value,
-							 hm->add[i].name_len, hm->add[i].value_len, NGHTTP2_NV_FLAG_NONE };
-		}
+		nn = resp_mods_nv(st, nv, nn, PL_ARRAY_LEN(nv));
 	if (interim) {
 		if (nghttp2_submit_headers(c->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, nn, NULL) != 0)
 			stream_reset(st, NGHTTP2_INTERNAL_ERROR);
@@ -1131,7 +917,10 @@ static void h2u_on_close(void *data, int failed, const char *why)
 		return;
 	}
 	if (failed) {
-		if (!st->resp_head_sent) {
+		if (failed == PL_H2UP_UNSENT && !st->resp_any) {
+			h2c_connect_failed(st, why);
+		} else if (!st->resp_head_sent) {
+			unv_free(st);
 			upstream_fail(st, 502, why);
 		} else {
 			pl_warn("%s \"%s %s\" (h2): %s after the response started; resetting", st->c->peer, st->mname,
@@ -1200,13 +989,13 @@ static void dispatch_h2(struct h2s *st)
 	if (st->unv)
 		st->h2u = pl_h2up_open(c->w, st->cluster->id, st->ep, st->cluster->name, st->unv, st->n_unv, has_body,
 				       &h2u_ops, st, &why);
-	free(st->unv);
-	st->unv = NULL;
-	st->n_unv = 0;
+	/* the head is kept only while a failed connect could still send it elsewhere */
+	if (!h2c_can_retry(st))
+		unv_free(st);
 	if (!st->h2u) {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "h2c backend %s (%s): %s", st->ep->text, st->cluster->name, why);
-		upstream_fail(st, 502, msg);
+		h2c_connect_failed(st, msg);
 	}
 }
 
@@ -1257,7 +1046,7 @@ static void head_done(struct h2s *st)
 		ri.query = qm + 1;
 		ri.query_len = pl - ri.path_len - 1;
 	}
-	if (has_dot_segment(ri.path, ri.path_len)) {
+	if (pl_rh_has_dot_segment(ri.path, ri.path_len)) {
 		respond_local(st, 400, "dot-segment in path");
 		return;
 	}
@@ -1280,7 +1069,7 @@ static void head_done(struct h2s *st)
 		respond_local(st, 400, "missing :authority");
 		return;
 	}
-	ri.host_len = parse_host(ri.authority, ri.authority_len, ri.host, sizeof(ri.host));
+	ri.host_len = ri.authority_len ? pl_rh_parse_host(ri.authority, ri.authority_len, ri.host, sizeof(ri.host)) : -1;
 	if (ri.host_len < 0) {
 		respond_local(st, 400, "invalid :authority");
 		return;
@@ -1298,29 +1087,6 @@ static void head_done(struct h2s *st)
 	st->is_head = name_is(st->mname, strlen(st->mname), "HEAD");
 	st->chunked = !st->req_done && !st->has_cl;
 
-	if (!w->wt) {
-		respond_local(st, 503, "no configuration published yet");
-		return;
-	}
-	st->wt = w->wt;
-	pl_wtable_get(st->wt);
-	const struct pl_bind *b = c->ls->bind;
-	if (!b) {
-		respond_local(st, 404, "listener removed from the configuration");
-		return;
-	}
-	st->listener = pl_router_listener(b, ri.host, (uint32_t)ri.host_len);
-	if (!st->listener) {
-		respond_local(st, 404, "no listener for host");
-		return;
-	}
-	if (c->tls && *pl_tls_sni(c->tls)) {
-		const char *sni = pl_tls_sni(c->tls);
-		if (pl_router_listener(b, sni, (uint32_t)strlen(sni)) != st->listener) {
-			respond_local(st, 421, "Host does not belong to the listener of the TLS server name");
-			return;
-		}
-	}
 	static __thread struct pl_hdr rh[MAX_HDRS];
 	for (uint32_t i = 0; i < st->nh; i++) {
 		rh[i].name = hs(st, st->h[i].no);
@@ -1335,40 +1101,30 @@ static void head_done(struct h2s *st)
 		.host = ri.host, .host_len = (uint32_t)ri.host_len,
 		.hdrs = rh, .n_hdrs = st->nh,
 	};
-	st->entry = pl_router_find(st->listener, &view);
-	if (!st->entry) {
-		respond_local(st, 404, "no route matches");
+	struct pl_rh_route rt;
+	int how = pl_rh_route(w, c->ls->bind, c->tls ? pl_tls_sni(c->tls) : NULL, &view, now, &rt);
+	st->wt = rt.wt;
+	st->listener = rt.listener;
+	st->entry = rt.entry;
+	st->rule = rt.rule;
+	if (st->rule)
+		st->stats = st->rule->stats;
+	memcpy(st->resp_mods, rt.f.resp_mods, sizeof(st->resp_mods));
+	st->n_resp_mods = rt.f.n_resp_mods;
+	if (how == PL_RH_LOCAL) {
+		respond_local(st, rt.status, rt.why);
 		return;
 	}
-	st->rule = st->entry->rule;
-	st->stats = st->rule->stats;
-	struct filters f;
-	memset(&f, 0, sizeof(f));
-	collect_filters(st, &f, st->rule->filters, st->rule->n_filters);
-	if (f.redirect) {
-		send_redirect(st, f.redirect, &ri);
+	const struct pl_rh_filters *f = &rt.f;
+	if (how == PL_RH_REDIRECT) {
+		send_redirect(st, f->redirect, &ri);
 		return;
 	}
-	const struct pl_backend *be = pl_router_pick(st->rule);
-	if (!be || !be->cluster) {
-		respond_local(st, 500, "no valid backend for the rule");
-		return;
-	}
-	collect_filters(st, &f, be->filters, be->n_filters);
-	if (f.redirect) {
-		send_redirect(st, f.redirect, &ri);
-		return;
-	}
-	st->cluster = be->cluster;
-	st->ep = pl_router_endpoint(st->cluster);
-	if (!st->ep) {
-		char why[160];
-		snprintf(why, sizeof(why), "no ready endpoint for %s", st->cluster->name);
-		respond_local(st, 503, why);
-		return;
-	}
-	if (st->cluster->tls) {
-		respond_local(st, 502, "TLS backends are not reachable from HTTP/2 yet");
+	st->cluster = rt.cluster;
+	st->ep = rt.ep;
+	st->rule_deadline = rt.rule_deadline;
+	if (st->cluster->tls && st->cluster->app_proto == PL_APP_H2C) {
+		respond_local(st, 502, "h2 over TLS to backends is not supported");
 		return;
 	}
 	if (st->rule->timeout_request_ms)
@@ -1380,11 +1136,11 @@ static void head_done(struct h2s *st)
 	}
 	const char *err = NULL;
 	if (st->cluster->app_proto == PL_APP_H2C) {
-		if (build_h2_head(st, &ri, &f, &err) != 0) {
+		if (build_h2_head(st, &ri, f, &err) != 0) {
 			respond_local(st, 500, err);
 			return;
 		}
-		if (f.n_mirrors)
+		if (f->n_mirrors)
 			pl_debug("%s \"%s %s\" (h2): h2c backend: mirror skipped", c->peer, st->mname, st->target);
 		st->h2c_up = 1;
 		st->chunked = 0;   /* HTTP/2 frames the body itself */
@@ -1395,15 +1151,15 @@ static void head_done(struct h2s *st)
 		st->want_dispatch = 1;
 		return;
 	}
-	ssize_t hl = emit_req_head(st, &ri, &f, &err);
+	ssize_t hl = emit_req_head(st, &ri, f, &err);
 	if (hl < 0) {
 		respond_local(st, 500, err);
 		return;
 	}
-	if (f.n_mirrors) {
+	if (f->n_mirrors) {
 		if (st->req_done) {
-			for (unsigned i = 0; i < f.n_mirrors; i++)
-				pl_mirror_start(w, f.mirrors[i], pl_buf_rptr(&st->up_out), (size_t)hl, NULL, 0);
+			for (unsigned i = 0; i < f->n_mirrors; i++)
+				pl_mirror_start(w, f->mirrors[i], pl_buf_rptr(&st->up_out), (size_t)hl, NULL, 0);
 		} else {
 			pl_debug("%s \"%s %s\" (h2): body streaming: mirror skipped", c->peer, st->mname, st->target);
 		}
@@ -1575,7 +1331,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 		return 0;
 	}
 	if (st->chunked) {
-		put_chunk_head(b, len);
+		pl_buf_put_chunk_head(b, len);
 		pl_buf_put(b, data, len);
 		pl_buf_put(b, "\r\n", 2);
 	} else {
@@ -1880,7 +1636,7 @@ static void resp_head(struct h2s *st, size_t head_len)
 		}
 	}
 	int interim = status < 200;
-	static __thread nghttp2_nv nv[MAX_HDRS + 2 * MAX_MODS * 8 + 1];
+	static __thread nghttp2_nv nv[MAX_HDRS + 2 * PL_RH_MAX_MODS * 8 + 1];
 	size_t nn = 0;
 	char sbuf[4];
 	snprintf(sbuf, sizeof(sbuf), "%03d", status);
@@ -1899,7 +1655,7 @@ static void resp_head(struct h2s *st, size_t head_len)
 			continue;
 		if (name_is(n, h->name_len, "content-length") && (interim || status == 204))
 			continue;
-		if (!interim && st->n_resp_mods && mods_hit(st->resp_mods, st->n_resp_mods, n, h->name_len))
+		if (!interim && st->n_resp_mods && pl_rh_mods_hit(st->resp_mods, st->n_resp_mods, n, h->name_len))
 			continue;
 		for (uint32_t k = 0; k < h->name_len; k++)   /* HTTP/2 field names are lower-case */
 			n[k] = pl_lower(n[k]);
@@ -1907,15 +1663,7 @@ static void resp_head(struct h2s *st, size_t head_len)
 					 NGHTTP2_NV_FLAG_NONE };
 	}
 	if (!interim)
-		for (unsigned m = 0; m < st->n_resp_mods; m++) {
-			const struct pl_header_mod *hm = st->resp_mods[m];
-			for (uint32_t i = 0; i < hm->n_set && nn < PL_ARRAY_LEN(nv); i++)
-				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->set[i].name, (uint8_t *)hm->set[i].value,
-							 hm->set[i].name_len, hm->set[i].value_len, NGHTTP2_NV_FLAG_NONE };
-			for (uint32_t i = 0; i < hm->n_add && nn < PL_ARRAY_LEN(nv); i++)
-				nv[nn++] = (nghttp2_nv){ (uint8_t *)hm->add[i].name, (uint8_t *)hm->add[i].value,
-							 hm->add[i].name_len, hm->add[i].value_len, NGHTTP2_NV_FLAG_NONE };
-		}
+		nn = resp_mods_nv(st, nv, nn, PL_ARRAY_LEN(nv));
 	int rv;
 	if (interim) {
 		rv = nghttp2_submit_headers(c->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, nn, NULL);
@@ -2069,7 +1817,7 @@ static void up_read(struct h2s *st)
 	}
 	if (u->in.cap && pl_buf_space(&u->in) == 0)
 		pl_buf_compact(&u->in);
-	ssize_t n = pl_buf_read_fd(&u->in, u->fd, 0);
+	ssize_t n = pl_up_read(u);
 	if (n > 0) {
 		st->last_io = ev_now(st->c->w->loop);
 		if (!st->resp_any) {
@@ -2109,10 +1857,7 @@ static int flush_up(struct h2s *st)
 	size_t avail = pl_buf_size(&st->up_out) - st->up_sent;
 	if (avail == 0)
 		return 0;
-	ssize_t n;
-	do
-		n = send(u->fd, pl_buf_rptr(&st->up_out) + st->up_sent, avail, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	ssize_t n = pl_up_send(u, pl_buf_rptr(&st->up_out) + st->up_sent, avail);
 	if (n > 0) {
 		st->last_io = ev_now(st->c->w->loop);
 		if (st->retry_ok)
@@ -2132,12 +1877,12 @@ static int flush_up(struct h2s *st)
 			st->up_wblocked = 1;
 		return 1;
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+	if (n == -EAGAIN) {
 		st->up_wblocked = 1;
 		return 0;
 	}
 	char why[160];
-	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(errno));
+	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(n < 0 ? (int)-n : EPIPE));
 	upstream_fail(st, 502, why);
 	return 1;
 }
@@ -2167,8 +1912,11 @@ static void up_cb(struct pl_upconn *u, int ev)
 	struct pl_h2conn *c = st->c;
 	switch (ev) {
 	case PL_UP_EV_ERROR: {
-		char why[160];
-		snprintf(why, sizeof(why), "connect to %s failed: %s", u->peer, strerror(u->err));
+		char why[200];
+		if (u->errmsg[0])
+			snprintf(why, sizeof(why), "%s", u->errmsg);
+		else
+			snprintf(why, sizeof(why), "connect to %s failed: %s", u->peer, strerror(u->err));
 		connect_failed(st, why);
 		break;
 	}

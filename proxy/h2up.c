@@ -468,8 +468,10 @@ static void sess_fail(struct sess *ss, const char *why)
 	P.dead = ss;
 	char msg[200];
 	snprintf(msg, sizeof(msg), "%s", why);
+	/* while connecting nghttp2 was never asked for bytes: no stream's head or body left */
+	int failed = ss->connecting ? PL_H2UP_UNSENT : 1;
 	for (struct pl_h2up_stream *st = ss->streams; st; st = st->next)
-		report_close(st, 1, msg);
+		report_close(st, failed, msg);
 }
 
 static struct sess *sess_new(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,

@@ -32,6 +32,7 @@
 #include <nghttp2/nghttp2.h>
 
 #define PL_H2UP_MAX_SESSIONS 8
+#define PL_H2UP_UNSENT 2          /* on_close failed: nothing of the stream reached the backend */
 
 struct pl_worker;
 struct pl_endpoint;
@@ -48,7 +49,12 @@ struct pl_h2up_ops {
 	void (*on_data)(void *data, const uint8_t *p, size_t n);
 	/* Trailer fields (after the body). */
 	void (*on_trailers)(void *data, const nghttp2_nv *nv, size_t n);
-	/* The stream ended: failed == 0 for a complete response, else why says what broke. Last call. */
+	/*
+	 * The stream ended: failed == 0 for a complete response, else why says
+	 * what broke; failed == PL_H2UP_UNSENT when the session never connected,
+	 * so nothing of the stream (head or body) left: the owner may send the
+	 * request elsewhere. Last call.
+	 */
 	void (*on_close)(void *data, int failed, const char *why);
 	/* Copies up to len request body bytes to buf; sets *eof at the end. 0 bytes and no eof: wait. */
 	size_t (*read_body)(void *data, uint8_t *buf, size_t len, int *eof);

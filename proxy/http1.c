@@ -8,6 +8,7 @@
 #include "h2.h"
 #include "http1.h"
 #include "mirror.h"
+#include "reqhead.h"
 #include "reqview.h"
 #include "rewrite.h"
 #include "router.h"
@@ -25,8 +26,6 @@
 
 #define MAX_HDRS 100            /* header fields per head; beyond: 431 / 502 */
 #define MAX_CTOK 16             /* Connection header tokens remembered */
-#define MAX_MODS 4              /* header modifier filters per request (rule + backendRef) */
-#define MAX_MIRRORS 4
 #define MAX_RESP_HEAD (64 * 1024)
 #define LINGER_S 2.0
 #define LINGER_MAX (256 * 1024)
@@ -65,7 +64,7 @@ struct h1_req {
 	struct pl_cluster *cluster;
 	const struct pl_endpoint *ep;
 	struct pl_route_stats *stats;
-	const struct pl_header_mod *resp_mods[MAX_MODS];
+	const struct pl_header_mod *resp_mods[PL_RH_MAX_MODS];
 	unsigned n_resp_mods;
 	const char *method;
 	char target[96];                        /* for logs */
@@ -138,97 +137,6 @@ static void upstream_fail(struct pl_h1conn *c, int status, const char *why);
 
 /* ---------------------------------------------------------------- utils */
 
-struct wr {
-	char *p, *end;
-	int over;
-};
-
-static inline void wr_put(struct wr *w, const void *s, size_t n)
-{
-	if (PL_UNLIKELY((size_t)(w->end - w->p) < n)) {
-		w->over = 1;
-		return;
-	}
-	memcpy(w->p, s, n);
-	w->p += n;
-}
-
-#define WR_LIT(w, s) wr_put(w, s, sizeof(s) - 1)
-
-static void wr_str(struct wr *w, const char *s)
-{
-	wr_put(w, s, strlen(s));
-}
-
-static void wr_u64(struct wr *w, uint64_t v)
-{
-	char t[24];
-	int i = 24;
-	do {
-		t[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	wr_put(w, t + i, (size_t)(24 - i));
-}
-
-static void wr_hdr(struct wr *w, const char *n, size_t nl, const char *v, size_t vl)
-{
-	wr_put(w, n, nl);
-	WR_LIT(w, ": ");
-	wr_put(w, v, vl);
-	WR_LIT(w, "\r\n");
-}
-
-/* Appends a chunk header for n bytes ("1f\r\n"); space must be reserved. */
-static void put_chunk_head(struct pl_buf *b, size_t n)
-{
-	char t[20];
-	int i = 18;
-	t[18] = '\r';
-	t[19] = '\n';
-	do {
-		t[--i] = "0123456789abcdef"[n & 15];
-		n >>= 4;
-	} while (n);
-	pl_buf_put(b, t + i, (size_t)(20 - i));
-}
-
-static const char *reason_phrase(int status)
-{
-	switch (status) {
-	case 100: return "Continue";
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 206: return "Partial Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 308: return "Permanent Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 421: return "Misdirected Request";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	}
-	return "Unknown";
-}
-
 /* Header kinds the proxy treats specially (hop-by-hop, framing, forwarding). */
 enum { H_OTHER = 0, H_HOST, H_CL, H_TE, H_CONNECTION, H_HOP, H_UPGRADE, H_XFF, H_XFP };
 
@@ -297,50 +205,6 @@ static int in_ctok(const char *name, size_t len)
 		if (S.ctok[i].n == len && pl_strncaseeq(S.ctok[i].p, name, len))
 			return 1;
 	return 0;
-}
-
-/* 1 if a header modifier removes or sets this name (the original is dropped). */
-static int mods_hit(const struct pl_header_mod *const *mods, unsigned n, const char *name, size_t len)
-{
-	for (unsigned m = 0; m < n; m++) {
-		const struct pl_header_mod *hm = mods[m];
-		for (uint32_t i = 0; i < hm->n_remove; i++)
-			if (strlen(hm->remove[i]) == len && pl_strncaseeq(hm->remove[i], name, len))
-				return 1;
-		for (uint32_t i = 0; i < hm->n_set; i++)
-			if (hm->set[i].name_len == len && pl_strncaseeq(hm->set[i].name, name, len))
-				return 1;
-	}
-	return 0;
-}
-
-static size_t mods_size(const struct pl_header_mod *const *mods, unsigned n)
-{
-	size_t sz = 0;
-	for (unsigned m = 0; m < n; m++) {
-		for (uint32_t i = 0; i < mods[m]->n_set; i++)
-			sz += mods[m]->set[i].name_len + mods[m]->set[i].value_len + 4;
-		for (uint32_t i = 0; i < mods[m]->n_add; i++)
-			sz += mods[m]->add[i].name_len + mods[m]->add[i].value_len + 4;
-	}
-	return sz;
-}
-
-/* Emits the set and add entries of the modifiers; skip_host drops "host" sets. */
-static void mods_emit(struct wr *w, const struct pl_header_mod *const *mods, unsigned n, int skip_host)
-{
-	for (unsigned m = 0; m < n; m++)
-		for (uint32_t i = 0; i < mods[m]->n_set; i++) {
-			const struct pl_kv *kv = &mods[m]->set[i];
-			if (skip_host && kv->name_len == 4 && pl_strncaseeq(kv->name, "host", 4))
-				continue;
-			wr_hdr(w, kv->name, kv->name_len, kv->value, kv->value_len);
-		}
-	for (unsigned m = 0; m < n; m++)
-		for (uint32_t i = 0; i < mods[m]->n_add; i++) {
-			const struct pl_kv *kv = &mods[m]->add[i];
-			wr_hdr(w, kv->name, kv->name_len, kv->value, kv->value_len);
-		}
 }
 
 /* Transfer-Encoding values must be exactly "chunked": other codings are not supported. */
@@ -457,24 +321,27 @@ static int cb_resp_headers_done(llhttp_t *p)
 	return c->req.is_head ? 1 : 0;
 }
 
+/* Body bytes from the parser into b, re-chunked when chunk is set. */
+static int body_out(llhttp_t *p, struct pl_buf *b, int chunk, const char *at, size_t n, const char *what)
+{
+	if (n == 0)
+		return 0;
+	if (pl_buf_reserve(b, n + 24) != 0) {
+		llhttp_set_error_reason(p, what);
+		return HPE_USER;
+	}
+	if (chunk)
+		pl_buf_put_chunk_head(b, n);
+	pl_buf_put(b, at, n);
+	if (chunk)
+		pl_buf_put(b, "\r\n", 2);
+	return 0;
+}
+
 static int cb_req_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct pl_h1conn *c = p->data;
-	if (n == 0)
-		return 0;
-	struct pl_buf *b = &c->up_out;
-	if (pl_buf_reserve(b, n + 24) != 0) {
-		llhttp_set_error_reason(p, "request body buffer exhausted");
-		return HPE_USER;
-	}
-	if (c->req.chunked) {
-		put_chunk_head(b, n);
-		pl_buf_put(b, at, n);
-		pl_buf_put(b, "\r\n", 2);
-	} else {
-		pl_buf_put(b, at, n);
-	}
-	return 0;
+	return body_out(p, &c->up_out, c->req.chunked, at, n, "request body buffer exhausted");
 }
 
 static int cb_req_done(llhttp_t *p)
@@ -495,21 +362,7 @@ static int cb_req_done(llhttp_t *p)
 static int cb_resp_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct pl_h1conn *c = p->data;
-	if (n == 0)
-		return 0;
-	struct pl_buf *b = &c->out;
-	if (pl_buf_reserve(b, n + 24) != 0) {
-		llhttp_set_error_reason(p, "response body buffer exhausted");
-		return HPE_USER;
-	}
-	if (c->req.resp_chunk) {
-		put_chunk_head(b, n);
-		pl_buf_put(b, at, n);
-		pl_buf_put(b, "\r\n", 2);
-	} else {
-		pl_buf_put(b, at, n);
-	}
-	return 0;
+	return body_out(p, &c->out, c->req.resp_chunk, at, n, "response body buffer exhausted");
 }
 
 static int cb_resp_done(llhttp_t *p)
@@ -585,7 +438,7 @@ static void local_reply(struct pl_h1conn *c, int status, const char *extra, size
 	char body[64];
 	int blen = 0;
 	if (with_body)
-		blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_phrase(status));
+		blen = snprintf(body, sizeof(body), "%d %s\n", status, pl_rh_reason(status));
 	/* after a malformed or refused request the stream cannot be trusted: close */
 	int fatal = status == 400 || status == 405 || status == 408 || status == 413 || status == 414 ||
 		    status == 431 || status == 501 || status == 505;
@@ -595,26 +448,26 @@ static void local_reply(struct pl_h1conn *c, int status, const char *extra, size
 		conn_close(c);
 		return;
 	}
-	struct wr w = { pl_buf_wptr(&c->out), pl_buf_wptr(&c->out) + pl_buf_space(&c->out), 0 };
-	WR_LIT(&w, "HTTP/1.1 ");
-	wr_u64(&w, (uint64_t)status);
-	WR_LIT(&w, " ");
-	wr_str(&w, reason_phrase(status));
-	WR_LIT(&w, "\r\n");
+	struct pl_wr w = { pl_buf_wptr(&c->out), pl_buf_wptr(&c->out) + pl_buf_space(&c->out), 0 };
+	PL_WR_LIT(&w, "HTTP/1.1 ");
+	pl_wr_u64(&w, (uint64_t)status);
+	PL_WR_LIT(&w, " ");
+	pl_wr_str(&w, pl_rh_reason(status));
+	PL_WR_LIT(&w, "\r\n");
 	if (extra)
-		wr_put(&w, extra, extra_len);
+		pl_wr_put(&w, extra, extra_len);
 	if (blen > 0)
-		WR_LIT(&w, "Content-Type: text/plain\r\n");
-	WR_LIT(&w, "Content-Length: ");
-	wr_u64(&w, (uint64_t)(blen > 0 ? blen : 0));
-	WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "Content-Type: text/plain\r\n");
+	PL_WR_LIT(&w, "Content-Length: ");
+	pl_wr_u64(&w, (uint64_t)(blen > 0 ? blen : 0));
+	PL_WR_LIT(&w, "\r\n");
 	if (c->close_after)
-		WR_LIT(&w, "Connection: close\r\n");
+		PL_WR_LIT(&w, "Connection: close\r\n");
 	else if (r->minor == 0)
-		WR_LIT(&w, "Connection: keep-alive\r\n");
-	WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "Connection: keep-alive\r\n");
+	PL_WR_LIT(&w, "\r\n");
 	if (blen > 0 && !r->is_head)
-		wr_put(&w, body, (size_t)blen);
+		pl_wr_put(&w, body, (size_t)blen);
 	PL_BUG_ON(w.over);
 	pl_buf_commit(&c->out, (size_t)(w.p - pl_buf_wptr(&c->out)));
 	count_status(c, status);
@@ -633,70 +486,6 @@ static void respond_local(struct pl_h1conn *c, int status, const char *why)
 }
 
 /* ---------------------------------------------------------- request head */
-
-static int host_char_ok(unsigned char ch)
-{
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-		return 1;
-	switch (ch) {
-	case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'':
-	case '(': case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']':
-		return 1;
-	}
-	return 0;
-}
-
-/* Host (or authority) value -> S.host, lower-case, port stripped. -1 if malformed. */
-static int parse_host(const char *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!host_char_ok((unsigned char)v[i]))
-			return -1;
-	size_t hl = n;
-	if (n && v[0] == '[') {
-		const char *rb = memchr(v, ']', n);
-		if (!rb)
-			return -1;
-		hl = (size_t)(rb - v) + 1;
-		if (hl < n && v[hl] != ':')
-			return -1;
-	} else {
-		const char *colon = memchr(v, ':', n);
-		if (colon) {
-			hl = (size_t)(colon - v);
-			if (memchr(colon + 1, ':', n - hl - 1))
-				return -1;
-		}
-	}
-	if (hl < n) {
-		/* a port: digits only (may be empty per RFC 3986) */
-		for (size_t i = hl + 1; i < n; i++)
-			if (v[i] < '0' || v[i] > '9')
-				return -1;
-	}
-	if (hl >= sizeof(S.host))
-		return -1;
-	for (size_t i = 0; i < hl; i++)
-		S.host[i] = pl_lower(v[i]);
-	S.host[hl] = '\0';
-	S.host_len = (uint32_t)hl;
-	return 0;
-}
-
-/* "/a/./b", "/a/../b", "/..": dot-segments would let a path escape its prefix match. */
-static int has_dot_segment(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] != '/' || i + 1 >= n || p[i + 1] != '.')
-			continue;
-		size_t j = i + 2;
-		if (j < n && p[j] == '.')
-			j++;
-		if (j == n || p[j] == '/' || p[j] == '?')
-			return 1;
-	}
-	return 0;
-}
 
 struct target {
 	const char *path, *query, *authority;
@@ -744,84 +533,34 @@ static int parse_target(const char *u, size_t n, struct target *t)
 	return 0;
 }
 
-struct filters {
-	const struct pl_header_mod *req_mods[MAX_MODS];
-	unsigned n_req_mods;
-	const struct pl_redirect *redirect;
-	const struct pl_rewrite *rewrite;
-	const struct pl_mirror *mirrors[MAX_MIRRORS];
-	unsigned n_mirrors;
-};
-
-static void collect_filters(struct h1_req *r, struct filters *f, const struct pl_filter *fl, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++) {
-		const struct pl_filter *x = &fl[i];
-		switch (x->type) {
-		case PL_FILTER_REQUEST_HEADER:
-			if (f->n_req_mods < MAX_MODS)
-				f->req_mods[f->n_req_mods++] = &x->u.hdr;
-			break;
-		case PL_FILTER_RESPONSE_HEADER:
-			if (r->n_resp_mods < MAX_MODS)
-				r->resp_mods[r->n_resp_mods++] = &x->u.hdr;
-			break;
-		case PL_FILTER_REDIRECT:
-			if (!f->redirect)
-				f->redirect = &x->u.redirect;
-			break;
-		case PL_FILTER_REWRITE:
-			if (!f->rewrite)
-				f->rewrite = &x->u.rewrite;
-			break;
-		case PL_FILTER_MIRROR:
-			if (f->n_mirrors < MAX_MIRRORS)
-				f->mirrors[f->n_mirrors++] = &x->u.mirror;
-			break;
-		}
-	}
-}
-
 static void send_redirect(struct pl_h1conn *c, const struct pl_redirect *rd, const struct target *t)
 {
 	struct h1_req *r = &c->req;
-	size_t cap = 64 + t->path_len + t->query_len + S.host_len + (rd->hostname ? strlen(rd->hostname) : 0) +
-		     (rd->path.value ? strlen(rd->path.value) : 0) + (rd->scheme ? strlen(rd->scheme) : 0);
-	char stackbuf[2048];
-	char *loc = cap + 32 <= sizeof(stackbuf) ? stackbuf : malloc(cap + 32);
+	const char *err = NULL;
+	size_t len;
+	char *loc = pl_rh_location(rd, &r->entry->match, c->tls != NULL, S.host, S.host_len, c->ls->port, t->path,
+				   t->path_len, t->query, t->query_len, "Location: ", "\r\n", &len, &err);
 	if (!loc) {
-		respond_local(c, 500, "out of memory building redirect");
+		respond_local(c, 500, err);
 		return;
 	}
-	memcpy(loc, "Location: ", 10);
-	int n = pl_redirect_location(rd, &r->entry->match, c->tls ? "https" : "http", S.host, S.host_len, c->ls->port, t->path,
-				     t->path_len, t->query, t->query_len, loc + 10, cap + 32 - 12);
-	if (n < 0) {
-		if (loc != stackbuf)
-			free(loc);
-		respond_local(c, 500, "redirect location too long");
-		return;
-	}
-	memcpy(loc + 10 + n, "\r\n", 2);
 	int status = rd->status_code ? rd->status_code : 302;
 	pl_debug("%s \"%s %s\" %d redirect", c->peer, r->method, r->target, status);
-	local_reply(c, status, loc, (size_t)n + 12, 0);
-	if (loc != stackbuf)
-		free(loc);
+	local_reply(c, status, loc, len, 0);
+	free(loc);
 }
 
 /*
  * Writes the request head for the backend into up_out. Returns its length,
  * or -1 (the reason is logged by the caller's 500).
  */
-static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const struct filters *f,
+static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const struct pl_rh_filters *f,
 			     const struct pl_hdr *host_hdr, size_t head_len, const char **err)
 {
 	struct h1_req *r = &c->req;
 	const struct pl_rewrite *rw = f->rewrite;
-	size_t need = head_len + 256 + INET6_ADDRSTRLEN + mods_size(f->req_mods, f->n_req_mods) + t->query_len;
-	if (rw && rw->path.type != PL_PATHMOD_NONE)
-		need += t->path_len + (rw->path.value ? strlen(rw->path.value) : 0) + 2;
+	size_t need = head_len + 256 + INET6_ADDRSTRLEN + pl_rh_mods_size(f->req_mods, f->n_req_mods) + t->query_len;
+	need += t->path_len + pl_rh_path_extra(f);
 	if (rw && rw->hostname)
 		need += strlen(rw->hostname);
 	if (t->authority)
@@ -831,39 +570,27 @@ static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const 
 		return -1;
 	}
 	char *start = pl_buf_wptr(&c->up_out);
-	struct wr w = { start, start + pl_buf_space(&c->up_out), 0 };
+	struct pl_wr w = { start, start + pl_buf_space(&c->up_out), 0 };
 
-	wr_str(&w, r->method);
-	WR_LIT(&w, " ");
-	if (rw && rw->path.type != PL_PATHMOD_NONE) {
-		int n = pl_rewrite_path(&rw->path, &r->entry->match, t->path, t->path_len, w.p, (size_t)(w.end - w.p));
-		if (n < 0) {
-			*err = "rewritten path too long";
-			return -1;
-		}
-		w.p += n;
-	} else {
-		wr_put(&w, t->path, t->path_len);
+	pl_wr_str(&w, r->method);
+	PL_WR_LIT(&w, " ");
+	int n = pl_rh_write_target(f, &r->entry->match, t->path, t->path_len, t->query, t->query_len, w.p,
+				   (size_t)(w.end - w.p));
+	if (n < 0) {
+		*err = "rewritten path too long";
+		return -1;
 	}
-	if (t->query) {
-		WR_LIT(&w, "?");
-		wr_put(&w, t->query, t->query_len);
-	}
-	WR_LIT(&w, " HTTP/1.1\r\nHost: ");
-	const struct pl_kv *host_set = NULL;
-	for (unsigned m = 0; m < f->n_req_mods; m++)
-		for (uint32_t i = 0; i < f->req_mods[m]->n_set; i++)
-			if (f->req_mods[m]->set[i].name_len == 4 && pl_strncaseeq(f->req_mods[m]->set[i].name, "host", 4))
-				host_set = &f->req_mods[m]->set[i];
-	if (rw && rw->hostname)
-		wr_str(&w, rw->hostname);
-	else if (host_set)
-		wr_put(&w, host_set->value, host_set->value_len);
-	else if (t->authority)
-		wr_put(&w, t->authority, t->authority_len);
-	else if (host_hdr)
-		wr_put(&w, host_hdr->value, host_hdr->value_len);
-	WR_LIT(&w, "\r\n");
+	w.p += n;
+	PL_WR_LIT(&w, " HTTP/1.1\r\nHost: ");
+	const char *av;
+	size_t al;
+	if (t->authority)
+		pl_rh_authority(f, t->authority, t->authority_len, &av, &al);
+	else
+		pl_rh_authority(f, host_hdr ? host_hdr->value : NULL, host_hdr ? host_hdr->value_len : 0, &av, &al);
+	if (al)
+		pl_wr_put(&w, av, al);
+	PL_WR_LIT(&w, "\r\n");
 
 	unsigned n_xff = 0;
 	for (uint32_t i = 0; i < S.n; i++) {
@@ -873,7 +600,7 @@ static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const 
 			break;
 		case H_UPGRADE:
 			if (r->upgrade) {
-				wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
+				pl_wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
 				continue;
 			}
 			continue;
@@ -885,34 +612,30 @@ static ssize_t emit_req_head(struct pl_h1conn *c, const struct target *t, const 
 		}
 		if (S.n_ctok && in_ctok(h->name, h->name_len))
 			continue;
-		if (f->n_req_mods && mods_hit(f->req_mods, f->n_req_mods, h->name, h->name_len))
+		if (f->n_req_mods && pl_rh_mods_hit(f->req_mods, f->n_req_mods, h->name, h->name_len))
 			continue;
-		wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
+		pl_wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
 	}
 	if (f->n_req_mods)
-		mods_emit(&w, f->req_mods, f->n_req_mods, 1);
-	WR_LIT(&w, "X-Forwarded-For: ");
+		pl_rh_mods_emit(&w, f->req_mods, f->n_req_mods, 1);
+	PL_WR_LIT(&w, "X-Forwarded-For: ");
 	for (uint32_t i = 0; n_xff && i < S.n; i++) {
 		if (S.kind[i] != H_XFF)
 			continue;
-		wr_put(&w, S.hdrs[i].value, S.hdrs[i].value_len);
-		WR_LIT(&w, ", ");
+		pl_wr_put(&w, S.hdrs[i].value, S.hdrs[i].value_len);
+		PL_WR_LIT(&w, ", ");
 	}
-	wr_str(&w, c->peer);
-	if (c->tls)
-		WR_LIT(&w, "\r\nX-Forwarded-Proto: https\r\n");
-	else
-		WR_LIT(&w, "\r\nX-Forwarded-Proto: http\r\n");
+	pl_rh_xff_tail(&w, c->peer, c->tls != NULL);
 	if (c->rp.flags & F_CONTENT_LENGTH) {
-		WR_LIT(&w, "Content-Length: ");
-		wr_u64(&w, c->rp.content_length);
-		WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "Content-Length: ");
+		pl_wr_u64(&w, c->rp.content_length);
+		PL_WR_LIT(&w, "\r\n");
 	} else if (r->chunked) {
-		WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
+		PL_WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
 	}
 	if (r->upgrade)
-		WR_LIT(&w, "Connection: upgrade\r\n");
-	WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "Connection: upgrade\r\n");
+	PL_WR_LIT(&w, "\r\n");
 	if (w.over) {
 		*err = "request head does not fit";
 		return -1;
@@ -1069,7 +792,7 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		respond_local(c, 400, "unsupported request target");
 		return;
 	}
-	if (has_dot_segment(t.path, t.path_len)) {
+	if (pl_rh_has_dot_segment(t.path, t.path_len)) {
 		respond_local(c, 400, "dot-segment in path");
 		return;
 	}
@@ -1085,13 +808,13 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 	}
 	int hrc = 0;
 	if (t.authority)
-		hrc = parse_host(t.authority, t.authority_len);
+		hrc = pl_rh_parse_host(t.authority, t.authority_len, S.host, sizeof(S.host));
 	else if (host_hdr)
-		hrc = parse_host(host_hdr->value, host_hdr->value_len);
+		hrc = pl_rh_parse_host(host_hdr->value, host_hdr->value_len, S.host, sizeof(S.host));
 	else if (r->minor >= 1)
 		hrc = -2;
 	else
-		S.host_len = 0, S.host[0] = '\0';
+		S.host[0] = '\0';
 	if (hrc == -2) {
 		respond_local(c, 400, "missing Host header");
 		return;
@@ -1100,33 +823,8 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		respond_local(c, 400, "invalid Host header");
 		return;
 	}
+	S.host_len = (uint32_t)hrc;
 
-	/* route */
-	if (!w->wt) {
-		respond_local(c, 503, "no configuration published yet");
-		return;
-	}
-	r->wt = w->wt;
-	pl_wtable_get(r->wt);
-	const struct pl_bind *b = c->ls->bind;
-	if (!b) {
-		r->keepalive = 0;
-		respond_local(c, 404, "listener removed from the configuration");
-		return;
-	}
-	r->listener = pl_router_listener(b, S.host, S.host_len);
-	if (!r->listener) {
-		respond_local(c, 404, "no listener for host");
-		return;
-	}
-	if (c->tls && *pl_tls_sni(c->tls)) {
-		/* a connection set up for one listener's name must not reach another's routes */
-		const char *sni = pl_tls_sni(c->tls);
-		if (pl_router_listener(b, sni, (uint32_t)strlen(sni)) != r->listener) {
-			respond_local(c, 421, "Host does not belong to the listener of the TLS server name");
-			return;
-		}
-	}
 	struct pl_req_view view = {
 		.method = r->method, .method_len = (uint32_t)strlen(r->method),
 		.path = t.path, .path_len = (uint32_t)t.path_len,
@@ -1134,55 +832,40 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		.host = S.host, .host_len = S.host_len,
 		.hdrs = S.hdrs, .n_hdrs = S.n,
 	};
-	r->entry = pl_router_find(r->listener, &view);
-	if (!r->entry) {
-		respond_local(c, 404, "no route matches");
+	struct pl_rh_route rt;
+	int how = pl_rh_route(w, c->ls->bind, c->tls ? pl_tls_sni(c->tls) : NULL, &view, now, &rt);
+	r->wt = rt.wt;
+	r->listener = rt.listener;
+	r->entry = rt.entry;
+	r->rule = rt.rule;
+	if (r->rule)
+		r->stats = r->rule->stats;
+	memcpy(r->resp_mods, rt.f.resp_mods, sizeof(r->resp_mods));
+	r->n_resp_mods = rt.f.n_resp_mods;
+	if (how == PL_RH_LOCAL) {
+		if (rt.close)
+			r->keepalive = 0;
+		respond_local(c, rt.status, rt.why);
 		return;
 	}
-	r->rule = r->entry->rule;
-	r->stats = r->rule->stats;
-	struct filters f;
-	memset(&f, 0, sizeof(f));
-	collect_filters(r, &f, r->rule->filters, r->rule->n_filters);
-	if (f.redirect) {
-		send_redirect(c, f.redirect, &t);
+	const struct pl_rh_filters *f = &rt.f;
+	if (how == PL_RH_REDIRECT) {
+		send_redirect(c, f->redirect, &t);
 		return;
 	}
-	const struct pl_backend *be = pl_router_pick(r->rule);
-	if (!be || !be->cluster) {
-		respond_local(c, 500, "no valid backend for the rule");
-		return;
-	}
-	collect_filters(r, &f, be->filters, be->n_filters);
-	if (f.redirect) {
-		send_redirect(c, f.redirect, &t);
-		return;
-	}
-	r->cluster = be->cluster;
-	r->ep = pl_router_endpoint(r->cluster);
-	if (!r->ep) {
-		char why[160];
-		snprintf(why, sizeof(why), "no ready endpoint for %s", r->cluster->name);
-		respond_local(c, 503, why);
-		return;
-	}
-	if (r->rule->timeout_request_ms)
-		r->rule_deadline = now + (double)r->rule->timeout_request_ms / 1000.0;
-	if (r->rule->timeout_backend_ms) {
-		ev_tstamp d = now + (double)r->rule->timeout_backend_ms / 1000.0;
-		if (!r->rule_deadline || d < r->rule_deadline)
-			r->rule_deadline = d;
-	}
+	r->cluster = rt.cluster;
+	r->ep = rt.ep;
+	r->rule_deadline = rt.rule_deadline;
 
 	/* the backend's request head */
 	PL_BUG_ON(!pl_buf_empty(&c->up_out));
 	const char *err = NULL;
-	ssize_t hl = emit_req_head(c, &t, &f, host_hdr, head_len, &err);
+	ssize_t hl = emit_req_head(c, &t, f, host_hdr, head_len, &err);
 	if (hl < 0) {
 		respond_local(c, 500, err);
 		return;
 	}
-	if (f.n_mirrors && !r->upgrade) {
+	if (f->n_mirrors && !r->upgrade) {
 		const char *body = NULL;
 		size_t blen = 0;
 		int ok = 1;
@@ -1196,8 +879,8 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 				ok = 1;
 			}
 		}
-		for (unsigned i = 0; ok && i < f.n_mirrors; i++)
-			pl_mirror_start(c->w, f.mirrors[i], pl_buf_rptr(&c->up_out), (size_t)hl, body, blen);
+		for (unsigned i = 0; ok && i < f->n_mirrors; i++)
+			pl_mirror_start(c->w, f->mirrors[i], pl_buf_rptr(&c->up_out), (size_t)hl, body, blen);
 		if (!ok)
 			pl_debug("%s \"%s %s\": body not mirrored (too large or streaming): mirror skipped", c->peer,
 				 r->method, r->target);
@@ -1218,19 +901,19 @@ static void tunnel_start(struct pl_h1conn *c);
 static int emit_resp_head(struct pl_h1conn *c, int status, int interim, size_t head_len)
 {
 	struct h1_req *r = &c->req;
-	size_t need = head_len + 192 + mods_size(r->resp_mods, r->n_resp_mods);
+	size_t need = head_len + 192 + pl_rh_mods_size(r->resp_mods, r->n_resp_mods);
 	if (pl_buf_reserve(&c->out, need) != 0)
 		return -1;
 	char *start = pl_buf_wptr(&c->out);
-	struct wr w = { start, start + pl_buf_space(&c->out), 0 };
-	WR_LIT(&w, "HTTP/1.1 ");
-	wr_u64(&w, (uint64_t)status);
-	WR_LIT(&w, " ");
+	struct pl_wr w = { start, start + pl_buf_space(&c->out), 0 };
+	PL_WR_LIT(&w, "HTTP/1.1 ");
+	pl_wr_u64(&w, (uint64_t)status);
+	PL_WR_LIT(&w, " ");
 	if (S.reason_len)
-		wr_put(&w, S.reason, S.reason_len);
+		pl_wr_put(&w, S.reason, S.reason_len);
 	else
-		wr_str(&w, reason_phrase(status));
-	WR_LIT(&w, "\r\n");
+		pl_wr_str(&w, pl_rh_reason(status));
+	PL_WR_LIT(&w, "\r\n");
 	int upgrade = status == 101;
 	for (uint32_t i = 0; i < S.n; i++) {
 		const struct pl_hdr *h = &S.hdrs[i];
@@ -1239,35 +922,35 @@ static int emit_resp_head(struct pl_h1conn *c, int status, int interim, size_t h
 			break;
 		case H_UPGRADE:
 			if (upgrade)
-				wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
+				pl_wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
 			continue;
 		default:
 			continue;
 		}
 		if (S.n_ctok && in_ctok(h->name, h->name_len))
 			continue;
-		if (r->n_resp_mods && mods_hit(r->resp_mods, r->n_resp_mods, h->name, h->name_len))
+		if (r->n_resp_mods && pl_rh_mods_hit(r->resp_mods, r->n_resp_mods, h->name, h->name_len))
 			continue;
-		wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
+		pl_wr_hdr(&w, h->name, h->name_len, h->value, h->value_len);
 	}
 	if (!interim && r->n_resp_mods)
-		mods_emit(&w, r->resp_mods, r->n_resp_mods, 0);
+		pl_rh_mods_emit(&w, r->resp_mods, r->n_resp_mods, 0);
 	if (!interim && !upgrade) {
 		if ((c->sp.flags & F_CONTENT_LENGTH) && status != 204) {
-			WR_LIT(&w, "Content-Length: ");
-			wr_u64(&w, c->sp.content_length);
-			WR_LIT(&w, "\r\n");
+			PL_WR_LIT(&w, "Content-Length: ");
+			pl_wr_u64(&w, c->sp.content_length);
+			PL_WR_LIT(&w, "\r\n");
 		} else if (r->resp_chunk) {
-			WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
+			PL_WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
 		}
 		if (c->close_after || !r->keepalive || c->w->draining)
-			WR_LIT(&w, "Connection: close\r\n");
+			PL_WR_LIT(&w, "Connection: close\r\n");
 		else if (r->minor == 0)
-			WR_LIT(&w, "Connection: keep-alive\r\n");
+			PL_WR_LIT(&w, "Connection: keep-alive\r\n");
 	}
 	if (upgrade)
-		WR_LIT(&w, "Connection: upgrade\r\n");
-	WR_LIT(&w, "\r\n");
+		PL_WR_LIT(&w, "Connection: upgrade\r\n");
+	PL_WR_LIT(&w, "\r\n");
 	if (w.over)
 		return -1;
 	pl_buf_commit(&c->out, (size_t)(w.p - start));

@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "l4.h"
 #include "router.h"
+#include "tls.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -33,6 +34,7 @@ struct pl_l4conn {
 	const struct pl_endpoint *ep;
 	enum l4_state st;
 	int cfd, bfd;
+	struct pl_tlsconn *tc;           /* TLSRoute Terminate: the client side is TLS */
 	ev_io crio, cwio, brio, bwio;
 	ev_timer timer;
 	ev_tstamp last_io, connect_start;
@@ -57,6 +59,8 @@ static void l4_close(struct pl_l4conn *s)
 	ev_io_stop(w->loop, &s->brio);
 	ev_io_stop(w->loop, &s->bwio);
 	ev_timer_stop(w->loop, &s->timer);
+	pl_tls_conn_free(s->tc);   /* close_notify unless the connection failed */
+	s->tc = NULL;
 	close(s->cfd);
 	if (s->bfd >= 0)
 		close(s->bfd);
@@ -159,6 +163,56 @@ static int pump_write(int fd, struct pl_buf *b, uint8_t *blocked)
 	return -1;
 }
 
+/* Client side: the socket, or the TLS connection on it. */
+static int c_read(struct pl_l4conn *s)
+{
+	if (!s->tc)
+		return pump_read(s->cfd, &s->c2b, &s->c_eof);
+	if (s->c_eof || (s->c2b.data && pl_buf_space(&s->c2b) == 0 && s->c2b.off == 0))
+		return 0;
+	ssize_t n = pl_tls_read(s->tc, &s->c2b);
+	if (n > 0)
+		return 1;
+	if (n == 0) {
+		s->c_eof = 1;
+		return 1;
+	}
+	if (n == -EAGAIN || n == -ENOBUFS) {
+		if (pl_tls_read_wants_write(s->tc))
+			s->cw_blocked = 1;   /* the writability event resumes reading too */
+		return 0;
+	}
+	return -1;
+}
+
+static int c_write(struct pl_l4conn *s)
+{
+	if (!s->tc)
+		return pump_write(s->cfd, &s->b2c, &s->cw_blocked);
+	if (pl_buf_empty(&s->b2c) || s->cw_blocked)
+		return 0;
+	size_t want = pl_buf_size(&s->b2c);
+	ssize_t n = pl_tls_write(s->tc, &s->b2c);
+	if (n > 0) {
+		if ((size_t)n < want)
+			s->cw_blocked = 1;
+		return 1;
+	}
+	if (n == -EAGAIN) {
+		s->cw_blocked = 1;
+		return 0;
+	}
+	return -1;
+}
+
+/* The backend's EOF toward the client: close_notify first on TLS, then the TCP half-close. */
+static void c_shutdown(struct pl_l4conn *s)
+{
+	if (s->tc)
+		pl_tls_close_notify(s->tc);
+	shutdown(s->cfd, SHUT_WR);
+}
+
 static void l4_watch(struct pl_l4conn *s)
 {
 	struct ev_loop *loop = s->w->loop;
@@ -186,7 +240,7 @@ static void l4_run(struct pl_l4conn *s)
 {
 	if (s->st == L4_CONNECTING) {
 		/* client bytes are buffered meanwhile (up to one buffer) */
-		if (pump_read(s->cfd, &s->c2b, &s->c_eof) < 0) {
+		if (c_read(s) < 0) {
 			l4_close(s);
 			return;
 		}
@@ -199,7 +253,7 @@ static void l4_run(struct pl_l4conn *s)
 	}
 	for (int i = 0; i < 16; i++) {
 		int p = 0, r;
-		if ((r = pump_read(s->cfd, &s->c2b, &s->c_eof)) < 0)
+		if ((r = c_read(s)) < 0)
 			goto fail;
 		p |= r;
 		if ((r = pump_write(s->bfd, &s->c2b, &s->bw_blocked)) < 0)
@@ -208,7 +262,7 @@ static void l4_run(struct pl_l4conn *s)
 		if ((r = pump_read(s->bfd, &s->b2c, &s->b_eof)) < 0)
 			goto fail;
 		p |= r;
-		if ((r = pump_write(s->cfd, &s->b2c, &s->cw_blocked)) < 0)
+		if ((r = c_write(s)) < 0)
 			goto fail;
 		p |= r;
 		if (p)
@@ -219,7 +273,7 @@ static void l4_run(struct pl_l4conn *s)
 			s->b_shut = 1;
 		}
 		if (s->b_eof && pl_buf_empty(&s->b2c) && !s->c_shut) {
-			shutdown(s->cfd, SHUT_WR);
+			c_shutdown(s);
 			s->c_shut = 1;
 		}
 		if (s->b_shut && s->c_shut) {
@@ -232,6 +286,9 @@ static void l4_run(struct pl_l4conn *s)
 	pl_buf_shrink_if_empty(&s->c2b);
 	pl_buf_shrink_if_empty(&s->b2c);
 	l4_watch(s);
+	/* decrypted bytes held by OpenSSL never make the socket readable again */
+	if (s->tc && !s->c_eof && pl_tls_pending(s->tc) && ev_is_active(&s->crio))
+		ev_feed_event(s->w->loop, &s->crio, EV_READ);
 	return;
 fail:
 	pl_debug("%s: %s: stream ended by an error", s->peer, s->rule->route);
@@ -302,19 +359,28 @@ static void on_l4_timer(struct ev_loop *loop, ev_timer *t, int revents)
 void pl_l4_stream(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_wtable *wt,
 		  struct pl_rule *rule)
 {
+	pl_l4_stream_tls(w, ls, fd, peer, wt, rule, NULL);
+}
+
+void pl_l4_stream_tls(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_wtable *wt,
+		      struct pl_rule *rule, struct pl_tlsconn *tc)
+{
 	const struct pl_backend *be = pl_router_pick(rule);
 	const struct pl_endpoint *ep = be && be->cluster ? pl_router_endpoint(be->cluster) : NULL;
 	if (!ep) {
 		pl_warn("%s: %s: %s; closing", peer, rule->route,
 			!be || !be->cluster ? "no valid backend" : "no ready endpoint");
+		pl_tls_conn_free(tc);
 		close(fd);
 		return;
 	}
 	struct pl_l4conn *s = calloc(1, sizeof(*s));
 	if (!s) {
+		pl_tls_conn_free(tc);
 		close(fd);
 		return;
 	}
+	s->tc = tc;
 	s->w = w;
 	s->ls = ls;
 	pl_lsock_get(ls);

@@ -38,6 +38,15 @@ void pl_l4_tcp_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const st
  */
 void pl_l4_stream(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_wtable *wt,
 		  struct pl_rule *rule);
+/*
+ * Same, for a client whose TLS was terminated by tls.c (TLSRoute mode
+ * Terminate): plaintext goes to the backend, the client side reads and writes
+ * through tc, which the stream takes over (close_notify is the client's EOF
+ * and is sent for the backend's).
+ */
+struct pl_tlsconn;
+void pl_l4_stream_tls(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_wtable *wt,
+		      struct pl_rule *rule, struct pl_tlsconn *tc);
 /* The UDP listening socket ls is readable. */
 void pl_l4_udp_read(struct pl_worker *w, struct pl_lsock *ls);
 /* The first UDP-capable listener's rule for a UDP/TCP bind (the "any" vhost's first entry), or NULL. */

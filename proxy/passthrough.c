@@ -15,6 +15,7 @@
 #include "l4.h"
 #include "passthrough.h"
 #include "router.h"
+#include "tls.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -72,30 +73,34 @@ static void refuse(struct pl_ptconn *c, const char *sni, const char *why)
 	pt_close(c, 0);
 }
 
-/* The TLSRoute rule for sni on bind b: listener by SNI, then vhost (exact before wildcard). */
-static const struct pl_listener *pick(const struct pl_bind *b, const char *sni, struct pl_rule **rule)
+struct pl_rule *pl_pt_rule(const struct pl_listener *l, const char *sni)
 {
 	size_t n = strlen(sni);
-	const struct pl_listener *l = n ? pl_router_listener(b, sni, (uint32_t)n) : NULL;
-	if (!n) {
-		/* no SNI: only a listener and route without hostnames can take it */
-		for (uint32_t i = 0; i < b->n_listeners && !l; i++)
-			if (b->listeners[i].host.kind == PL_HOST_ANY)
-				l = &b->listeners[i];
-	}
-	*rule = NULL;
-	if (!l)
-		return NULL;
 	for (uint32_t v = 0; v < l->n_vhosts; v++) {
 		const struct pl_vhost *vh = &l->vhosts[v];
 		if (!vh->n_entries)
 			continue;
-		if (n ? pl_hostname_matches(&vh->host, sni, n) : vh->host.kind == PL_HOST_ANY) {
-			*rule = vh->entries[0].rule;
-			break;
-		}
+		if (n ? pl_hostname_matches(&vh->host, sni, n) : vh->host.kind == PL_HOST_ANY)
+			return vh->entries[0].rule;
 	}
-	return l;
+	return NULL;
+}
+
+/* The listener for sni on bind b (as the router picks one for a Host); no SNI: one without hostname. */
+static const struct pl_listener *pick(const struct pl_bind *b, const char *sni)
+{
+	size_t n = strlen(sni);
+	if (n)
+		return pl_router_listener(b, sni, (uint32_t)n);
+	for (uint32_t i = 0; i < b->n_listeners; i++)
+		if (b->listeners[i].host.kind == PL_HOST_ANY)
+			return &b->listeners[i];
+	return NULL;
+}
+
+static int terminates(const struct pl_listener *l)
+{
+	return l->proto == PL_PROTO_HTTPS || (l->tls && l->tls->mode == PL_TLS_TERMINATE);
 }
 
 static void pt_try(struct pl_ptconn *c)
@@ -140,17 +145,32 @@ static void pt_try(struct pl_ptconn *c)
 		refuse(c, ch.sni, "listener removed from the configuration");
 		return;
 	}
-	struct pl_rule *rule = NULL;
-	const struct pl_listener *l = pick(b, ch.sni, &rule);
+	const struct pl_listener *l = pick(b, ch.sni);
+	int any_term = 0;
+	for (uint32_t i = 0; i < b->n_listeners; i++)
+		any_term |= terminates(&b->listeners[i]);
+	if ((l && terminates(l)) || (!l && any_term)) {
+		/*
+		 * HTTPS or TLSRoute Terminate listener (or, on a mixed port, a name no
+		 * passthrough listener owns: the TLS engine serves its default
+		 * certificate, as on a pure HTTPS port). The ClientHello is still in
+		 * the socket for OpenSSL to read.
+		 */
+		int fd = c->fd;
+		struct pl_lsock *ls = c->ls;
+		struct sockaddr_storage sa = c->sa;
+		socklen_t salen = c->salen;
+		pl_lsock_get(ls);
+		pt_close(c, 1);
+		pl_tls_accept(w, ls, fd, (struct sockaddr *)&sa, salen);
+		pl_lsock_put(ls);
+		return;
+	}
 	if (!l) {
 		refuse(c, ch.sni, ch.sni_len ? "no listener for this server name" : "no server name (SNI)");
 		return;
 	}
-	if (l->tls && l->tls->mode == PL_TLS_TERMINATE) {
-		/* TLSRoute mode Terminate: decrypt, then splice plaintext. Not built yet (docs/tls.md). */
-		refuse(c, ch.sni, "TLS listener in Terminate mode: not implemented yet");
-		return;
-	}
+	struct pl_rule *rule = pl_pt_rule(l, ch.sni);
 	if (!rule) {
 		refuse(c, ch.sni, ch.sni_len ? "no TLSRoute for this server name" : "no server name (SNI)");
 		return;

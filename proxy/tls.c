@@ -7,6 +7,8 @@
 #include "table.h"
 #include "buf.h"
 #include "http1.h"
+#include "l4.h"
+#include "passthrough.h"
 #include "router.h"
 #include "tls.h"
 #include "worker.h"
@@ -71,6 +73,10 @@ static void log_ssl_errors(const char *what)
 	}
 }
 
+struct pl_tlshs;
+static int hs_idx = -1;
+static const struct pl_listener *hs_listener(const struct pl_tlshs *h);
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
 		       unsigned int inlen, void *arg)
 {
@@ -80,6 +86,10 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	unsigned ours_len = pl_tls_alpn_h2 ? sizeof(h2_h1) - 1 : sizeof(h1) - 1;
 	unsigned char *sel;
 	unsigned char sl;
+	const struct pl_tlshs *h = hs_idx >= 0 ? SSL_get_ex_data(ssl, hs_idx) : NULL;
+	const struct pl_listener *hl = h ? hs_listener(h) : NULL;
+	if (hl && hl->proto == PL_PROTO_TLS)
+		return SSL_TLSEXT_ERR_NOACK;   /* TLSRoute: opaque bytes, no application protocol to agree on */
 	if (SSL_select_next_proto(&sel, &sl, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_NOACK;   /* no common protocol: go on without ALPN (HTTP/1.1) */
 	*out = sel;
@@ -326,6 +336,7 @@ struct pl_tlshs {
 	struct pl_lsock *ls;
 	struct pl_wtable *wt;            /* pinned: bind and contexts stay valid during the handshake */
 	const struct pl_bind *bind;      /* in wt->t */
+	const struct pl_listener *l;     /* the listener whose certificate serves the handshake */
 	int fd;
 	int closed;
 	struct pl_tlsconn *tc;
@@ -336,7 +347,11 @@ struct pl_tlshs {
 	struct pl_tlshs *next, *prev;
 };
 
-static int hs_idx = -1;
+static const struct pl_listener *hs_listener(const struct pl_tlshs *h)
+{
+	return h->l;
+}
+
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
 
 static void idx_init(void)
@@ -397,6 +412,7 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 		*al = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
+	h->l = l;
 	if (SSL_set_SSL_CTX(ssl, ctx) != ctx) {
 		*al = SSL_AD_INTERNAL_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
@@ -441,14 +457,19 @@ static void hs_close(struct pl_tlshs *h, int keep_fd)
 	w->tls_hs_dead = h;
 }
 
-static void hs_peer(const struct pl_tlshs *h, char *buf, size_t n)
+static void peer_text(const struct sockaddr_storage *sa, char *buf, size_t n)
 {
-	if (h->sa.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)&h->sa)->sin_addr, buf, (socklen_t)n);
-	else if (h->sa.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&h->sa)->sin6_addr, buf, (socklen_t)n);
+	if (sa->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)n);
+	else if (sa->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)n);
 	else
 		snprintf(buf, n, "unknown");
+}
+
+static void hs_peer(const struct pl_tlshs *h, char *buf, size_t n)
+{
+	peer_text(&h->sa, buf, n);
 }
 
 static void hs_fail(struct pl_tlshs *h, const char *why)
@@ -481,10 +502,29 @@ static void hs_step(struct pl_tlshs *h)
 		struct pl_lsock *ls = h->ls;
 		struct sockaddr_storage sa = h->sa;
 		socklen_t sl = h->salen;
+		const struct pl_listener *l = h->l;
+		struct pl_rule *rule = NULL;
+		if (l && l->proto == PL_PROTO_TLS) {
+			/* TLSRoute mode Terminate: the route by SNI, then plaintext to its backend */
+			rule = pl_pt_rule(l, tc->sni);
+			if (!rule) {
+				hs_fail(h, "no TLSRoute for this server name");
+				return;
+			}
+		}
+		struct pl_wtable *wt = h->wt;
+		pl_wtable_get(wt);
 		hs_close(h, 1);
-		/* the HTTP connection counts itself */
+		/* the HTTP connection (or the stream) counts itself */
 		atomic_fetch_sub_explicit(&w->n_conns, 1, memory_order_relaxed);
-		pl_h1_accept_tls(w, ls, fd, (struct sockaddr *)&sa, sl, tc);
+		if (rule) {
+			char peer[INET6_ADDRSTRLEN];
+			peer_text(&sa, peer, sizeof(peer));
+			pl_l4_stream_tls(w, ls, fd, peer, wt, rule, tc);
+		} else {
+			pl_h1_accept_tls(w, ls, fd, (struct sockaddr *)&sa, sl, tc);
+		}
+		pl_wtable_put(wt);
 		return;
 	}
 	switch (SSL_get_error(h->tc->ssl, r)) {
@@ -612,16 +652,10 @@ static ssize_t io_error(struct pl_tlsconn *t, int r)
 
 ssize_t pl_tls_read(struct pl_tlsconn *t, struct pl_buf *b)
 {
-	if (!b->data) {
-		int rc = pl_buf_reserve(b, PL_BUF_STD);
-		if (rc)
-			return rc;
-	}
-	if (b->len == b->cap)
-		pl_buf_compact(b);
-	size_t room = b->cap - b->len;
-	if (room == 0)
-		return -ENOBUFS;
+	ssize_t rr = pl_buf_read_room(b);
+	if (rr < 0)
+		return rr;
+	size_t room = (size_t)rr;
 	t->rd_wants_write = 0;
 	ERR_clear_error();
 	errno = 0;

@@ -387,16 +387,10 @@ ssize_t pl_up_read(struct pl_upconn *u)
 	if (!u->ssl)
 		return pl_buf_read_fd(&u->in, u->fd, 0);
 	struct pl_buf *b = &u->in;
-	if (!b->data) {
-		int rc = pl_buf_reserve(b, PL_BUF_STD);
-		if (rc)
-			return rc;
-	}
-	if (b->len == b->cap)
-		pl_buf_compact(b);
-	size_t room = b->cap - b->len;
-	if (room == 0)
-		return -ENOBUFS;
+	ssize_t rr = pl_buf_read_room(b);
+	if (rr < 0)
+		return rr;
+	size_t room = (size_t)rr;
 	u->rd_wants_write = 0;
 	ERR_clear_error();
 	errno = 0;

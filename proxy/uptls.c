@@ -13,7 +13,8 @@
 #include <pthread.h>
 
 /*
- * The cache is keyed by the CA PEM text itself (NULL: system store), compared
+ * The cache is keyed by the CA PEM text itself (NULL: system store) and the
+ * Gateway's client certificate and key (NULL: none), compared
  * byte for byte: no hash collision can hand a connection the wrong trust
  * anchors. Bounded: past MAX_CTX entries the oldest is dropped (live SSLs
  * keep their own reference).
@@ -22,6 +23,7 @@
 
 struct uctx {
 	char *ca;                /* NULL: system store */
+	char *crt, *key;         /* the Gateway's client certificate; NULL: none */
 	SSL_CTX *ctx;
 	struct uctx *next;
 };
@@ -40,7 +42,34 @@ static void errq(char *err, size_t errlen, const char *what)
 	snprintf(err, errlen, "%s%s%s", what, *buf ? ": " : "", buf);
 }
 
-static SSL_CTX *ctx_build(const char *ca, char *err, size_t errlen)
+/* Loads the client certificate (leaf, then chain) and its key into ctx; 0 or -1 (err filled). */
+static int ctx_client_cert(SSL_CTX *ctx, const char *crt, const char *key, char *err, size_t errlen)
+{
+	BIO *b = BIO_new_mem_buf(crt, -1);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	int ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
+	X509_free(x);
+	while (ok && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		ok = SSL_CTX_add0_chain_cert(ctx, x) == 1;
+		if (!ok)
+			X509_free(x);
+	}
+	BIO_free(b);
+	if (ok)
+		ERR_clear_error();   /* the end of the PEM stream */
+	b = ok ? BIO_new_mem_buf(key, -1) : NULL;
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	ok = ok && k && SSL_CTX_use_PrivateKey(ctx, k) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+	EVP_PKEY_free(k);
+	if (!ok) {
+		errq(err, errlen, "client certificate");
+		return -1;
+	}
+	return 0;
+}
+
+static SSL_CTX *ctx_build(const char *ca, const char *crt, const char *key, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx) {
@@ -52,6 +81,10 @@ static SSL_CTX *ctx_build(const char *ca, char *err, size_t errlen)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			      SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (crt && key && ctx_client_cert(ctx, crt, key, err, errlen) != 0) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (!ca) {
 		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
 			errq(err, errlen, "system trust store");
@@ -79,22 +112,39 @@ static SSL_CTX *ctx_build(const char *ca, char *err, size_t errlen)
 	return ctx;
 }
 
-/* A new reference to the context for ca; NULL on error. */
-static SSL_CTX *ctx_get(const char *ca, char *err, size_t errlen)
+static int same(const char *a, const char *b)
 {
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static void uctx_free(struct uctx *e)
+{
+	free(e->ca);
+	free(e->crt);
+	if (e->key)
+		OPENSSL_cleanse(e->key, strlen(e->key));   /* private key text */
+	free(e->key);
+	free(e);
+}
+
+/* A new reference to the context for (ca, client certificate); NULL on error. */
+static SSL_CTX *ctx_get(const char *ca, const char *crt, const char *key, char *err, size_t errlen)
+{
+	if (!crt || !key)
+		crt = key = NULL;
 	pthread_mutex_lock(&lock);
 	struct uctx **pp = &cache, *e;
 	for (; (e = *pp) != NULL; pp = &e->next) {
-		if ((!ca && !e->ca) || (ca && e->ca && strcmp(ca, e->ca) == 0)) {
+		if (same(ca, e->ca) && same(crt, e->crt) && same(key, e->key)) {
 			SSL_CTX_up_ref(e->ctx);
 			pthread_mutex_unlock(&lock);
 			return e->ctx;
 		}
 	}
-	SSL_CTX *ctx = ctx_build(ca, err, errlen);
+	SSL_CTX *ctx = ctx_build(ca, crt, key, err, errlen);
 	e = ctx ? calloc(1, sizeof(*e)) : NULL;
-	if (e && ca && !(e->ca = strdup(ca))) {
-		free(e);
+	if (e && ((ca && !(e->ca = strdup(ca))) || (crt && !(e->crt = strdup(crt))) || (key && !(e->key = strdup(key))))) {
+		uctx_free(e);
 		e = NULL;
 	}
 	if (e) {
@@ -104,8 +154,7 @@ static SSL_CTX *ctx_get(const char *ca, char *err, size_t errlen)
 			while ((*t)->next)
 				t = &(*t)->next;
 			SSL_CTX_free((*t)->ctx);
-			free((*t)->ca);
-			free(*t);
+			uctx_free(*t);
 			*t = NULL;
 			n_cache--;
 		}
@@ -121,7 +170,7 @@ static SSL_CTX *ctx_get(const char *ca, char *err, size_t errlen)
 
 SSL *pl_uptls_new(const struct pl_backend_tls *bt, int fd, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = ctx_get(bt->ca_pem, err, errlen);
+	SSL_CTX *ctx = ctx_get(bt->ca_pem, bt->client_cert_pem, bt->client_key_pem, err, errlen);
 	if (!ctx)
 		return NULL;
 	SSL *ssl = SSL_new(ctx);

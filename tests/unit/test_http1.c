@@ -1,7 +1,8 @@
 /*
  * Unit tests for the pure helpers of proxy/http1.c (included, h2o style, to
- * reach its static functions): request-target and Host parsing, dot-segment
- * detection, header classification, Connection tokens, chunk framing.
+ * reach its static functions): request-target parsing, header
+ * classification, Connection tokens. Host parsing, dot-segments and the
+ * writer are proxy/reqhead.c's (test_reqhead.c).
  * The connection engine itself is exercised by tests/blackbox.
  */
 #include "proxy/http1.c"
@@ -38,38 +39,6 @@ static void test_target(void)
 	CHECK(parse_target("", 0, &t) != 0);
 }
 
-static void test_host(void)
-{
-	CHECK(parse_host(STR("Example.COM")) == 0 && S.host_len == 11 && strcmp(S.host, "example.com") == 0);
-	CHECK(parse_host(STR("a.b:8080")) == 0 && strcmp(S.host, "a.b") == 0);
-	CHECK(parse_host(STR("a.b:")) == 0 && strcmp(S.host, "a.b") == 0);
-	CHECK(parse_host(STR("[::1]:80")) == 0 && strcmp(S.host, "[::1]") == 0);
-	CHECK(parse_host(STR("[::1]")) == 0 && strcmp(S.host, "[::1]") == 0);
-	CHECK(parse_host("", 0) == 0 && S.host_len == 0);
-	CHECK(parse_host(STR("a b")) != 0);
-	CHECK(parse_host(STR("a/b")) != 0);
-	CHECK(parse_host(STR("a@b")) != 0);
-	CHECK(parse_host(STR("a:b:c")) != 0);
-	CHECK(parse_host(STR("a:8x")) != 0);
-	CHECK(parse_host(STR("[::1")) != 0);
-	CHECK(parse_host(STR("[::1]x")) != 0);
-	char big[300];
-	memset(big, 'a', sizeof(big));
-	CHECK(parse_host(big, sizeof(big)) != 0);
-}
-
-static void test_dots(void)
-{
-	CHECK(has_dot_segment(STR("/a/../b")));
-	CHECK(has_dot_segment(STR("/a/./b")));
-	CHECK(has_dot_segment(STR("/..")));
-	CHECK(has_dot_segment(STR("/a/.")));
-	CHECK(!has_dot_segment(STR("/a/.b")));
-	CHECK(!has_dot_segment(STR("/a/..b/c")));
-	CHECK(!has_dot_segment(STR("/.well-known/x")));
-	CHECK(!has_dot_segment(STR("/a/b...")));
-}
-
 static void test_kinds(void)
 {
 	CHECK(hdr_kind(STR("Host")) == H_HOST);
@@ -98,34 +67,10 @@ static void test_kinds(void)
 	CHECK(!in_ctok(STR("X-Fo")));
 }
 
-static void test_chunk(void)
-{
-	struct pl_buf b;
-	pl_buf_init(&b, NULL);
-	CHECK(pl_buf_reserve(&b, 64) == 0);
-	put_chunk_head(&b, 0x1f);
-	put_chunk_head(&b, 1);
-	put_chunk_head(&b, 0x10000);
-	CHECK(pl_buf_size(&b) == 4 + 3 + 7 && memcmp(pl_buf_rptr(&b), "1f\r\n1\r\n10000\r\n", 14) == 0);
-	pl_buf_free(&b);
-	pl_buf_thread_cleanup();
-
-	char tmp[32];
-	struct wr w = { tmp, tmp + sizeof(tmp), 0 };
-	wr_u64(&w, 0);
-	wr_u64(&w, 18446744073709551615ull);
-	CHECK(!w.over && w.p - tmp == 21 && memcmp(tmp, "018446744073709551615", 21) == 0);
-	wr_put(&w, "0123456789abcdef", 16);
-	CHECK(w.over);
-}
-
 int main(void)
 {
 	test_target();
-	test_host();
-	test_dots();
 	test_kinds();
-	test_chunk();
 	if (failures) {
 		fprintf(stderr, "test_http1: %d failure(s)\n", failures);
 		return 1;
