@@ -515,6 +515,9 @@ static void apply(struct watch *w, json_t *obj, int deleted)
 	if (!deleted && w->kind == PL_K_GATEWAYCLASS && K.class_name && strcmp(name, K.class_name) != 0)
 		deleted = 1;
 	written_prune(w->kind, ns, name, deleted ? NULL : sget(md, "resourceVersion"));
+	/* the compiler does not read load-balancer addresses: the next status pass must look at every Gateway */
+	if (w->kind == PL_K_SERVICE && K.publish_name && !strcmp(ns, K.publish_ns) && !strcmp(name, K.publish_name))
+		K.status_full = 1;
 	if (deleted) {
 		if (pl_store_delete(K.store, w->kind, ns, name) == 0)
 			mark_dirty();
@@ -956,6 +959,7 @@ static void lease_tick(void)
 	lease_path(path, sizeof(path), 1);
 	long code = request("GET", path, NULL, NULL, &cur);
 	if (code == 404) {
+		json_decref(cur);   /* the Status body of the 404 */
 		json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:i, s:s, s:s, s:i}}", "apiVersion",
 				      "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", K.lease_name,
 				      "namespace", K.lease_ns, "spec", "holderIdentity", K.identity, "leaseDurationSeconds",
@@ -1664,8 +1668,13 @@ static void *kube_main(void *arg)
 		}
 		status_pump();
 		/* a status write waiting for binds: the bind hook woke us, decide now */
-		if (atomic_exchange(&bind_changed, 0) && K.waiting_binds && K.status_due)
-			K.status_at_ns = pl_now_ns();
+		if (atomic_exchange(&bind_changed, 0)) {
+			/* a listener opened or failed: Programmed may change for any Gateway */
+			int64_t at = pl_now_ns() + (K.waiting_binds ? 0 : (int64_t)K.cfg.debounce_ms * MS);
+			if (!K.status_due || at < K.status_at_ns)
+				K.status_at_ns = at;
+			K.status_due = K.status_full = 1;
+		}
 	}
 	return NULL;
 }

@@ -63,22 +63,17 @@ const char *pl_rh_reason(int status)
 	return "Unknown";
 }
 
-static int host_char_ok(unsigned char ch)
-{
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-		return 1;
-	switch (ch) {
-	case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'':
-	case '(': case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']':
-		return 1;
-	}
-	return 0;
-}
+/* RFC 3986 reg-name / IP-literal / port characters (unreserved, sub-delims, pct, ':', '[', ']') */
+static const uint8_t host_char[256] = {
+	['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
+	['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1,
+	['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, [':'] = 1, ['['] = 1, [']'] = 1,
+};
 
 int pl_rh_parse_host(const char *v, size_t n, char *out, size_t cap)
 {
 	for (size_t i = 0; i < n; i++)
-		if (!host_char_ok((unsigned char)v[i]))
+		if (!host_char[(unsigned char)v[i]])
 			return -1;
 	size_t hl = n;
 	if (n && v[0] == '[') {

@@ -11,14 +11,13 @@
  *
  * struct pl_wr: a bounded writer over [p, end). Writes past end set over and
  * write nothing more; callers size the buffer first and treat over as a bug
- * or an "does not fit" error.
+ * or a "does not fit" error. Include after "pl.h" (PL_UNLIKELY).
  */
 #ifndef PL_REQHEAD_H
 #define PL_REQHEAD_H
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include "pl.h"
 #include "table-t.h"
 #include "reqview.h"
 

@@ -616,3 +616,68 @@ func selfSigned(t *testing.T, host string, serial int64) ([]byte, []byte, int64)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), serial
 }
+
+// --publish-service: Gateways report the load-balancer addresses of the Service fronting pylon.
+func TestPublishService(t *testing.T) {
+	ns, class, ctl := "t-publish", "ctl-publish", "pylon.dev/ctltest-publish"
+	port := freePort()
+	p := &pylon{admin: fmt.Sprintf("127.0.0.1:%d", freePort()),
+		log: filepath.Join(cl.dir, "TestPublishService.pylon.log")}
+	p.args = []string{"run", "--kubeconfig", cl.kubeconfig, "--controller-name", ctl,
+		"--publish-service", ns + "/front", "--admin", p.admin, "--workers", "1", "--log-level", "debug"}
+	p.start(t)
+	t.Cleanup(func() { p.stop() })
+	cl.apply(t, fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata:
+  name: %[1]s
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: front
+  namespace: %[1]s
+spec:
+  type: LoadBalancer
+  ports:
+  - name: http
+    port: 80
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: %[2]s
+spec:
+  controllerName: %[3]s
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+  namespace: %[1]s
+spec:
+  gatewayClassName: %[2]s
+  listeners:
+  - name: http
+    port: %[4]d
+    protocol: HTTP
+`, ns, class, ctl, port))
+	if err := waitFor(15*time.Second, func() bool {
+		c := condIn(field(cl.get(t, "gateway", ns, "gw"), "status", "conditions"), "Programmed")
+		return c != nil && c["reason"] == "AddressNotAssigned"
+	}); err != nil {
+		t.Fatalf("without a load-balancer address: want Programmed=False AddressNotAssigned: %v",
+			field(cl.get(t, "gateway", ns, "gw"), "status"))
+	}
+	lb := `{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.77"}]}}}`
+	if _, err := cl.kc("patch", "service", "front", "-n", ns, "--subresource=status", "--type=merge", "-p", lb); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(15*time.Second, func() bool {
+		st := field(cl.get(t, "gateway", ns, "gw"), "status")
+		addrs, _ := field(st, "addresses").([]any)
+		return len(addrs) == 1 && str(addrs[0], "value") == "192.0.2.77" && condTrue(field(st, "conditions"), "Programmed")
+	}); err != nil {
+		t.Fatalf("Gateway does not report the published address: %v", field(cl.get(t, "gateway", ns, "gw"), "status"))
+	}
+}
