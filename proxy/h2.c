@@ -365,6 +365,28 @@ static void resume(struct h2s *st)
 
 /* ------------------------------------------------------- local responses */
 
+/*
+ * The stream is answered here: any backend exchange is dropped, the rest of
+ * the request body is acknowledged and discarded.
+ */
+static void go_local(struct h2s *st)
+{
+	st->resp_done = 1;
+	st->resp_head_sent = 1;
+	h2u_drop(st);
+	if (st->up) {
+		pl_up_close(st->up);
+		st->up = NULL;
+	}
+	st->st = S_LOCAL;
+	st->discard = 1;
+	if (st->unacked) {
+		ack_body(st, st->unacked);
+		st->unacked = 0;
+	}
+	pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+}
+
 /* A response made here: status, optional extra field, a short text body unless bodyless. */
 static void local_reply(struct h2s *st, int status, const char *xname, const char *xval, size_t xlen, int with_body)
 {
@@ -386,20 +408,7 @@ static void local_reply(struct h2s *st, int status, const char *xname, const cha
 		int ll = snprintf(lbuf, sizeof(lbuf), "%zu", pl_buf_size(&st->rbody));
 		nv[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)lbuf, 14, (size_t)ll, NGHTTP2_NV_FLAG_NONE };
 	}
-	st->resp_done = 1;
-	st->resp_head_sent = 1;
-	h2u_drop(st);
-	if (st->up) {
-		pl_up_close(st->up);
-		st->up = NULL;
-	}
-	st->st = S_LOCAL;
-	st->discard = 1;
-	if (st->unacked) {
-		ack_body(st, st->unacked);
-		st->unacked = 0;
-	}
-	pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+	go_local(st);
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
 	int rv = nghttp2_submit_response(c->s, st->id, nv, n,
 					 (with_body && !pl_buf_empty(&st->rbody) && !st->is_head) ? &prd : NULL);
@@ -451,20 +460,7 @@ static int grpc_reply(struct h2s *st, int status, const char *why)
 		{ (uint8_t *)"grpc-status", (uint8_t *)code, 11, 2, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"grpc-message", (uint8_t *)msg, 12, ml, NGHTTP2_NV_FLAG_NONE },
 	};
-	st->resp_done = 1;
-	st->resp_head_sent = 1;
-	h2u_drop(st);
-	if (st->up) {
-		pl_up_close(st->up);
-		st->up = NULL;
-	}
-	st->st = S_LOCAL;
-	st->discard = 1;
-	if (st->unacked) {
-		ack_body(st, st->unacked);
-		st->unacked = 0;
-	}
-	pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+	go_local(st);
 	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
 	if (nghttp2_submit_response(st->c->s, st->id, nv, PL_ARRAY_LEN(nv), NULL) != 0)
 		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
