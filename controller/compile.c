@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio_ext.h>
 
 #define GW_GROUP "gateway.networking.k8s.io"
 
@@ -1122,8 +1123,9 @@ static void listener_parse(struct ctx *c, struct lst *l)
 	l->port = port;
 	const char *proto = sget(js, "protocol");
 	l->protocol = proto ? proto : "";
+	int unsupported = 0;  /* no route kind can attach: supportedKinds stays empty */
 	if (!proto)
-		lst_reject(l, "UnsupportedProtocol", "protocol is required");
+		unsupported = 1, lst_reject(l, "UnsupportedProtocol", "protocol is required");
 	else if (strcmp(proto, "HTTP") == 0)
 		l->proto = PL_PROTO_HTTP;
 	else if (strcmp(proto, "HTTPS") == 0)
@@ -1135,7 +1137,7 @@ static void listener_parse(struct ctx *c, struct lst *l)
 	else if (strcmp(proto, "UDP") == 0)
 		l->proto = PL_PROTO_UDP;
 	else
-		lst_reject(l, "UnsupportedProtocol", "protocol %s is not supported", proto);
+		unsupported = 1, lst_reject(l, "UnsupportedProtocol", "protocol %s is not supported", proto);
 	l->route_kind = l->proto == PL_PROTO_TLS ? "TLSRoute" : l->proto == PL_PROTO_TCP ? "TCPRoute"
 		      : l->proto == PL_PROTO_UDP ? "UDPRoute" : "HTTPRoute";
 
@@ -1149,11 +1151,11 @@ static void listener_parse(struct ctx *c, struct lst *l)
 	/* allowedRoutes.kinds: what we can attach to this listener's protocol */
 	json_t *ar = json_object_get(js, "allowedRoutes");
 	int bad = 0;
-	json_t *kinds = aget(ar, "kinds", &bad), *k;
+	json_t *kinds = unsupported ? NULL : aget(ar, "kinds", &bad), *k;
 	size_t i;
 	/* HTTP and HTTPS listeners take GRPCRoutes too (h2c by prior knowledge, h2 by ALPN) */
 	int http_like = l->proto == PL_PROTO_HTTP || l->proto == PL_PROTO_HTTPS;
-	if (!json_array_size(kinds)) {
+	if (!json_array_size(kinds) && !unsupported) {
 		json_t *sk = J(json_object());
 		jset(sk, "group", json_string(GW_GROUP));
 		jset(sk, "kind", json_string(l->route_kind));
@@ -2246,10 +2248,13 @@ static int ns_allowed(struct ctx *c, const struct lst *l, const char *ns)
 
 static void attach(struct ctx *c, struct lst *l, struct croute *cr, char **hosts, size_t n)
 {
+	/*
+	 * Routes attach one after the other (all parentRefs of one route, then
+	 * the next): cr's attachment to l, if any, is the last one.
+	 */
 	struct attach *at = NULL;
-	for (size_t i = 0; i < l->att.n; i++)
-		if (((struct attach *)l->att.v[i])->r == cr)
-			at = l->att.v[i];
+	if (l->att.n && ((struct attach *)l->att.v[l->att.n - 1])->r == cr)
+		at = l->att.v[l->att.n - 1];
 	if (!at) {
 		at = pl_arena_alloc(c->tmp, sizeof(*at));
 		at->r = cr;
@@ -2465,8 +2470,50 @@ static void index_slices(struct ctx *c)
 	}
 }
 
+/*
+ * Endpoints already in a cluster, by text: slices of one Service may repeat
+ * an address, and a scan per endpoint was quadratic in a large Service. Open
+ * addressing over indexes into eps, in the scratch arena.
+ */
+struct epset {
+	uint32_t *slot;              /* index into eps + 1; 0: empty */
+	size_t cap;                  /* power of two */
+};
+
+static uint64_t ep_hash(const char *s)
+{
+	return fnv1a(1469598103934665603ull, s, strlen(s));
+}
+
+static void ep_insert(struct epset *set, struct vec *eps, size_t idx)
+{
+	size_t mask = set->cap - 1, h = (size_t)ep_hash(((struct pl_endpoint *)eps->v[idx])->text) & mask;
+	while (set->slot[h])
+		h = (h + 1) & mask;
+	set->slot[h] = (uint32_t)idx + 1;
+}
+
+/* 1 if text is in eps already; else 0, and text is recorded at index eps->n: push it next. */
+static int ep_seen(struct ctx *c, struct epset *set, struct vec *eps, const char *text)
+{
+	if ((eps->n + 1) * 2 > set->cap) {
+		set->cap = set->cap ? set->cap * 2 : 16;
+		set->slot = aarr(c->tmp, set->cap, sizeof(*set->slot));
+		memset(set->slot, 0, set->cap * sizeof(*set->slot));
+		for (size_t q = 0; q < eps->n; q++)
+			ep_insert(set, eps, q);
+	}
+	size_t mask = set->cap - 1, h;
+	for (h = (size_t)ep_hash(text) & mask; set->slot[h]; h = (h + 1) & mask)
+		if (strcmp(((struct pl_endpoint *)eps->v[set->slot[h] - 1])->text, text) == 0)
+			return 1;
+	set->slot[h] = (uint32_t)eps->n + 1;   /* the caller pushes it next */
+	return 0;
+}
+
 static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bref *b, struct vec *eps)
 {
+	struct epset seen = { 0 };
 	const char *pname = sget(b->port, "name");
 	if (!pname)
 		pname = "";
@@ -2524,10 +2571,7 @@ static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bre
 			}
 			char *text = fam == AF_INET ? pl_arena_printf(c->a, "%s:%lld", ip, port)
 						    : pl_arena_printf(c->a, "[%s]:%lld", ip, port);
-			int dup = 0;
-			for (size_t q = 0; q < eps->n && !dup; q++)
-				dup = strcmp(((struct pl_endpoint *)eps->v[q])->text, text) == 0;
-			if (dup)
+			if (ep_seen(c, &seen, eps, text))
 				continue;
 			json_t *rd = json_object_get(json_object_get(e, "conditions"), "ready");
 			struct pl_endpoint *ep = pl_arena_alloc(c->tmp, sizeof(*ep));
@@ -3355,141 +3399,353 @@ static json_t *host_json(const struct pl_hostname *h)
 	return jstr(h->name);
 }
 
-static json_t *kv_json(const struct pl_kv *kv, uint32_t n)
+
+/*
+ * json_dumpf() writes each token with its own fwrite(): on a memstream that
+ * was a third of a compile. Tokens are gathered here and written in blocks.
+ */
+struct dumpbuf {
+	FILE *f;
+	size_t n;
+	char b[8192];
+};
+
+static void dump_flush(struct dumpbuf *d)
 {
-	json_t *a = J(json_array());
-	for (uint32_t i = 0; i < n; i++) {
-		json_t *e = J(json_object());
-		jset(e, "name", jstr(kv[i].name));
-		jset(e, "value", jstr(kv[i].value));
-		jpush(a, e);
-	}
-	return a;
+	if (d->n && fwrite(d->b, 1, d->n, d->f) != d->n)
+		PL_PANIC("out of memory (config json)");
+	d->n = 0;
 }
 
-static json_t *pathmod_json(const struct pl_path_mod *pm)
+static int dump_cb(const char *p, size_t len, void *data)
 {
-	if (pm->type == PL_PATHMOD_NONE)
-		return json_null();
-	json_t *e = J(json_object());
-	jset(e, "type", json_string(pm->type == PL_PATHMOD_FULL ? "ReplaceFullPath" : "ReplacePrefixMatch"));
-	jset(e, "value", jstr(pm->value));
-	return e;
-}
-
-static json_t *filters_json(const struct pl_filter *f, uint32_t n)
-{
-	json_t *a = J(json_array());
-	for (uint32_t i = 0; i < n; i++) {
-		json_t *e = J(json_object());
-		switch (f[i].type) {
-		case PL_FILTER_REQUEST_HEADER:
-		case PL_FILTER_RESPONSE_HEADER: {
-			const struct pl_header_mod *h = &f[i].u.hdr;
-			jset(e, "type", json_string(f[i].type == PL_FILTER_REQUEST_HEADER ? "RequestHeaderModifier"
-											: "ResponseHeaderModifier"));
-			jset(e, "set", kv_json(h->set, h->n_set));
-			jset(e, "add", kv_json(h->add, h->n_add));
-			json_t *rm = J(json_array());
-			for (uint32_t k = 0; k < h->n_remove; k++)
-				jpush(rm, jstr(h->remove[k]));
-			jset(e, "remove", rm);
-			break;
+	struct dumpbuf *d = data;
+	if (len > sizeof(d->b) - d->n) {
+		dump_flush(d);
+		if (len > sizeof(d->b)) {
+			if (fwrite(p, 1, len, d->f) != len)
+				PL_PANIC("out of memory (config json)");
+			return 0;
 		}
-		case PL_FILTER_REDIRECT: {
-			const struct pl_redirect *rd = &f[i].u.redirect;
-			jset(e, "type", json_string("RequestRedirect"));
-			jset(e, "scheme", rd->scheme ? jstr(rd->scheme) : json_null());
-			jset(e, "hostname", rd->hostname ? jstr(rd->hostname) : json_null());
-			jset(e, "port", json_integer(rd->port));
-			jset(e, "path", pathmod_json(&rd->path));
-			jset(e, "statusCode", json_integer(rd->status_code));
-			break;
+	}
+	memcpy(d->b + d->n, p, len);
+	d->n += len;
+	return 0;
+}
+
+static void dump_str(struct dumpbuf *d, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0;
+	dump_cb("\"", 1, d);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch >= 0x20 && ch != '"' && ch != '\\') {
+			run++;
+			continue;
 		}
-		case PL_FILTER_REWRITE:
-			jset(e, "type", json_string("URLRewrite"));
-			jset(e, "hostname", f[i].u.rewrite.hostname ? jstr(f[i].u.rewrite.hostname) : json_null());
-			jset(e, "path", pathmod_json(&f[i].u.rewrite.path));
-			break;
-		case PL_FILTER_MIRROR:
-			jset(e, "type", json_string("RequestMirror"));
-			jset(e, "cluster", f[i].u.mirror.cluster ? jstr(f[i].u.mirror.cluster->name) : json_null());
-			jset(e, "numerator", json_integer(f[i].u.mirror.percent_num));
-			jset(e, "denominator", json_integer(f[i].u.mirror.percent_den));
-			break;
+		dump_cb(s + i - run, run, d);
+		run = 0;
+		char esc[6] = { '\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15] };
+		size_t el = 2;
+		switch (ch) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default: el = 6; break;
 		}
-		jpush(a, e);
+		dump_cb(esc, el, d);
 	}
-	return a;
+	dump_cb(s + len - run, run, d);
+	dump_cb("\"", 1, d);
 }
 
-static json_t *kvm_json(const struct pl_kv_match *m, uint32_t n)
+/*
+ * The same bytes as json_dumpf(JSON_COMPACT | JSON_ENCODE_ANY) for the values
+ * the table JSON holds (jansson also keeps object keys in insertion order),
+ * without jansson's per-container bookkeeping (a "%p" key in a hash table for
+ * loop detection: our trees are fresh and acyclic). Anything else (reals) is
+ * left to jansson.
+ */
+static void dump_value(struct dumpbuf *d, json_t *v)
 {
-	json_t *a = J(json_array());
-	for (uint32_t i = 0; i < n; i++) {
-		json_t *e = J(json_object());
-		jset(e, "type", json_string(m[i].type == PL_MATCH_EXACT ? "Exact" : "RegularExpression"));
-		jset(e, "name", jstr(m[i].name));
-		jset(e, "value", jstr(m[i].value));
-		jpush(a, e);
+	char num[32];
+	int n;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		const char *k;
+		json_t *x;
+		int first = 1;
+		dump_cb("{", 1, d);
+		json_object_foreach(v, k, x) {
+			if (!first)
+				dump_cb(",", 1, d);
+			first = 0;
+			dump_str(d, k, strlen(k));
+			dump_cb(":", 1, d);
+			dump_value(d, x);
+		}
+		dump_cb("}", 1, d);
+		break;
 	}
-	return a;
+	case JSON_ARRAY:
+		dump_cb("[", 1, d);
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			if (i)
+				dump_cb(",", 1, d);
+			dump_value(d, json_array_get(v, i));
+		}
+		dump_cb("]", 1, d);
+		break;
+	case JSON_STRING:
+		dump_str(d, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		dump_cb(num, (size_t)n, d);
+		break;
+	case JSON_TRUE:
+		dump_cb("true", 4, d);
+		break;
+	case JSON_FALSE:
+		dump_cb("false", 5, d);
+		break;
+	case JSON_NULL:
+		dump_cb("null", 4, d);
+		break;
+	default:
+		if (json_dump_callback(v, dump_cb, d, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+			PL_PANIC("json_dump_callback failed");
+		break;
+	}
 }
 
-static json_t *match_json(const struct pl_match *m)
+/* Dumps v and drops the reference. */
+static void put_value(struct dumpbuf *d, json_t *v)
 {
-	static const char *const pt[] = { "PathPrefix", "Exact", "RegularExpression" };
-	json_t *mj = J(json_object());
-	json_t *pj = J(json_object());
-	jset(pj, "type", json_string(pt[m->path_type]));
-	jset(pj, "value", jstr(m->path));
-	jset(mj, "path", pj);
-	if (m->method)
-		jset(mj, "method", jstr(m->method));
-	if (m->n_headers)
-		jset(mj, "headers", kvm_json(m->headers, m->n_headers));
-	if (m->n_queries)
-		jset(mj, "queryParams", kvm_json(m->queries, m->n_queries));
-	return mj;
-}
-
-static json_t *rule_json(const struct crule *cr, size_t id)
-{
-	const struct pl_rule *r = cr->r;
-	json_t *e = J(json_object());
-	jset(e, "id", json_integer((json_int_t)id));
-	jset(e, "route", jstr(r->route));
-	jset(e, "rule", json_integer(r->rule_index));
-	json_t *ms = J(json_array());
-	for (uint32_t i = 0; i < cr->nm; i++)
-		jpush(ms, match_json(&cr->m[i]));
-	jset(e, "matches", ms);
-	if (r->n_filters)
-		jset(e, "filters", filters_json(r->filters, r->n_filters));
-	json_t *bs = J(json_array());
-	for (uint32_t i = 0; i < r->n_backends; i++) {
-		json_t *b = J(json_object());
-		jset(b, "cluster", r->backends[i].cluster ? jstr(r->backends[i].cluster->name) : json_null());
-		jset(b, "weight", json_integer(r->backends[i].weight));
-		if (r->backends[i].n_filters)
-			jset(b, "filters", filters_json(r->backends[i].filters, r->backends[i].n_filters));
-		jpush(bs, b);
-	}
-	jset(e, "backends", bs);
-	if (r->timeout_request_ms || r->timeout_backend_ms) {
-		json_t *t = J(json_object());
-		jset(t, "requestMs", json_integer((json_int_t)r->timeout_request_ms));
-		jset(t, "backendRequestMs", json_integer((json_int_t)r->timeout_backend_ms));
-		jset(e, "timeouts", t);
-	}
-	return e;
+	dump_value(d, J(v));
+	json_decref(v);
 }
 
 static void put_json(FILE *f, json_t *v)
 {
-	if (json_dumpf(J(v), f, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-		PL_PANIC("json_dumpf failed");
+	struct dumpbuf d;
+	d.f = f;
+	d.n = 0;
+	dump_value(&d, J(v));
+	dump_flush(&d);
 	json_decref(v);
+}
+
+/*
+ * The rules of the table JSON, written straight to the stream in the order
+ * and bytes a tree of them used to dump as (keys in insertion order): a tree
+ * per rule, match and filter was most of table_json().
+ */
+static void w_lit(struct dumpbuf *d, const char *s)
+{
+	dump_cb(s, strlen(s), d);
+}
+
+/* Any bytes, through jstr() (invalid UTF-8 becomes '?'). */
+static void w_str(struct dumpbuf *d, const char *s)
+{
+	put_value(d, jstr(s));
+}
+
+static void w_str_or_null(struct dumpbuf *d, const char *s)
+{
+	if (s)
+		w_str(d, s);
+	else
+		w_lit(d, "null");
+}
+
+static void w_int(struct dumpbuf *d, long long v)
+{
+	char num[32];
+	int n = snprintf(num, sizeof(num), "%lld", v);
+	dump_cb(num, (size_t)n, d);
+}
+
+static void w_kv(struct dumpbuf *d, const struct pl_kv *kv, uint32_t n)
+{
+	w_lit(d, "[");
+	for (uint32_t i = 0; i < n; i++) {
+		w_lit(d, i ? ",{\"name\":" : "{\"name\":");
+		w_str(d, kv[i].name);
+		w_lit(d, ",\"value\":");
+		w_str(d, kv[i].value);
+		w_lit(d, "}");
+	}
+	w_lit(d, "]");
+}
+
+static void w_pathmod(struct dumpbuf *d, const struct pl_path_mod *pm)
+{
+	if (pm->type == PL_PATHMOD_NONE) {
+		w_lit(d, "null");
+		return;
+	}
+	w_lit(d, pm->type == PL_PATHMOD_FULL ? "{\"type\":\"ReplaceFullPath\",\"value\":"
+					     : "{\"type\":\"ReplacePrefixMatch\",\"value\":");
+	w_str(d, pm->value);
+	w_lit(d, "}");
+}
+
+static void w_filters(struct dumpbuf *d, const struct pl_filter *f, uint32_t n)
+{
+	w_lit(d, "[");
+	for (uint32_t i = 0; i < n; i++) {
+		w_lit(d, i ? ",{" : "{");
+		switch (f[i].type) {
+		case PL_FILTER_REQUEST_HEADER:
+		case PL_FILTER_RESPONSE_HEADER: {
+			const struct pl_header_mod *h = &f[i].u.hdr;
+			w_lit(d, f[i].type == PL_FILTER_REQUEST_HEADER ? "\"type\":\"RequestHeaderModifier\""
+								       : "\"type\":\"ResponseHeaderModifier\"");
+			w_lit(d, ",\"set\":");
+			w_kv(d, h->set, h->n_set);
+			w_lit(d, ",\"add\":");
+			w_kv(d, h->add, h->n_add);
+			w_lit(d, ",\"remove\":[");
+			for (uint32_t k = 0; k < h->n_remove; k++) {
+				if (k)
+					w_lit(d, ",");
+				w_str(d, h->remove[k]);
+			}
+			w_lit(d, "]");
+			break;
+		}
+		case PL_FILTER_REDIRECT: {
+			const struct pl_redirect *rd = &f[i].u.redirect;
+			w_lit(d, "\"type\":\"RequestRedirect\",\"scheme\":");
+			w_str_or_null(d, rd->scheme);
+			w_lit(d, ",\"hostname\":");
+			w_str_or_null(d, rd->hostname);
+			w_lit(d, ",\"port\":");
+			w_int(d, (long long)rd->port);
+			w_lit(d, ",\"path\":");
+			w_pathmod(d, &rd->path);
+			w_lit(d, ",\"statusCode\":");
+			w_int(d, (long long)rd->status_code);
+			break;
+		}
+		case PL_FILTER_REWRITE:
+			w_lit(d, "\"type\":\"URLRewrite\",\"hostname\":");
+			w_str_or_null(d, f[i].u.rewrite.hostname);
+			w_lit(d, ",\"path\":");
+			w_pathmod(d, &f[i].u.rewrite.path);
+			break;
+		case PL_FILTER_MIRROR:
+			w_lit(d, "\"type\":\"RequestMirror\",\"cluster\":");
+			w_str_or_null(d, f[i].u.mirror.cluster ? f[i].u.mirror.cluster->name : NULL);
+			w_lit(d, ",\"numerator\":");
+			w_int(d, (long long)f[i].u.mirror.percent_num);
+			w_lit(d, ",\"denominator\":");
+			w_int(d, (long long)f[i].u.mirror.percent_den);
+			break;
+		}
+		w_lit(d, "}");
+	}
+	w_lit(d, "]");
+}
+
+static void w_kvm(struct dumpbuf *d, const struct pl_kv_match *m, uint32_t n)
+{
+	w_lit(d, "[");
+	for (uint32_t i = 0; i < n; i++) {
+		w_lit(d, i ? ",{" : "{");
+		w_lit(d, m[i].type == PL_MATCH_EXACT ? "\"type\":\"Exact\",\"name\":"
+						     : "\"type\":\"RegularExpression\",\"name\":");
+		w_str(d, m[i].name);
+		w_lit(d, ",\"value\":");
+		w_str(d, m[i].value);
+		w_lit(d, "}");
+	}
+	w_lit(d, "]");
+}
+
+static void w_match(struct dumpbuf *d, const struct pl_match *m)
+{
+	static const char *const pt[] = { "PathPrefix", "Exact", "RegularExpression" };
+	w_lit(d, "{\"path\":{\"type\":\"");
+	w_lit(d, pt[m->path_type]);
+	w_lit(d, "\",\"value\":");
+	w_str(d, m->path);
+	w_lit(d, "}");
+	if (m->method) {
+		w_lit(d, ",\"method\":");
+		w_str(d, m->method);
+	}
+	if (m->n_headers) {
+		w_lit(d, ",\"headers\":");
+		w_kvm(d, m->headers, m->n_headers);
+	}
+	if (m->n_queries) {
+		w_lit(d, ",\"queryParams\":");
+		w_kvm(d, m->queries, m->n_queries);
+	}
+	w_lit(d, "}");
+}
+
+static void w_rule(struct dumpbuf *d, const struct crule *cr, size_t id)
+{
+	const struct pl_rule *r = cr->r;
+	w_lit(d, "{\"id\":");
+	w_int(d, (long long)id);
+	w_lit(d, ",\"route\":");
+	w_str(d, r->route);
+	w_lit(d, ",\"rule\":");
+	w_int(d, (long long)r->rule_index);
+	w_lit(d, ",\"matches\":[");
+	for (uint32_t i = 0; i < cr->nm; i++) {
+		if (i)
+			w_lit(d, ",");
+		w_match(d, &cr->m[i]);
+	}
+	w_lit(d, "]");
+	if (r->n_filters) {
+		w_lit(d, ",\"filters\":");
+		w_filters(d, r->filters, r->n_filters);
+	}
+	w_lit(d, ",\"backends\":[");
+	for (uint32_t i = 0; i < r->n_backends; i++) {
+		w_lit(d, i ? ",{\"cluster\":" : "{\"cluster\":");
+		w_str_or_null(d, r->backends[i].cluster ? r->backends[i].cluster->name : NULL);
+		w_lit(d, ",\"weight\":");
+		w_int(d, (long long)r->backends[i].weight);
+		if (r->backends[i].n_filters) {
+			w_lit(d, ",\"filters\":");
+			w_filters(d, r->backends[i].filters, r->backends[i].n_filters);
+		}
+		w_lit(d, "}");
+	}
+	w_lit(d, "]");
+	if (r->timeout_request_ms || r->timeout_backend_ms) {
+		w_lit(d, ",\"timeouts\":{\"requestMs\":");
+		w_int(d, (long long)r->timeout_request_ms);
+		w_lit(d, ",\"backendRequestMs\":");
+		w_int(d, (long long)r->timeout_backend_ms);
+		w_lit(d, "}");
+	}
+	w_lit(d, "}");
+}
+
+/* table_json(): rule id by rule pointer, sorted by pointer for bsearch. */
+struct rule_id {
+	const struct pl_rule *r;
+	long long id;
+};
+
+static int cmp_rule_id(const void *pa, const void *pb)
+{
+	uintptr_t a = (uintptr_t)((const struct rule_id *)pa)->r, b = (uintptr_t)((const struct rule_id *)pb)->r;
+	return a < b ? -1 : a > b;
 }
 
 /*
@@ -3509,25 +3765,29 @@ static char *table_json(struct ctx *c)
 	if (!f)
 		PL_PANIC("out of memory (open_memstream)");
 
+	/* no other thread sees this stream: skip stdio locking on every write */
+	__fsetlocking(f, FSETLOCKING_BYCALLER);
+
 	/* rule ids: attached routes' rules in route order */
-	json_t *rule_ids = J(json_object());
 	size_t nid = 0;
 	for (size_t i = 0; i < c->n_routes; i++)
 		if (c->routes[i].materialized)
 			nid += c->routes[i].n_rules;
 	struct crule **by_id = aarr(c->tmp, nid, sizeof(*by_id));
+	struct rule_id *rule_ids = aarr(c->tmp, nid, sizeof(*rule_ids));
 	nid = 0;
 	for (size_t i = 0; i < c->n_routes; i++) {
 		struct croute *cr = &c->routes[i];
 		if (!cr->materialized)
 			continue;
 		for (size_t k = 0; k < cr->n_rules; k++) {
-			char key[32];
-			snprintf(key, sizeof(key), "%p", (void *)cr->rules[k].r);
 			by_id[nid] = &cr->rules[k];
-			jset(rule_ids, key, json_integer((json_int_t)nid++));
+			rule_ids[nid] = (struct rule_id){ .r = cr->rules[k].r, .id = (long long)nid };
+			nid++;
 		}
 	}
+	if (nid)
+		qsort(rule_ids, nid, sizeof(*rule_ids), cmp_rule_id);
 
 	fputs("{\n\"binds\": [", f);
 	for (uint32_t b = 0; b < t->n_binds; b++) {
@@ -3549,10 +3809,10 @@ static char *table_json(struct ctx *c)
 				fputs(", \"entries\": [", f);
 				for (uint32_t e = 0; e < vh->n_entries; e++) {
 					const struct pl_route_entry *en = &vh->entries[e];
-					char key[32];
-					snprintf(key, sizeof(key), "%p", (void *)en->rule);
-					json_t *id = json_object_get(rule_ids, key);
-					long long idv = id ? (long long)json_integer_value(id) : -1, mi = -1;
+					struct rule_id want = { .r = en->rule };
+					const struct rule_id *id = nid ? bsearch(&want, rule_ids, nid, sizeof(*rule_ids),
+										 cmp_rule_id) : NULL;
+					long long idv = id ? id->id : -1, mi = -1;
 					/* the match index: the entry holds a copy of one of the rule's matches */
 					for (uint32_t m = 0; id && m < by_id[idv]->nm && mi < 0; m++)
 						if (by_id[idv]->m[m].path == en->match.path)
@@ -3572,18 +3832,34 @@ static char *table_json(struct ctx *c)
 		if (!cr->materialized)
 			continue;
 		for (size_t k = 0; k < cr->n_rules; k++) {
-			fputs(nid ? ",\n " : "\n ", f);
-			put_json(f, rule_json(&cr->rules[k], nid));
+			struct dumpbuf d;
+			d.f = f;
+			d.n = 0;
+			w_lit(&d, nid ? ",\n " : "\n ");
+			w_rule(&d, &cr->rules[k], nid);
+			dump_flush(&d);
 			nid++;
 		}
 	}
 	fputs("\n],\n\"clusters\": [", f);
+	/*
+	 * Clusters written field by field (same bytes as a dumped tree): a JSON
+	 * object per endpoint was most of this loop. Only TLS settings, rare,
+	 * still go through a tree.
+	 */
 	for (uint32_t i = 0; i < t->n_clusters; i++) {
 		const struct pl_cluster *cl = t->clusters[i];
-		json_t *cj = J(json_object());
-		jset(cj, "id", json_integer(cl->id));
-		jset(cj, "name", jstr(cl->name));
-		jset(cj, "appProtocol", json_string(ap[cl->app_proto]));
+		struct dumpbuf d;
+		char num[32];
+		int nl;
+		d.f = f;
+		d.n = 0;
+		dump_cb(i ? ",\n " : "\n ", i ? 3 : 2, &d);
+		nl = snprintf(num, sizeof(num), "{\"id\":%u,\"name\":", (unsigned)cl->id);
+		dump_cb(num, (size_t)nl, &d);
+		put_value(&d, jstr(cl->name));
+		dump_cb(",\"appProtocol\":", 15, &d);
+		dump_str(&d, ap[cl->app_proto], strlen(ap[cl->app_proto]));
 		if (cl->tls) {
 			json_t *tj = J(json_object());
 			jset(tj, "policy", jstr(cl->tls->policy));
@@ -3595,23 +3871,26 @@ static char *table_json(struct ctx *c)
 			jset(tj, "subjectAltNames", sj);
 			if (cl->tls->error)
 				jset(tj, "error", jstr(cl->tls->error));
-			jset(cj, "tls", tj);
+			dump_cb(",\"tls\":", 7, &d);
+			put_value(&d, tj);
 		}
-		json_t *eps = J(json_array());
+		dump_cb(",\"endpoints\":[", 14, &d);
 		for (uint32_t k = 0; k < cl->n_eps; k++) {
-			json_t *ej = J(json_object());
-			jset(ej, "address", jstr(cl->eps[k].text));
-			jset(ej, "ready", json_boolean(cl->eps[k].ready));
-			jpush(eps, ej);
+			if (k)
+				dump_cb(",", 1, &d);
+			dump_cb("{\"address\":", 11, &d);
+			put_value(&d, jstr(cl->eps[k].text));
+			if (cl->eps[k].ready)
+				dump_cb(",\"ready\":true}", 14, &d);
+			else
+				dump_cb(",\"ready\":false}", 15, &d);
 		}
-		jset(cj, "endpoints", eps);
-		fputs(i ? ",\n " : "\n ", f);
-		put_json(f, cj);
+		dump_cb("]}", 2, &d);
+		dump_flush(&d);
 	}
 	fputs("\n]\n}\n", f);
 	if (fclose(f) != 0 || !buf)
 		PL_PANIC("out of memory (config json)");
-	json_decref(rule_ids);
 	char *d = pl_arena_strndup(c->a, buf, len);
 	free(buf);
 	return d;

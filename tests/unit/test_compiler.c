@@ -310,6 +310,24 @@ static void test_gateway_listeners(void)
 	pl_compile_result_clear(&r);
 }
 
+/* conformance GatewayListenerUnsupportedProtocol: no route kind on an unknown protocol */
+static void test_unsupported_protocol(void)
+{
+	const char *y =
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: pylon}\n"
+		"spec: {controllerName: pylon.dev/gateway-controller}\n"
+		"---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+		"spec:\n  gatewayClassName: pylon\n  listeners:\n"
+		"  - {name: invalid, port: 1111, protocol: INVALID}\n"
+		"  - {name: kinds, port: 1112, protocol: INVALID, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}\n";
+	struct pl_compile_result r = run(y);
+	CHECK(has_cond(gw_conds(&r, "gw"), "Accepted", "False", "ListenersNotValid"));
+	CHECK(has_cond(listener_conds(&r, "gw", "invalid"), "Accepted", "False", "UnsupportedProtocol"));
+	CHECK(json_array_size(json_object_get(listener_status(&r, "gw", "invalid"), "supportedKinds")) == 0);
+	CHECK(json_array_size(json_object_get(listener_status(&r, "gw", "kinds"), "supportedKinds")) == 0);
+	pl_compile_result_clear(&r);
+}
+
 static void test_cross_gateway(void)
 {
 	const char *y = CLASS
@@ -851,6 +869,7 @@ int main(void)
 	test_helpers();
 	test_class_filter();
 	test_gateway_listeners();
+	test_unsupported_protocol();
 	test_cross_gateway();
 	test_route_parents();
 	test_refs();
