@@ -1024,7 +1024,8 @@ static void listener_tls(struct ctx *c, struct lst *l)
  * Terminate listeners (default, overridden per port). CA bundles come from
  * ConfigMaps (ca.crt) or Secrets (ca.crt); an unusable one makes the listener
  * ResolvedRefs=False (InvalidCACertificateRef) and it is not programmed
- * rather than served without the validation it asked for.
+ * rather than served without the validation it asked for; with no usable CA
+ * at all it is also Accepted=False (NoValidCACertificate).
  */
 static void listener_frontend(struct ctx *c, struct lst *l)
 {
@@ -1092,6 +1093,9 @@ static void listener_frontend(struct ctx *c, struct lst *l)
 	if (all) {
 		l->tls->client_ca_pem = all;
 		l->tls->client_optional = mode && !strcmp(mode, "AllowInsecureFallback");
+	} else if (json_array_size(refs)) {
+		/* not one usable CA: the listener cannot validate clients at all */
+		lst_reject(l, "NoValidCACertificate", "no valid CA certificate in caCertificateRefs");
 	}
 }
 
@@ -1287,6 +1291,25 @@ struct bindkey {
 	struct vec l;                /* struct lst * */
 };
 
+/*
+ * spec.infrastructure.parametersRef: pylon defines no parameters kind, so any
+ * reference is one it cannot honour. The spec says such a Gateway is not
+ * accepted (InvalidParameters) rather than run without what it asked for.
+ * The listener checks that follow may replace the reason; it stays rejected.
+ */
+static void gateway_parameters(struct gw *g)
+{
+	json_t *pr = json_object_get(json_object_get(json_object_get(g->o->json, "spec"), "infrastructure"),
+				     "parametersRef");
+	if (!pr || json_is_null(pr))
+		return;
+	const char *grp = sget(pr, "group"), *kind = sget(pr, "kind"), *name = sget(pr, "name");
+	g->acc_bad = 1;
+	g->acc_reason = "InvalidParameters";
+	snprintf(g->acc_msg, sizeof(g->acc_msg), "infrastructure.parametersRef %s/%s %s: no parameters kind is supported",
+		 grp && *grp ? grp : "core", kind ? kind : "?", name ? name : "?");
+}
+
 static void pass_gateways(struct ctx *c)
 {
 	const struct pl_obj *const *v;
@@ -1305,6 +1328,7 @@ static void pass_gateways(struct ctx *c)
 		c->n_gws++;
 		gateway_addresses(g);
 		gateway_backend_tls(c, g);
+		gateway_parameters(g);
 
 		int bad = 0;
 		json_t *ls = aget(spec, "listeners", &bad), *lj;
@@ -1816,6 +1840,8 @@ static enum pl_app_proto app_proto(const char *ap, int *ok)
 	return PL_APP_HTTP1;
 }
 
+static struct btls *btls_for(struct ctx *c, const struct bref *b);
+
 /*
  * Resolves one backendRef (or a mirror's) of route cr. Unresolved refs set
  * the route's ResolvedRefs reason and leave b->svc NULL; returns -1 only for
@@ -1870,7 +1896,18 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 	}
 	const char *proto = sget(found, "protocol");
 	int ok;
-	app_proto(sget(found, "appProtocol"), &ok);
+	const char *ap = sget(found, "appProtocol");
+	app_proto(ap, &ok);
+	if (!ok && ap && (!strcmp(ap, "HTTPS") || !strcmp(ap, "https"))) {
+		/*
+		 * HTTP over TLS: servable only when a BackendTLSPolicy says how to
+		 * verify the backend (an unusable policy still applies and fails
+		 * closed); never dialled as plaintext or unverified TLS.
+		 */
+		struct bref tb = { .svc = svc, .port = found };
+		if (btls_for(rc->c, &tb))
+			ok = 1;
+	}
 	if ((!ok && !strcmp(cr->svc_proto, "TCP") && (!strcmp(cr->kind, "HTTPRoute") || cr->grpc)) ||
 	    strcmp(proto ? proto : "TCP", cr->svc_proto) != 0) {
 		route_refs(cr, "UnsupportedProtocol", "%s: Service %s/%s port %lld: protocol %s/%s is not supported",

@@ -56,16 +56,15 @@
 #define SYNC_TIMEOUT_MS 5000L
 #define MS 1000000ll
 
-/*
- * Features pylon passes (GatewayClass status.supportedFeatures), sorted.
- * Declared only once their conformance tests pass: BackendTLSPolicy(+SANValidation)
- * and GatewayFrontendClientCertificateValidation still fail status checks
- * (conformance/reports/pylon-20261122-014419.log).
- */
+/* Features pylon passes (GatewayClass status.supportedFeatures), sorted:
+ * each one's conformance tests pass (conformance/reports/). */
 static const char *const default_features[] = {
+	"BackendTLSPolicy",
+	"BackendTLSPolicySANValidation",
 	"GRPCRoute",
 	"Gateway",
 	"GatewayBackendClientCertificate",
+	"GatewayFrontendClientCertificateValidation",
 	"GatewayPort8080",
 	"HTTPRoute",
 	"HTTPRouteBackendRequestHeaderModification",
