@@ -3383,6 +3383,14 @@ static json_t *gateway_status(struct ctx *c, struct gw *g)
 		jpush(conds, cond(c, g->o, "ResolvedRefs", 0, g->bk_reason, g->bk_msg));
 	else if (g->bk_ref)
 		jpush(conds, cond(c, g->o, "ResolvedRefs", 1, "ResolvedRefs", "All references are resolved"));
+	/* the spec asks for a visible warning while any listener lets clients in
+	 * without a valid certificate (AllowInsecureFallback) */
+	for (size_t i = 0; i < g->n; i++)
+		if (!g->l[i].dup && g->l[i].tls && g->l[i].tls->client_optional) {
+			jpush(conds, cond(c, g->o, "InsecureFrontendValidationMode", 1, "ConfigurationChanged",
+					  "client certificate validation allows insecure fallback"));
+			break;
+		}
 	jset(st, "conditions", conds);
 	jset(st, "listeners", ls);
 	return st;

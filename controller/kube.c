@@ -60,8 +60,7 @@
  * Features pylon passes (GatewayClass status.supportedFeatures), sorted:
  * each one's conformance tests pass (conformance/reports/). Not declared:
  * UDPRoute (its UDPRoute test needs a real coredns pod, which the local
- * cluster's node agent only stubs; the other UDPRoute tests pass) and
- * GatewayFrontendClientCertificateValidationInsecureFallback (status check fails).
+ * cluster's node agent only stubs; the other UDPRoute tests pass).
  */
 static const char *const default_features[] = {
 	"BackendTLSPolicy",
@@ -70,6 +69,7 @@ static const char *const default_features[] = {
 	"Gateway",
 	"GatewayBackendClientCertificate",
 	"GatewayFrontendClientCertificateValidation",
+	"GatewayFrontendClientCertificateValidationInsecureFallback",
 	"GatewayHTTPSListenerDetectMisdirectedRequests",
 	"GatewayPort8080",
 	"HTTPRoute",

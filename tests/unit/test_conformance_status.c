@@ -152,6 +152,19 @@ static void test_frontend_validation(void)
 	}
 	/* the Gateway itself stays accepted: some listeners are fine */
 	CHECK(has(json_object_get(st, "conditions"), "Accepted", "True", NULL));
+	/* strict validation: no insecure-mode warning on the Gateway */
+	CHECK(!has(json_object_get(st, "conditions"), "InsecureFrontendValidationMode", "True", NULL));
+	pl_compile_result_clear(&r);
+
+	/* AllowInsecureFallback: the Gateway says so (GatewayFrontendClientCertificateValidationInsecureFallback) */
+	r = run(CLASS TLS_SECRET("infra", "cert") CA_CM("infra", "ca")
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\n"
+		"spec:\n  gatewayClassName: pylon\n  listeners:\n" HTTPS_L("https", "443")
+		"  tls:\n    frontend:\n      default:\n        validation: {mode: AllowInsecureFallback, caCertificateRefs: "
+		FE_REF("ConfigMap", "infra", "ca") "}\n");
+	st = status_of(&r, "Gateway", "gw");
+	CHECK(has(json_object_get(st, "conditions"), "InsecureFrontendValidationMode", "True", "ConfigurationChanged"));
+	CHECK(has(entry_conds(st, "listeners", "https"), "Accepted", "True", NULL));
 	pl_compile_result_clear(&r);
 
 	/* an invalid default hits the HTTPS listener only */
