@@ -34,16 +34,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-cpu_ticks() {
-	{ echo "$1"; pgrep -P "$1" || true; } | while read -r pid; do
-		[ -r "/proc/$pid/stat" ] && sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
-	done | awk '{s += $1} END {print s + 0}'
-}
-
 wait_h2() {
 	i=0
 	until curl -fs --http2-prior-knowledge -o /dev/null "$1"; do
@@ -53,35 +43,15 @@ wait_h2() {
 	done
 }
 
+. "$(dirname "$0")/lib.sh"
+
 BACKEND=$(free_port)
 P_PYLON=$(free_port)
 P_NGINX=$(free_port)
 P_HAPROXY=$(free_port)
 ADMIN=$(free_port)
 
-nginx_conf() { # $1 dir, $2 workers, $3 server block
-	mkdir -p "$1"
-	cat >"$1/nginx.conf" <<EOF
-worker_processes $2;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $1/body;
-	proxy_temp_path $1/proxy;
-	fastcgi_temp_path $1/fastcgi;
-	uwsgi_temp_path $1/uwsgi;
-	scgi_temp_path $1/scgi;
-	keepalive_requests 1000000;
-	$3
-}
-EOF
-}
-
-nginx_conf "$TMP/backend" 2 "server { listen 127.0.0.1:$BACKEND; location / { return 200 'pylon-bench backend: a small fixed response body of 64 bytes!!\n'; } }"
-nginx -c "$TMP/backend/nginx.conf" -p "$TMP/backend" -g 'daemon off;' &
-PIDS="$PIDS $!"
+start_backend "$TMP/backend" "$BACKEND"
 
 mkdir -p "$TMP/pylon"
 cat >"$TMP/pylon/bench.yaml" <<EOF
