@@ -56,12 +56,8 @@
 #define SYNC_TIMEOUT_MS 5000L
 #define MS 1000000ll
 
-/*
- * Features pylon passes (GatewayClass status.supportedFeatures), sorted:
- * each one's conformance tests pass (conformance/reports/). Not declared:
- * UDPRoute (its UDPRoute test needs a real coredns pod, which the local
- * cluster's node agent only stubs; the other UDPRoute tests pass).
- */
+/* Features pylon passes (GatewayClass status.supportedFeatures), sorted:
+ * each one's conformance tests pass (conformance/reports/). */
 static const char *const default_features[] = {
 	"BackendTLSPolicy",
 	"BackendTLSPolicySANValidation",
@@ -91,6 +87,7 @@ static const char *const default_features[] = {
 	"TLSRoute",
 	"TLSRouteModeMixed",
 	"TLSRouteModeTerminate",
+	"UDPRoute",
 };
 
 struct res {

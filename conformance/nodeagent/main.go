@@ -44,6 +44,10 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "dnsstub" {
+		dnsStubMain(os.Args[2:])
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "podinit" {
 		os.Exit(podinitMain(os.Args[2:]))
 	}

@@ -218,7 +218,7 @@ func (a *agent) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, err
 	}
 	var launches []launch
 	for _, c := range rt.containers {
-		if c.kind == kindStub {
+		if c.kind == kindStub && imageName(c.spec.Image) != "coredns" {
 			continue
 		}
 		env, err := a.resolveEnv(ctx, pod, &c.spec, ip.String())
@@ -250,6 +250,14 @@ func (a *agent) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, err
 			binds = append(binds, b)
 		}
 		argv := append([]string{a.cfg.echoBasic}, c.spec.Args...)
+		if c.kind == kindStub { // coredns: answer DNS so UDPRoute traffic has a peer (dnsstub.go)
+			self, err := os.Executable()
+			if err != nil {
+				return fail(err)
+			}
+			argv = []string{self, "dnsstub", "--listen", ":53"}
+			binds = nil
+		}
 		launches = append(launches, launch{c: c, argv: argv, env: env, binds: binds})
 	}
 	a.register(rt)
