@@ -37,3 +37,43 @@ start_backend() { # $1 dir, $2 port
 	nginx -c "$1/nginx.conf" -p "$1" -g 'daemon off;' &
 	PIDS="$PIDS $!"
 }
+
+# pylon with one route to the backend: $1 dir, $2 listener port, $3 backend port, $4 admin port.
+# Sets PYLON_STARTED to its pid (the caller adds it to PIDS); the log goes to $1.log.
+start_pylon() {
+	mkdir -p "$1"
+	cat >"$1/bench.yaml" <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pylon}
+spec: {controllerName: pylon.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench, namespace: default}
+spec:
+  gatewayClassName: pylon
+  listeners: [{name: http, protocol: HTTP, port: $2}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bench, namespace: default}
+spec:
+  parentRefs: [{name: bench}]
+  rules: [{backendRefs: [{name: backend, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-1, namespace: default, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{name: http, port: $3}]
+endpoints: [{addresses: [127.0.0.1]}]
+EOF
+	"$PYLON" run --manifests "$1" --workers 1 --admin "127.0.0.1:$4" --log-level warn 2>"$1.log" &
+	PYLON_STARTED=$!
+}

@@ -59,43 +59,8 @@ ADMIN=$(free_port)
 start_backend "$TMP/backend" "$BACKEND"
 wait_http "http://127.0.0.1:$BACKEND/" "backend nginx"
 
-# pylon: the Gateway API objects for one route to the backend
-mkdir -p "$TMP/pylon"
-cat >"$TMP/pylon/bench.yaml" <<EOF
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: pylon}
-spec: {controllerName: pylon.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: default}
-spec:
-  gatewayClassName: pylon
-  listeners: [{name: http, protocol: HTTP, port: $P_PYLON}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: bench, namespace: default}
-spec:
-  parentRefs: [{name: bench}]
-  rules: [{backendRefs: [{name: backend, port: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: default}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: backend-1, namespace: default, labels: {kubernetes.io/service-name: backend}}
-addressType: IPv4
-ports: [{name: http, port: $BACKEND}]
-endpoints: [{addresses: [127.0.0.1]}]
-EOF
-"$PYLON" run --manifests "$TMP/pylon" --workers 1 --admin "127.0.0.1:$ADMIN" --log-level warn \
-	2>"$TMP/pylon.log" &
-PID_PYLON=$!
+start_pylon "$TMP/pylon" "$P_PYLON" "$BACKEND" "$ADMIN"
+PID_PYLON=$PYLON_STARTED
 PIDS="$PIDS $PID_PYLON"
 
 nginx_conf "$TMP/nginx" 1 "upstream be { server 127.0.0.1:$BACKEND; keepalive 64; }
