@@ -454,19 +454,18 @@ class Env:
         return problems
 
 
-class RawBackend:
-    """A tiny scripted backend: for each connection, reads a request head and
-    sends `response` verbatim (bytes), then closes. For hostile-backend tests."""
+class LoopbackServer:
+    """A TCP listener on a free loopback port whose accept loop runs in a thread and
+    hands each connection to self.serve(conn): inline (one at a time) or, with
+    threaded=True, in a thread of its own. stop() closes the listener."""
 
-    def __init__(self, response, delay=0.0):
-        self.response = response
-        self.delay = delay
+    def __init__(self, threaded=False):
+        self.threaded = threaded
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
-        self.requests = []
         self.stopped = False
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
@@ -480,23 +479,43 @@ class RawBackend:
                 continue
             except OSError:
                 return
-            try:
-                c.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    d = c.recv(65536)
-                    if not d:
-                        break
-                    data += d
-                self.requests.append(data)
-                time.sleep(self.delay)
-                c.sendall(self.response)
-            except OSError:
-                pass
-            finally:
-                c.close()
+            if self.threaded:
+                threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+            else:
+                self.serve(c)
+
+    def serve(self, c):
+        raise NotImplementedError
 
     def stop(self):
         self.stopped = True
         self.sock.close()
         self.t.join(2)
+
+
+class RawBackend(LoopbackServer):
+    """A tiny scripted backend: for each connection, reads a request head and
+    sends `response` verbatim (bytes), then closes. For hostile-backend tests."""
+
+    def __init__(self, response, delay=0.0):
+        self.response = response
+        self.delay = delay
+        self.requests = []
+        super().__init__()
+
+    def serve(self, c):
+        try:
+            c.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+            self.requests.append(data)
+            time.sleep(self.delay)
+            c.sendall(self.response)
+        except OSError:
+            pass
+        finally:
+            c.close()

@@ -8,7 +8,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from helpers import GWAPI
+from helpers import GWAPI, LoopbackServer
 
 
 def _run(*args):
@@ -153,34 +153,17 @@ def https_get(s, host, path="/"):
     return status, hdrs, body[:n]
 
 
-class TLSEcho:
+class TLSEcho(LoopbackServer):
     """A TLS server (its own certificate) that answers each line with 'name:line'. For passthrough."""
 
     def __init__(self, name, crt, key):
         self.name = name
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(crt), str(key))
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.snis = []
-        self.stopped = False
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__(threaded=True)
 
-    def _run(self):
-        self.sock.settimeout(0.2)
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c):
         def sni_cb(s, name, ctx):
             self.snis.append(name)
         self.ctx.sni_callback = sni_cb
@@ -195,36 +178,14 @@ class TLSEcho:
         except (OSError, ssl.SSLError):
             c.close()
 
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
-
-
-class TCPEcho:
+class TCPEcho(LoopbackServer):
     """Echoes bytes; on EOF from the client, sends 'bye' and half-closes too (to test half-close)."""
 
     def __init__(self, tag=b""):
         self.tag = tag
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__(threaded=True)
 
-    def _run(self):
-        self.sock.settimeout(0.2)
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c):
         try:
             c.settimeout(10)
             while True:
@@ -238,11 +199,6 @@ class TCPEcho:
             pass
         finally:
             c.close()
-
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
-
 
 class UDPEcho:
     def __init__(self, tag=b""):
