@@ -717,15 +717,25 @@ static int cmp_gw_ptr(const void *pa, const void *pb)
 
 static void lst_reject(struct lst *l, const char *reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Records the first reason (and its message) of one listener condition; later ones are dropped. */
+static void first_reason(const char **slot, char *msg, size_t msg_size, const char *reason, const char *fmt,
+			 va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void first_reason(const char **slot, char *msg, size_t msg_size, const char *reason, const char *fmt,
+			 va_list ap)
+{
+	if (*slot)
+		return;
+	*slot = reason;
+	vsnprintf(msg, msg_size, fmt, ap);
+}
+
 static void lst_reject(struct lst *l, const char *reason, const char *fmt, ...)
 {
-	if (!l->accepted)
-		return;   /* keep the first reason */
 	l->accepted = 0;
-	l->acc_reason = reason;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(l->acc_msg, sizeof(l->acc_msg), fmt, ap);
+	first_reason(&l->acc_reason, l->acc_msg, sizeof(l->acc_msg), reason, fmt, ap);
 	va_end(ap);
 }
 
@@ -733,12 +743,9 @@ static void lst_refs(struct lst *l, const char *reason, const char *fmt, ...) __
 
 static void lst_refs(struct lst *l, const char *reason, const char *fmt, ...)
 {
-	if (l->refs_reason)
-		return;
-	l->refs_reason = reason;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(l->refs_msg, sizeof(l->refs_msg), fmt, ap);
+	first_reason(&l->refs_reason, l->refs_msg, sizeof(l->refs_msg), reason, fmt, ap);
 	va_end(ap);
 }
 
@@ -746,12 +753,9 @@ static void lst_conflict(struct lst *l, const char *reason, const char *fmt, ...
 
 static void lst_conflict(struct lst *l, const char *reason, const char *fmt, ...)
 {
-	if (l->conf_reason)
-		return;
-	l->conf_reason = reason;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(l->conf_msg, sizeof(l->conf_msg), fmt, ap);
+	first_reason(&l->conf_reason, l->conf_msg, sizeof(l->conf_msg), reason, fmt, ap);
 	va_end(ap);
 }
 
