@@ -19,6 +19,11 @@
 #include <errno.h>
 #include <llhttp.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -37,11 +42,15 @@
 #define BODY_MARGIN 64
 
 enum h2c_state { C_OPEN = 0, C_CLOSED };
-enum h2s_state { S_HEAD = 0, S_LOCAL, S_PROXY, S_CLOSED };
+/*
+ * S_TUNNEL: an extended CONNECT (RFC 8441) WebSocket stream after the
+ * backend's 101: DATA and backend bytes are copied verbatim both ways.
+ */
+enum h2s_state { S_HEAD = 0, S_LOCAL, S_PROXY, S_TUNNEL, S_CLOSED };
 
 static const char *sstate_str(enum h2s_state s)
 {
-	static const char *const names[] = { "head", "local", "proxy", "closed" };
+	static const char *const names[] = { "head", "local", "proxy", "tunnel", "closed" };
 	return (unsigned)s < PL_ARRAY_LEN(names) ? names[s] : "?";
 }
 
@@ -63,8 +72,8 @@ struct h2s {
 	uint32_t hb_len, hb_cap;
 	struct span h[MAX_HDRS];
 	uint32_t nh;
-	struct span method, path, authority, scheme;
-	uint8_t has_method, has_path, has_authority, has_scheme, too_big, has_cl;
+	struct span method, path, authority, scheme, protocol;
+	uint8_t has_method, has_path, has_authority, has_scheme, has_protocol, too_big, has_cl;
 	uint64_t cl;
 
 	/* routing */
@@ -101,9 +110,15 @@ struct h2s {
 	uint8_t t_value, t_over;
 
 	uint8_t chunked, req_done, is_head, discard;
+	uint8_t n_req_trailers;  /* request trailer fields written after the last chunk */
+	uint32_t req_trailer_bytes;
 	uint8_t resp_any, resp_head_sent, resp_done, up_eof, up_wblocked;
 	uint8_t retry_ok, retried, ep_retried, deferred, sp_hdone, sp_done, counted, has_provider;
 	uint8_t want_dispatch;   /* routed; connect after the current read batch (a reset in it costs nothing) */
+	/* WebSocket by extended CONNECT: the backend gets an HTTP/1.1 Upgrade */
+	uint8_t ws, up_shut;
+	uint32_t ws_head;        /* bytes of the upgrade request not yet written: client DATA waits behind them */
+	char ws_accept[32];      /* the Sec-WebSocket-Accept the backend must answer with */
 	ev_tstamp start, conn_start, req_done_at, rule_deadline, last_io;
 };
 
@@ -158,6 +173,13 @@ static int conn_specific(const char *n, size_t nl)
 	return name_is(n, nl, "connection") || name_is(n, nl, "keep-alive") || name_is(n, nl, "proxy-connection") ||
 	       name_is(n, nl, "transfer-encoding") || name_is(n, nl, "upgrade") || name_is(n, nl, "te") ||
 	       name_is(n, nl, "http2-settings");
+}
+
+/* Fields a trailer section may carry across protocols: no framing, connection or routing fields. */
+static int trailer_ok(const char *n, size_t nl)
+{
+	return nl && !conn_specific(n, nl) && !name_is(n, nl, "content-length") && !name_is(n, nl, "host") &&
+	       !name_is(n, nl, "trailer");
 }
 
 struct nvfill {
@@ -263,7 +285,7 @@ static void stream_finish(struct h2s *st)
 	h2u_drop(st);
 	if (st->up) {
 		int reusable = st->resp_done && st->req_done && pl_buf_empty(&st->up_out) && !st->up_eof &&
-			       llhttp_should_keep_alive(&st->sp);
+			       !st->ws && llhttp_should_keep_alive(&st->sp);
 		pl_up_release(st->up, reusable);
 		st->up = NULL;
 	}
@@ -506,12 +528,45 @@ static void send_redirect(struct h2s *st, const struct pl_redirect *rd, const st
 	free(loc);
 }
 
-/* The backend's HTTP/1.1 request head into st->up_out; length or -1 with *err. */
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_KEY_LEN 24            /* base64 of 16 bytes */
+
+/*
+ * A fresh Sec-WebSocket-Key (RFC 6455 4.1: 16 random bytes, base64) into
+ * key (WS_KEY_LEN + 1 bytes), and the Sec-WebSocket-Accept the backend
+ * must answer it with into st->ws_accept. 0, or -1 when OpenSSL fails.
+ */
+static int ws_new_key(struct h2s *st, char *key)
+{
+	unsigned char raw[16], md[SHA_DIGEST_LENGTH];
+	char in[WS_KEY_LEN + sizeof(WS_GUID) - 1];
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return -1;
+	EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
+	memcpy(in, key, WS_KEY_LEN);
+	memcpy(in + WS_KEY_LEN, WS_GUID, sizeof(WS_GUID) - 1);
+	if (!EVP_Digest(in, sizeof(in), md, NULL, EVP_sha1(), NULL))
+		return -1;
+	PL_BUG_ON(sizeof(st->ws_accept) < 4 * ((sizeof(md) + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)st->ws_accept, md, sizeof(md));
+	return 0;
+}
+
+/*
+ * The backend's HTTP/1.1 request head into st->up_out; length or -1 with
+ * *err. A WebSocket stream's head is a GET with Upgrade: websocket and a
+ * key of our own (the client's HTTP/2 request has none).
+ */
 static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const struct pl_rh_filters *f, const char **err)
 {
 	struct pl_h2conn *c = st->c;
 	const struct pl_rewrite *rw = f->rewrite;
-	size_t need = st->hb_len + 8 * st->nh + 512 + pl_rh_mods_size(f->req_mods, f->n_req_mods);
+	char ws_key[WS_KEY_LEN + 1];
+	if (st->ws && ws_new_key(st, ws_key) != 0) {
+		*err = "no random bytes for Sec-WebSocket-Key";
+		return -1;
+	}
+	size_t need = st->hb_len + 8 * st->nh + 640 + pl_rh_mods_size(f->req_mods, f->n_req_mods);
 	need += ri->path_len + pl_rh_path_extra(f);
 	if (rw && rw->hostname)
 		need += strlen(rw->hostname);
@@ -521,7 +576,10 @@ static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const str
 	}
 	char *start = pl_buf_wptr(&st->up_out);
 	struct pl_wr w = { start, start + pl_buf_space(&st->up_out), 0 };
-	pl_wr_put(&w, hs(st, st->method.vo), st->method.vl);
+	if (st->ws)
+		PL_WR_LIT(&w, "GET");
+	else
+		pl_wr_put(&w, hs(st, st->method.vo), st->method.vl);
 	PL_WR_LIT(&w, " ");
 	int pn = pl_rh_write_target(f, &st->entry->match, ri->path, ri->path_len, ri->query, ri->query_len, w.p,
 				    (size_t)(w.end - w.p));
@@ -549,6 +607,8 @@ static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const str
 			continue;
 		}
 		if (conn_specific(n, nl))
+			continue;
+		if (st->ws && (name_is(n, nl, "sec-websocket-key") || name_is(n, nl, "sec-websocket-accept")))
 			continue;
 		if (name_is(n, nl, "x-forwarded-for")) {
 			n_xff++;
@@ -585,7 +645,12 @@ static ssize_t emit_req_head(struct h2s *st, const struct reqinfo *ri, const str
 		PL_WR_LIT(&w, ", ");
 	}
 	pl_rh_xff_tail(&w, c->peer, c->tls != NULL);
-	if (st->has_cl) {
+	if (st->ws) {
+		PL_WR_LIT(&w, "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: ");
+		pl_wr_put(&w, ws_key, WS_KEY_LEN);
+		PL_WR_LIT(&w, "\r\n");
+		te_trailers = 0;   /* no message body either way: TE means nothing here */
+	} else if (st->has_cl) {
 		PL_WR_LIT(&w, "Content-Length: ");
 		pl_wr_u64(&w, st->cl);
 		PL_WR_LIT(&w, "\r\n");
@@ -620,8 +685,11 @@ static void dispatch(struct h2s *st, int fresh)
 		dispatch_h2(st);
 		return;
 	}
-	/* pl_up_connect: the cluster may be TLS (BackendTLSPolicy); I/O goes through pl_up_read/pl_up_send */
-	struct pl_upconn *u = pl_up_connect(c->w, st->cluster, st->ep, fresh, up_cb, st, &err);
+	/*
+	 * pl_up_connect: the cluster may be TLS (BackendTLSPolicy); I/O goes through pl_up_read/pl_up_send.
+	 * A WebSocket takes a new connection: it cannot be retried on another if a pooled one was stale.
+	 */
+	struct pl_upconn *u = pl_up_connect(c->w, st->cluster, st->ep, fresh || st->ws, up_cb, st, &err);
 	if (!u) {
 		char why[160];
 		snprintf(why, sizeof(why), "connect to %s (%s) failed: %s", st->ep->text, st->cluster->name,
@@ -1019,13 +1087,27 @@ static void head_done(struct h2s *st)
 		respond_local(st, 431, "request header block too large");
 		return;
 	}
+	int is_connect = st->has_method && name_is(st->mname, strlen(st->mname), "CONNECT");
+	if (is_connect && !st->has_protocol) {
+		/* a plain CONNECT (no :path, no :scheme) asks for a TCP tunnel: not offered */
+		respond_local(st, 405, "CONNECT is not supported");
+		return;
+	}
 	if (!st->has_method || !st->has_path || !st->has_scheme) {
 		respond_local(st, 400, "missing pseudo-header");   /* nghttp2 normally resets these first */
 		return;
 	}
-	if (name_is(st->mname, strlen(st->mname), "CONNECT")) {
-		respond_local(st, 405, "CONNECT is not supported");
-		return;
+	if (st->has_protocol) {
+		/* RFC 8441 extended CONNECT: nghttp2 let :protocol through only with CONNECT and :authority */
+		if (!is_connect) {
+			respond_local(st, 400, ":protocol without CONNECT");
+			return;
+		}
+		if (!name_is(hs(st, st->protocol.vo), st->protocol.vl, "websocket")) {
+			respond_local(st, 501, "extended CONNECT: unsupported :protocol");
+			return;
+		}
+		st->ws = 1;
 	}
 	struct reqinfo ri;
 	memset(&ri, 0, sizeof(ri));
@@ -1080,8 +1162,12 @@ static void head_done(struct h2s *st)
 			st->has_cl = 1;
 			st->cl = v;
 		}
+	if (st->ws && st->has_cl) {
+		respond_local(st, 400, "content-length on a WebSocket extended CONNECT");
+		return;
+	}
 	st->is_head = name_is(st->mname, strlen(st->mname), "HEAD");
-	st->chunked = !st->req_done && !st->has_cl;
+	st->chunked = !st->req_done && !st->has_cl && !st->ws;
 
 	static __thread struct pl_hdr rh[MAX_HDRS];
 	for (uint32_t i = 0; i < st->nh; i++) {
@@ -1090,8 +1176,10 @@ static void head_done(struct h2s *st)
 		rh[i].value = hs(st, st->h[i].vo);
 		rh[i].value_len = st->h[i].vl;
 	}
+	/* a WebSocket is routed as the GET its HTTP/1.1 form is (RFC 8441 5) */
+	const char *rmethod = st->ws ? "GET" : st->mname;
 	struct pl_req_view view = {
-		.method = st->mname, .method_len = (uint32_t)strlen(st->mname),
+		.method = rmethod, .method_len = (uint32_t)strlen(rmethod),
 		.path = ri.path, .path_len = (uint32_t)ri.path_len,
 		.query = ri.query, .query_len = (uint32_t)ri.query_len,
 		.host = ri.host, .host_len = (uint32_t)ri.host_len,
@@ -1119,6 +1207,13 @@ static void head_done(struct h2s *st)
 	st->cluster = rt.cluster;
 	st->ep = rt.ep;
 	st->rule_deadline = rt.rule_deadline;
+	if (st->ws && st->cluster->app_proto == PL_APP_H2C) {
+		char why[200];
+		snprintf(why, sizeof(why), "WebSocket over HTTP/2 to h2c cluster %s: extended CONNECT to backends "
+			 "is not supported", st->cluster->name);
+		respond_local(st, 501, why);
+		return;
+	}
 	if (st->cluster->tls && st->cluster->app_proto == PL_APP_H2C) {
 		respond_local(st, 502, "h2 over TLS to backends is not supported");
 		return;
@@ -1152,7 +1247,7 @@ static void head_done(struct h2s *st)
 		respond_local(st, 500, err);
 		return;
 	}
-	if (f->n_mirrors) {
+	if (f->n_mirrors && !st->ws) {
 		if (st->req_done) {
 			for (unsigned i = 0; i < f->n_mirrors; i++)
 				pl_mirror_start(w, f->mirrors[i], pl_buf_rptr(&st->up_out), (size_t)hl, NULL, 0);
@@ -1161,10 +1256,12 @@ static void head_done(struct h2s *st)
 		}
 	}
 	/* the header block is forwarded: its copy is no longer needed */
-	st->retry_ok = st->req_done && !name_is(st->mname, strlen(st->mname), "POST") &&
+	st->retry_ok = st->req_done && !st->ws && !name_is(st->mname, strlen(st->mname), "POST") &&
 		       !name_is(st->mname, strlen(st->mname), "PATCH");
-	if (st->req_done)
-		st->req_done_at = now;
+	if (st->ws)
+		st->ws_head = (uint32_t)hl;
+	if (st->req_done || st->ws)
+		st->req_done_at = now;   /* a WebSocket's request is its head: the backend timeout runs from here */
 	st->st = S_PROXY;
 	st->discard = 0;
 	st->want_dispatch = 1;
@@ -1184,8 +1281,48 @@ static void req_end(struct h2s *st)
 			upstream_fail(st, 502, "request body buffer exhausted");
 			return;
 		}
-		pl_buf_put(&st->up_out, "0\r\n\r\n", 5);
+		/* trailer fields, if any, followed the last chunk already (req_trailer) */
+		if (st->n_req_trailers)
+			pl_buf_put(&st->up_out, "\r\n", 2);
+		else
+			pl_buf_put(&st->up_out, "0\r\n\r\n", 5);
 	}
+}
+
+/*
+ * A request trailer field (a HEADERS block after DATA, which nghttp2 made
+ * sure ends the stream). An HTTP/1.1 backend gets it in the trailer section
+ * of the chunked body, after the last chunk. Dropped: when the body has a
+ * Content-Length (HTTP/1.1 has no place for them then), toward h2c backends
+ * (h2up sends no trailers), for fields a trailer must not carry, and past
+ * MAX_TRAILERS / MAX_TRAILER_BYTES.
+ */
+static void req_trailer(struct h2s *st, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
+{
+	if (st->st != S_PROXY || st->discard || st->req_done || !trailer_ok((const char *)name, nl))
+		return;
+	if (!st->chunked) {
+		pl_debug("%s \"%s %s\" (h2): request trailer %.*s dropped (%s)", st->c->peer, st->mname, st->target,
+			 (int)nl, name, st->h2c_up ? "h2c backend" : "body with a content-length");
+		return;
+	}
+	if (st->n_req_trailers == MAX_TRAILERS || st->req_trailer_bytes + nl + vl > MAX_TRAILER_BYTES) {
+		pl_info("%s \"%s %s\" (h2): request trailers beyond %u fields / %u bytes dropped", st->c->peer,
+			st->mname, st->target, MAX_TRAILERS, MAX_TRAILER_BYTES);
+		return;
+	}
+	if (pl_buf_reserve(&st->up_out, nl + vl + 7) != 0) {
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	if (!st->n_req_trailers)
+		pl_buf_put(&st->up_out, "0\r\n", 3);
+	pl_buf_put(&st->up_out, name, nl);
+	pl_buf_put(&st->up_out, ": ", 2);
+	pl_buf_put(&st->up_out, value, vl);
+	pl_buf_put(&st->up_out, "\r\n", 2);
+	st->n_req_trailers++;
+	st->req_trailer_bytes += (uint32_t)(nl + vl);
 }
 
 /* ------------------------------------------------------ nghttp2 callbacks */
@@ -1254,8 +1391,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
 	struct h2s *st = nghttp2_session_get_stream_user_data(s, fr->hd.stream_id);
 	if (!st || fr->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	if (fr->headers.cat != NGHTTP2_HCAT_REQUEST)
-		return 0;   /* request trailers: not forwarded */
+	if (fr->headers.cat != NGHTTP2_HCAT_REQUEST) {
+		req_trailer(st, name, nl, value, vl);
+		return 0;
+	}
 	if (st->too_big)
 		return 0;
 	size_t limit = c->w->cfg->max_header_bytes;
@@ -1275,6 +1414,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
 			st->authority = sp, st->has_authority = 1;
 		else if (name_is((const char *)name, nl, ":scheme"))
 			st->scheme = sp, st->has_scheme = 1;
+		else if (name_is((const char *)name, nl, ":protocol"))
+			st->protocol = sp, st->has_protocol = 1;
 		return 0;
 	}
 	if (st->nh == MAX_HDRS) {
@@ -1315,7 +1456,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 {
 	struct pl_h2conn *c = ud;
 	struct h2s *st = nghttp2_session_get_stream_user_data(s, id);
-	if (!st || st->st != S_PROXY || st->discard || st->req_done) {
+	if (!st || (st->st != S_PROXY && st->st != S_TUNNEL) || st->discard || st->req_done) {
 		nghttp2_session_consume(s, id, len);
 		return 0;
 	}
@@ -1533,14 +1674,9 @@ static void resp_settings_init(void)
 static void filter_trailers(struct h2s *st)
 {
 	uint32_t k = 0;
-	for (uint32_t i = 0; i < st->nt; i++) {
-		const char *n = st->tb + st->t[i].no;
-		size_t nl = st->t[i].nl;
-		if (nl == 0 || conn_specific(n, nl) || name_is(n, nl, "content-length") || name_is(n, nl, "host") ||
-		    name_is(n, nl, "trailer"))
-			continue;
-		st->t[k++] = st->t[i];
-	}
+	for (uint32_t i = 0; i < st->nt; i++)
+		if (trailer_ok(st->tb + st->t[i].no, st->t[i].nl))
+			st->t[k++] = st->t[i];
 	st->nt = k;
 }
 
@@ -1575,6 +1711,67 @@ static void resp_complete(struct h2s *st)
 	resume(st);
 }
 
+struct ctok {
+	const char *p;
+	size_t n;
+};
+
+/* The next token of a comma-separated field value at *q (before end): 1 with *t, *tn set; 0 at the end. */
+static int next_token(const char **q, const char *end, const char **t, size_t *tn)
+{
+	const char *p = *q;
+	while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+		p++;
+	*t = p;
+	while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+		p++;
+	*tn = (size_t)(p - *t);
+	*q = p;
+	return *tn > 0;
+}
+
+/* 1 if the comma-separated list v[0, vl) has token tok (case-insensitive). */
+static int has_token(const char *v, size_t vl, const char *tok)
+{
+	const char *q = v, *t;
+	size_t tn;
+	while (next_token(&q, v + vl, &t, &tn))
+		if (name_is(t, tn, tok))
+			return 1;
+	return 0;
+}
+
+/*
+ * RFC 6455 4.1 (the client's checks of a 101, which we make for the HTTP/2
+ * client that cannot see them): Upgrade: websocket, Connection: upgrade, and
+ * the Sec-WebSocket-Accept of the key we sent. NULL when it holds, else why.
+ */
+static const char *ws_check_101(const struct h2s *st, const struct ctok *ctok, unsigned n_ctok)
+{
+	int up = 0, conn = 0, acc = 0;
+	for (unsigned k = 0; k < n_ctok; k++)
+		if (name_is(ctok[k].p, ctok[k].n, "upgrade"))
+			conn = 1;
+	for (uint32_t i = 0; i < RS.n; i++) {
+		const struct pl_hdr *h = &RS.h[i];
+		if (name_is(h->name, h->name_len, "upgrade") && has_token(h->value, h->value_len, "websocket"))
+			up = 1;
+		if (name_is(h->name, h->name_len, "sec-websocket-accept")) {
+			if (acc)
+				return "backend 101 with more than one Sec-WebSocket-Accept";
+			size_t al = strlen(st->ws_accept);
+			if (h->value_len != al || memcmp(h->value, st->ws_accept, al) != 0)
+				return "backend 101 with a wrong Sec-WebSocket-Accept";
+			acc = 1;
+		}
+	}
+	if (!up || !conn)
+		return "backend 101 without Upgrade: websocket and Connection: upgrade";
+	if (!acc)
+		return "backend 101 without Sec-WebSocket-Accept";
+	return NULL;
+}
+
 /* A complete response head of head_len bytes at the front of u->in. */
 static void resp_head(struct h2s *st, size_t head_len)
 {
@@ -1590,6 +1787,9 @@ static void resp_head(struct h2s *st, size_t head_len)
 	if (e == HPE_PAUSED) {
 		used = (size_t)(llhttp_get_error_pos(&st->sp) - p);
 		llhttp_resume(&st->sp);
+	} else if (e == HPE_PAUSED_UPGRADE && st->ws) {
+		/* a 101: what follows the head is the WebSocket, not HTTP */
+		used = (size_t)(llhttp_get_error_pos(&st->sp) - p);
 	} else if (e != HPE_OK) {
 		char why[200];
 		snprintf(why, sizeof(why), "invalid response from %s: %s", u->peer, llhttp_get_error_reason(&st->sp));
@@ -1601,12 +1801,20 @@ static void resp_head(struct h2s *st, size_t head_len)
 		return;
 	}
 	int status = st->sp.status_code;
-	if (status == 101 || status < 100 || status > 999) {
+	if ((status == 101 && !st->ws) || status < 100 || status > 999) {
 		upstream_fail(st, 502, "unexpected status from backend");
 		return;
 	}
+	if (st->ws && status >= 200 && status < 300) {
+		/* a 2xx to the client would say the WebSocket is open */
+		char why[120];
+		snprintf(why, sizeof(why), "backend answered the WebSocket upgrade with %d", status);
+		upstream_fail(st, 502, why);
+		return;
+	}
+	int tunnel = status == 101;
 	/* connection tokens name more hop-by-hop fields */
-	struct { const char *p; size_t n; } ctok[16];
+	struct ctok ctok[16];
 	unsigned n_ctok = 0;
 	for (uint32_t i = 0; i < RS.n; i++) {
 		struct pl_hdr *h = &RS.h[i];
@@ -1617,25 +1825,26 @@ static void resp_head(struct h2s *st, size_t head_len)
 		}
 		if (!name_is(h->name, h->name_len, "connection"))
 			continue;
-		const char *q = h->value, *end = h->value + h->value_len;
-		while (q < end) {
-			while (q < end && (*q == ' ' || *q == '\t' || *q == ','))
-				q++;
-			const char *t = q;
-			while (q < end && *q != ',' && *q != ' ' && *q != '\t')
-				q++;
-			if (q > t && n_ctok < PL_ARRAY_LEN(ctok)) {
-				ctok[n_ctok].p = t;
-				ctok[n_ctok].n = (size_t)(q - t);
-				n_ctok++;
-			}
+		const char *q = h->value, *t;
+		size_t tn;
+		while (next_token(&q, h->value + h->value_len, &t, &tn))
+			if (n_ctok < PL_ARRAY_LEN(ctok))
+				ctok[n_ctok++] = (struct ctok){ t, tn };
+	}
+	if (tunnel) {
+		const char *bad = ws_check_101(st, ctok, n_ctok);
+		if (bad) {
+			upstream_fail(st, 502, bad);
+			return;
 		}
 	}
-	int interim = status < 200;
+	int interim = status < 200 && !tunnel;
 	static __thread nghttp2_nv nv[MAX_HDRS + 2 * PL_RH_MAX_MODS * 8 + 1];
 	size_t nn = 0;
 	char sbuf[4];
-	snprintf(sbuf, sizeof(sbuf), "%03d", status);
+	snprintf(sbuf, sizeof(sbuf), "%03u", (unsigned)status % 1000u);   /* 100..999 here */
+	if (tunnel)
+		memcpy(sbuf, "200", 4);   /* RFC 8441 5: the HTTP/2 form of a 101 */
 	nv[nn++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)sbuf, 7, 3, NGHTTP2_NV_FLAG_NONE };
 	int no_body = interim || status == 204 || status == 304 || st->is_head;
 	for (uint32_t i = 0; i < RS.n; i++) {
@@ -1649,7 +1858,9 @@ static void resp_head(struct h2s *st, size_t head_len)
 				tok = 1;
 		if (tok)
 			continue;
-		if (name_is(n, h->name_len, "content-length") && (interim || status == 204))
+		if (name_is(n, h->name_len, "content-length") && (interim || status == 204 || tunnel))
+			continue;
+		if (tunnel && name_is(n, h->name_len, "sec-websocket-accept"))
 			continue;
 		if (!interim && st->n_resp_mods && pl_rh_mods_hit(st->resp_mods, st->n_resp_mods, n, h->name_len))
 			continue;
@@ -1670,7 +1881,7 @@ static void resp_head(struct h2s *st, size_t head_len)
 			stream_reset(st, NGHTTP2_INTERNAL_ERROR);
 		return;
 	}
-	int bodyless = no_body || st->sp_done;
+	int bodyless = !tunnel && (no_body || st->sp_done);
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
 	st->has_provider = !bodyless;
 	rv = nghttp2_submit_response(c->s, st->id, nv, nn, bodyless ? NULL : &prd);
@@ -1680,6 +1891,14 @@ static void resp_head(struct h2s *st, size_t head_len)
 		return;
 	}
 	st->resp_head_sent = 1;
+	if (tunnel) {
+		/* the rest of u->in and everything after is WebSocket traffic */
+		count_status(st, 200);
+		pl_debug("%s \"%s %s\" (h2 stream %d): WebSocket to %s open", c->peer, st->mname, st->target, st->id,
+			 u->peer);
+		st->st = S_TUNNEL;
+		return;
+	}
 	count_status(st, status);
 	if (st->sp_done || no_body) {
 		st->sp_done = 1;
@@ -1801,6 +2020,75 @@ static void upstream_fail(struct h2s *st, int status, const char *why)
 	respond_local(st, status, why);
 }
 
+/* ------------------------------------------------------------ tunnel */
+
+/*
+ * The backend connection of an open WebSocket failed (error, reset): RFC
+ * 8441 5 says RST_STREAM(CONNECT_ERROR). Once the backend had ended its
+ * side, a failed send only means it stopped reading: the client's further
+ * bytes are dropped and the stream ends normally.
+ */
+static void tunnel_reset(struct h2s *st, const char *op, ssize_t err)
+{
+	if (st->up_eof) {
+		pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+		ack_body(st, st->unacked);
+		st->unacked = 0;
+		st->discard = 1;
+		return;
+	}
+	pl_info("%s \"%s %s\" (h2 stream %d): WebSocket: %s on backend %s failed: %s; resetting", st->c->peer,
+		st->mname, st->target, st->id, op, st->up ? st->up->peer : "?", strerror((int)-err));
+	count_upstream_error(st);
+	stream_reset(st, NGHTTP2_CONNECT_ERROR);
+}
+
+/*
+ * The client's END_STREAM, once its bytes are written: half-close toward the
+ * backend (close_notify first over TLS), which still sends until it is done.
+ */
+static void tunnel_half_close(struct h2s *st)
+{
+	struct pl_upconn *u = st->up;
+	st->up_shut = 1;
+	if (u->ssl) {
+		ERR_clear_error();
+		if (SSL_shutdown(u->ssl) < 0) {
+			ERR_clear_error();
+			return;   /* the alert did not fit: the backend sees no half-close */
+		}
+	}
+	shutdown(u->fd, SHUT_WR);
+}
+
+/* Backend bytes into the stream's DATA buffer, as far as it has room; 1 if anything moved. */
+static int step_tunnel(struct h2s *st)
+{
+	struct pl_upconn *u = st->up;
+	int progress = 0;
+	if (!pl_buf_empty(&u->in)) {
+		if (!st->rbody.data && pl_buf_reserve(&st->rbody, RBODY_CAP) != 0) {
+			tunnel_reset(st, "buffering", -ENOBUFS);
+			return 1;
+		}
+		if (pl_buf_space(&st->rbody) == 0)
+			pl_buf_compact(&st->rbody);
+		size_t n = PL_MIN(pl_buf_size(&u->in), pl_buf_space(&st->rbody));
+		if (n) {
+			pl_buf_put(&st->rbody, pl_buf_rptr(&u->in), n);
+			pl_buf_consume(&u->in, n);
+			resume(st);
+			progress = 1;
+		}
+	}
+	if (st->up_eof && pl_buf_empty(&u->in) && !st->resp_done) {
+		st->resp_done = 1;   /* read_body ends the stream after the last byte */
+		resume(st);
+		progress = 1;
+	}
+	return progress;
+}
+
 static void up_read(struct h2s *st)
 {
 	struct pl_upconn *u = st->up;
@@ -1828,6 +2116,19 @@ static void up_read(struct h2s *st)
 	}
 	if (n == -EAGAIN || n == -ENOBUFS)
 		return;
+	if (st->st == S_TUNNEL) {
+		/*
+		 * EOF: END_STREAM once its bytes are passed on. A TLS backend that
+		 * closes TCP without close_notify (EPROTO: many do) ends it the same
+		 * way; the WebSocket's own close frames tell the client whether
+		 * that was clean. A TCP reset or error is RST_STREAM.
+		 */
+		if (n == 0 || (n == -EPROTO && u->ssl))
+			st->up_eof = 1;
+		else
+			tunnel_reset(st, "read", n);
+		return;
+	}
 	if (!st->resp_any) {
 		char why[160];
 		if (n == 0)
@@ -1844,13 +2145,19 @@ static void up_read(struct h2s *st)
 	st->up_eof = 1;
 }
 
-/* Writes up_out to the backend, acknowledging the body bytes written. */
+/*
+ * Writes up_out to the backend, acknowledging the body bytes written. A
+ * WebSocket's DATA waits behind its upgrade request until the 101: the
+ * backend may refuse, and must not take them for a second request.
+ */
 static int flush_up(struct h2s *st)
 {
 	struct pl_upconn *u = st->up;
 	if (!u || u->st != PL_UP_READY || st->up_wblocked)
 		return 0;
 	size_t avail = pl_buf_size(&st->up_out) - st->up_sent;
+	if (st->ws && st->st == S_PROXY)
+		avail = PL_MIN(avail, (size_t)st->ws_head);
 	if (avail == 0)
 		return 0;
 	ssize_t n = pl_up_send(u, pl_buf_rptr(&st->up_out) + st->up_sent, avail);
@@ -1860,9 +2167,11 @@ static int flush_up(struct h2s *st)
 			st->up_sent += (size_t)n;
 		else
 			pl_buf_consume(&st->up_out, (size_t)n);
+		size_t head = PL_MIN((size_t)n, (size_t)st->ws_head);
+		st->ws_head -= (uint32_t)head;
 		/* credit the client with what left for the backend (framing bytes make this a slight overestimate
 		 * only until the buffer drains, when the rest is credited) */
-		uint64_t credit = PL_MIN(st->unacked, (uint64_t)n);
+		uint64_t credit = PL_MIN(st->unacked, (uint64_t)((size_t)n - head));
 		if (pl_buf_empty(&st->up_out))
 			credit = st->unacked;
 		if (credit) {
@@ -1877,29 +2186,42 @@ static int flush_up(struct h2s *st)
 		st->up_wblocked = 1;
 		return 0;
 	}
+	if (st->st == S_TUNNEL) {
+		tunnel_reset(st, "send", n < 0 ? n : -EPIPE);
+		return 1;
+	}
 	char why[160];
 	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(n < 0 ? (int)-n : EPIPE));
 	upstream_fail(st, 502, why);
 	return 1;
 }
 
+/* Moves bytes between a proxied or tunnelled stream and its backend, then sets the backend's watchers. */
 static void stream_pump(struct h2s *st)
 {
-	for (int i = 0; i < 8 && st->st == S_PROXY && st->up; i++) {
+	for (int i = 0; i < 8 && (st->st == S_PROXY || st->st == S_TUNNEL) && st->up; i++) {
 		int progress = flush_up(st);
 		if (st->st == S_PROXY && st->up)
 			progress |= step_resp(st);
+		else if (st->st == S_TUNNEL && st->up)
+			progress |= step_tunnel(st);   /* also right after the 101 step_resp saw */
 		if (!progress)
 			break;
 	}
 	struct pl_upconn *u = st->up;
-	if (st->st == S_PROXY && u && u->st == PL_UP_READY) {
-		int rd = !st->up_eof && !st->resp_done &&
-			 (u->in.cap == 0 || pl_buf_size(&u->in) < u->in.cap ||
-			  (!st->resp_head_sent && u->in.cap < MAX_RESP_HEAD + PL_BUF_STD));
-		int wr = st->up_wblocked && pl_buf_size(&st->up_out) > st->up_sent;
-		pl_up_want(u, rd, wr);
+	if (!u || u->st != PL_UP_READY)
+		return;
+	int rd = !st->up_eof && (u->in.cap == 0 || pl_buf_size(&u->in) < u->in.cap);
+	if (st->st == S_PROXY) {
+		rd = rd || (!st->up_eof && !st->resp_head_sent && u->in.cap < MAX_RESP_HEAD + PL_BUF_STD);
+		rd = rd && !st->resp_done;
+	} else if (st->st == S_TUNNEL) {
+		if (st->req_done && !st->up_shut && pl_buf_empty(&st->up_out))
+			tunnel_half_close(st);
+	} else {
+		return;
 	}
+	pl_up_want(u, rd, st->up_wblocked && pl_buf_size(&st->up_out) > st->up_sent);
 }
 
 static void up_cb(struct pl_upconn *u, int ev)
@@ -2030,15 +2352,17 @@ static ev_tstamp stream_deadline(const struct h2s *st, const struct pl_proxy_con
 	ev_tstamp d = 0;
 	*why = T_NONE;
 #define CONSIDER(val, reason) do { ev_tstamp v_ = (val); if (*why == T_NONE || v_ < d) { d = v_; *why = (reason); } } while (0)
+	/* a WebSocket's request is complete with its head; once open, only inactivity ends it (as in http1.c) */
+	int req_complete = st->req_done || st->ws;
 	if (st->st == S_PROXY) {
 		if (st->up && st->up->st == PL_UP_CONNECTING && cfg->connect_timeout_ms)
 			CONSIDER(st->conn_start + (double)cfg->connect_timeout_ms / 1000.0, T_CONNECT);
 		if (st->rule_deadline && !st->resp_done)
 			CONSIDER(st->rule_deadline, T_RULE);
-		if (!st->resp_head_sent && st->req_done && !st->rule_deadline && cfg->backend_timeout_ms)
+		if (!st->resp_head_sent && req_complete && !st->rule_deadline && cfg->backend_timeout_ms)
 			CONSIDER(st->req_done_at + (double)cfg->backend_timeout_ms / 1000.0, T_BACKEND);
 	}
-	if ((st->resp_head_sent || !st->req_done || st->st != S_PROXY) && idle > 0)
+	if ((st->resp_head_sent || !req_complete || st->st != S_PROXY) && idle > 0)
 		CONSIDER(st->last_io + idle, T_INACTIVE);
 #undef CONSIDER
 	return d;
@@ -2238,7 +2562,7 @@ static void conn_run(struct pl_h2conn *c)
 				dispatch(st, 0);
 				progress = 1;
 			}
-			if (st->st == S_PROXY && st->up)
+			if ((st->st == S_PROXY || st->st == S_TUNNEL) && st->up)
 				stream_pump(st);
 		}
 		progress |= produce(c);
@@ -2318,6 +2642,8 @@ void pl_h2_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *
 		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_hl },
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		/* RFC 8441: WebSocket by extended CONNECT (nghttp2 accepts :protocol only once this is sent) */
+		{ NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },
 	};
 	if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, PL_ARRAY_LEN(iv)) != 0 ||
 	    nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {

@@ -11,7 +11,14 @@
  * regenerated: Content-Length when the client gave one, else chunked), the
  * response head is checked by the strict scanner and llhttp and turned into
  * HEADERS (lower-case names, connection-specific fields dropped), a chunked
- * response's trailer fields become a trailing HEADERS frame.
+ * response's trailer fields become a trailing HEADERS frame; request trailers
+ * go into a chunked request body's trailer section.
+ *
+ * WebSocket (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is advertised; an
+ * extended CONNECT with :protocol websocket is routed like a GET and sent
+ * to an HTTP/1.1 backend as an Upgrade request with a key of our own. After
+ * a verified 101 the client gets 200 and the stream tunnels bytes both
+ * ways under the same flow-control bounds, until either side ends it.
  *
  * Flow control and memory: automatic WINDOW_UPDATEs are off; request DATA is
  * acknowledged (nghttp2_session_consume) only once written to the backend,

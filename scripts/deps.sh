@@ -16,12 +16,12 @@ if [ -n "$need" ]; then
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-# python3 on PATH may be another interpreter than Debian's (pyenv): make sure it has pytest.
-if ! python3 -c 'import pytest' 2>/dev/null; then
-	echo "deps: installing pytest for $(command -v python3)"
-	python3 -m pip install -q pytest
-fi
-if ! python3 -c 'import yaml' 2>/dev/null; then
-	echo "deps: installing PyYAML for $(command -v python3)"
-	python3 -m pip install -q pyyaml
-fi
+# python3 on PATH may be another interpreter than Debian's (pyenv): make sure it has
+# pytest, PyYAML and h2 (the HTTP/2 client of the WebSocket-over-HTTP/2 tests),
+# as module:package pairs.
+for mp in pytest:pytest yaml:pyyaml h2:h2; do
+	if ! python3 -c "import ${mp%%:*}" 2>/dev/null; then
+		echo "deps: installing ${mp#*:} for $(command -v python3)"
+		python3 -m pip install -q "${mp#*:}"
+	fi
+done

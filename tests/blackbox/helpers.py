@@ -318,18 +318,20 @@ class Proc:
 
 
 class Echo(Proc):
-    """A `pylon echo` backend on a kernel-chosen port (read back from its stdout)."""
+    """A `pylon echo` backend on a kernel-chosen port (read back from its stdout), or
+    another command (cmd) that prints "listening on ADDR:PORT" first."""
 
-    def __init__(self, pod, log):
-        super().__init__(f"echo {pod}", [PYLON_BIN, "echo", "--listen", "127.0.0.1:0"],
-                         env={"POD_NAME": pod, "NAMESPACE": "default"}, log=log, stdout_pipe=True)
+    def __init__(self, pod, log, cmd=None):
+        cmd = cmd or [PYLON_BIN, "echo", "--listen", "127.0.0.1:0"]
+        super().__init__(f"echo {pod}", cmd, env={"POD_NAME": pod, "NAMESPACE": "default"}, log=log,
+                         stdout_pipe=True)
         self.pod = pod
         r, _, _ = select.select([self.p.stdout], [], [], 10 * SLOW)
         line = self.p.stdout.readline().decode(errors="replace") if r else ""
         m = re.search(r"listening on [0-9.]+:(\d+)", line)
         if not m:
             self.stop()
-            raise AssertionError(f"pylon echo did not start (stdout: {line!r}): {self.log()}")
+            raise AssertionError(f"{cmd[0]} did not start (stdout: {line!r}): {self.log()}")
         self.port = int(m.group(1))
 
     def stats(self):
@@ -493,6 +495,17 @@ class LoopbackServer:
         self.t.join(2)
 
 
+def recv_head(c):
+    """Reads from socket c until an HTTP head's blank line (or EOF); returns all bytes read."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(65536)
+        if not d:
+            break
+        data += d
+    return data
+
+
 class RawBackend(LoopbackServer):
     """A tiny scripted backend: for each connection, reads a request head and
     sends `response` verbatim (bytes), then closes. For hostile-backend tests."""
@@ -506,12 +519,7 @@ class RawBackend(LoopbackServer):
     def serve(self, c):
         try:
             c.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                d = c.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = recv_head(c)
             self.requests.append(data)
             time.sleep(self.delay)
             c.sendall(self.response)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import REPO, SLOW, backend, fetch, free_port, httproute, match, ref, rule, wait_until
+from helpers import REPO, SLOW, backend, fetch, free_port, httproute, match, recv_head, ref, rule, wait_until
 from tlsutil import CA, https_listener, tls_secret
 
 H2SPEC_SCRIPT = REPO / "scripts" / "h2spec.sh"
@@ -135,12 +135,9 @@ class TrailerBackend:
 
     def _serve(self, c):
         with c:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                d = c.recv(65536)
-                if not d:
-                    return
-                data += d
+            data = recv_head(c)
+            if b"\r\n\r\n" not in data:
+                return
             self.heads.append(data)
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
                       b"Trailer: X-Checksum\r\nConnection: close\r\n\r\n"
