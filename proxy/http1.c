@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "h1scan.h"
 #include "h2.h"
+#include "h2up.h"
 #include "http1.h"
 #include "mirror.h"
 #include "reqhead.h"
@@ -35,6 +36,12 @@
  * the last-chunk line, so feeding (space - BODY_MARGIN) bytes always fits.
  */
 #define BODY_MARGIN 64
+/*
+ * Budget added for an exchange with an h2c backend: its response DATA cannot
+ * be refused, so out must hold a whole stream window (64 KiB, h2up.c) plus
+ * a response head and chunk framing; doubling growth needs up to 256 KiB.
+ */
+#define H2_OUT_ROOM (256 * 1024)
 
 enum h1_state {
 	H1_IDLE = 0,    /* keep-alive: nothing of the next request received yet */
@@ -77,6 +84,9 @@ struct h1_req {
 	uint8_t resp_any;                       /* a byte of the response arrived */
 	uint8_t resp_started;                   /* final head sent to the client */
 	uint8_t resp_done, resp_chunk, resp_phase, counted;
+	uint8_t h2_dispatch;                    /* open the stream at the next run (after a failed connect too) */
+	uint8_t h2_nobody;                      /* the final response has no body: DATA is dropped */
+	uint8_t h2_trailed;                     /* the last chunk and trailer section are written */
 	ev_tstamp start, conn_start, req_done_at, rule_deadline;
 };
 
@@ -101,6 +111,11 @@ struct pl_h1conn {
 	llhttp_t rp, sp;        /* request parser, response parser */
 	struct pl_upconn *up;
 	struct pl_tlsconn *tls;  /* NULL: plaintext; else all client I/O goes through it (tls.h) */
+	struct pl_h2up_stream *h2u;  /* an h2c cluster's stream instead of up, until its on_close or a detach */
+	nghttp2_nv *h2nv;        /* its request head, kept while a failed connect may send it elsewhere */
+	size_t h2n;
+	size_t h2_owed;          /* response DATA bytes taken from h2u, not yet credited back */
+	size_t budget_base;      /* budget.limit outside h2c exchanges */
 	struct h1_req req;
 	unsigned requests;
 	uint8_t cl_wblocked, up_wblocked, client_eof, up_eof, close_after;
@@ -134,6 +149,9 @@ static void conn_run(struct pl_h1conn *c);
 static void conn_close(struct pl_h1conn *c);
 static void respond_local(struct pl_h1conn *c, int status, const char *why);
 static void upstream_fail(struct pl_h1conn *c, int status, const char *why);
+static void backend_drop(struct pl_h1conn *c);
+static void h2nv_free(struct pl_h1conn *c);
+static void h2_dispatch(struct pl_h1conn *c);
 
 /* ---------------------------------------------------------------- utils */
 
@@ -174,6 +192,26 @@ static int is_ows(char ch)
 	return ch == ' ' || ch == '\t';
 }
 
+/*
+ * The next token of a comma-separated field value [*p, end): its start in
+ * *t, its length returned (0 at the end); *p moves past it.
+ */
+static size_t next_token(const char **p, const char *end, const char **t)
+{
+	const char *q = *p;
+	size_t n = 0;
+	while (n == 0 && q < end) {
+		while (q < end && (is_ows(*q) || *q == ','))
+			q++;
+		*t = q;
+		while (q < end && *q != ',' && !is_ows(*q))
+			q++;
+		n = (size_t)(q - *t);
+	}
+	*p = q;
+	return n;
+}
+
 /* Classifies S.hdrs and collects the Connection tokens. */
 static void classify_headers(void)
 {
@@ -183,16 +221,12 @@ static void classify_headers(void)
 		S.kind[i] = (uint8_t)hdr_kind(h->name, h->name_len);
 		if (S.kind[i] != H_CONNECTION)
 			continue;
-		const char *p = h->value, *end = h->value + h->value_len;
-		while (p < end) {
-			while (p < end && (is_ows(*p) || *p == ','))
-				p++;
-			const char *t = p;
-			while (p < end && *p != ',' && !is_ows(*p))
-				p++;
-			if (p > t && S.n_ctok < MAX_CTOK) {
+		const char *p = h->value, *end = h->value + h->value_len, *t;
+		size_t n;
+		while ((n = next_token(&p, end, &t)) != 0) {
+			if (S.n_ctok < MAX_CTOK) {
 				S.ctok[S.n_ctok].p = t;
-				S.ctok[S.n_ctok].n = (size_t)(p - t);
+				S.ctok[S.n_ctok].n = n;
 				S.n_ctok++;
 			}
 		}
@@ -321,20 +355,28 @@ static int cb_resp_headers_done(llhttp_t *p)
 	return c->req.is_head ? 1 : 0;
 }
 
-/* Body bytes from the parser into b, re-chunked when chunk is set. */
-static int body_out(llhttp_t *p, struct pl_buf *b, int chunk, const char *at, size_t n, const char *what)
+/* Appends body bytes to b, as one chunk when chunk is set; -1 when b cannot grow. */
+static int body_put(struct pl_buf *b, int chunk, const void *at, size_t n)
 {
 	if (n == 0)
 		return 0;
-	if (pl_buf_reserve(b, n + 24) != 0) {
-		llhttp_set_error_reason(p, what);
-		return HPE_USER;
-	}
+	if (pl_buf_reserve(b, n + 24) != 0)
+		return -1;
 	if (chunk)
 		pl_buf_put_chunk_head(b, n);
 	pl_buf_put(b, at, n);
 	if (chunk)
 		pl_buf_put(b, "\r\n", 2);
+	return 0;
+}
+
+/* Body bytes from the parser into b, re-chunked when chunk is set. */
+static int body_out(llhttp_t *p, struct pl_buf *b, int chunk, const char *at, size_t n, const char *what)
+{
+	if (body_put(b, chunk, at, n) != 0) {
+		llhttp_set_error_reason(p, what);
+		return HPE_USER;
+	}
 	return 0;
 }
 
@@ -428,6 +470,27 @@ static void count_upstream_error(struct pl_h1conn *c)
 
 /* ------------------------------------------------------- local responses */
 
+static void wr_status_line(struct pl_wr *w, int status, const char *reason, size_t reason_len)
+{
+	PL_WR_LIT(w, "HTTP/1.1 ");
+	pl_wr_u64(w, (uint64_t)status);
+	PL_WR_LIT(w, " ");
+	if (reason_len)
+		pl_wr_put(w, reason, reason_len);
+	else
+		pl_wr_str(w, pl_rh_reason(status));
+	PL_WR_LIT(w, "\r\n");
+}
+
+/* The Connection field of a final response: close, or keep-alive for an HTTP/1.0 client. */
+static void wr_conn_field(struct pl_h1conn *c, struct pl_wr *w)
+{
+	if (c->close_after || !c->req.keepalive || c->w->draining)
+		PL_WR_LIT(w, "Connection: close\r\n");
+	else if (c->req.minor == 0)
+		PL_WR_LIT(w, "Connection: keep-alive\r\n");
+}
+
 /*
  * Writes a complete response made here into out and moves to H1_LOCAL.
  * extra: preformatted header lines ("Name: value\r\n"...), may be NULL.
@@ -449,11 +512,7 @@ static void local_reply(struct pl_h1conn *c, int status, const char *extra, size
 		return;
 	}
 	struct pl_wr w = { pl_buf_wptr(&c->out), pl_buf_wptr(&c->out) + pl_buf_space(&c->out), 0 };
-	PL_WR_LIT(&w, "HTTP/1.1 ");
-	pl_wr_u64(&w, (uint64_t)status);
-	PL_WR_LIT(&w, " ");
-	pl_wr_str(&w, pl_rh_reason(status));
-	PL_WR_LIT(&w, "\r\n");
+	wr_status_line(&w, status, NULL, 0);
 	if (extra)
 		pl_wr_put(&w, extra, extra_len);
 	if (blen > 0)
@@ -461,10 +520,7 @@ static void local_reply(struct pl_h1conn *c, int status, const char *extra, size
 	PL_WR_LIT(&w, "Content-Length: ");
 	pl_wr_u64(&w, (uint64_t)(blen > 0 ? blen : 0));
 	PL_WR_LIT(&w, "\r\n");
-	if (c->close_after)
-		PL_WR_LIT(&w, "Connection: close\r\n");
-	else if (r->minor == 0)
-		PL_WR_LIT(&w, "Connection: keep-alive\r\n");
+	wr_conn_field(c, &w);
 	PL_WR_LIT(&w, "\r\n");
 	if (blen > 0 && !r->is_head)
 		pl_wr_put(&w, body, (size_t)blen);
@@ -676,10 +732,26 @@ static void dispatch(struct pl_h1conn *c, int fresh)
 }
 
 /*
- * Connecting failed, so nothing of the request reached a backend: try one
- * other endpoint of the cluster before answering 502 (an endpoint list is
- * often a little stale).
+ * After a failed connect (nothing of the request reached a backend): moves
+ * the request to one other endpoint of the cluster, once (an endpoint list
+ * is often a little stale). 1 if it did; the caller sends the request again.
  */
+static int retry_endpoint(struct pl_h1conn *c, const char *why)
+{
+	struct h1_req *r = &c->req;
+	if (r->ep_retried || r->cluster->n_eps < 2)
+		return 0;
+	const struct pl_endpoint *ep = pl_router_endpoint(r->cluster);
+	if (!ep || ep == r->ep)
+		return 0;
+	pl_info("%s \"%s %s\": %s; trying %s", c->peer, r->method, r->target, why, ep->text);
+	count_upstream_error(c);
+	r->ep_retried = 1;
+	r->ep = ep;
+	return 1;
+}
+
+/* Connecting failed: another endpoint, else 502. */
 static void connect_failed(struct pl_h1conn *c, const char *why)
 {
 	struct h1_req *r = &c->req;
@@ -687,21 +759,45 @@ static void connect_failed(struct pl_h1conn *c, const char *why)
 		pl_up_close(c->up);
 		c->up = NULL;
 	}
-	if (!r->ep_retried && r->cluster->n_eps > 1) {
-		const struct pl_endpoint *ep = pl_router_endpoint(r->cluster);
-		if (ep && ep != r->ep) {
-			pl_info("%s \"%s %s\": %s; trying %s", c->peer, r->method, r->target, why, ep->text);
-			count_upstream_error(c);
-			r->ep_retried = 1;
-			r->ep = ep;
-			c->up_sent = 0;
-			dispatch(c, 0);
-			return;
-		}
+	if (retry_endpoint(c, why)) {
+		c->up_sent = 0;
+		dispatch(c, 0);
+		return;
 	}
 	r->retry_ok = 0;
 	upstream_fail(c, 502, why);
 }
+
+/*
+ * Starts the route's mirrors with the backend head just written to up_out
+ * (hl bytes) and the request body when it is already here whole (head_len:
+ * the client's head at the front of in).
+ */
+static void start_mirrors(struct pl_h1conn *c, const struct pl_rh_filters *f, size_t hl, size_t head_len)
+{
+	struct h1_req *r = &c->req;
+	const char *body = NULL;
+	size_t blen = 0;
+	int ok = 1;
+	if (!r->req_done) {
+		ok = 0;
+		uint64_t cl = c->rp.content_length;
+		if ((c->rp.flags & F_CONTENT_LENGTH) && cl <= PL_MIRROR_MAX_BODY &&
+		    pl_buf_size(&c->in) - head_len >= cl) {
+			body = pl_buf_rptr(&c->in) + head_len;
+			blen = (size_t)cl;
+			ok = 1;
+		}
+	}
+	for (unsigned i = 0; ok && i < f->n_mirrors; i++)
+		pl_mirror_start(c->w, f->mirrors[i], pl_buf_rptr(&c->up_out), hl, body, blen);
+	if (!ok)
+		pl_debug("%s \"%s %s\": body not mirrored (too large or streaming): mirror skipped", c->peer, r->method,
+			 r->target);
+}
+
+static void h2_start(struct pl_h1conn *c, const struct target *t, const struct pl_rh_filters *f,
+		     const struct pl_hdr *host_hdr, size_t head_len);
 
 /*
  * A complete request head of head_len bytes is at the front of c->in: parse,
@@ -856,6 +952,10 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 	r->cluster = rt.cluster;
 	r->ep = rt.ep;
 	r->rule_deadline = rt.rule_deadline;
+	if (r->cluster->app_proto == PL_APP_H2C) {
+		h2_start(c, &t, f, host_hdr, head_len);
+		return;
+	}
 
 	/* the backend's request head */
 	PL_BUG_ON(!pl_buf_empty(&c->up_out));
@@ -865,26 +965,8 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		respond_local(c, 500, err);
 		return;
 	}
-	if (f->n_mirrors && !r->upgrade) {
-		const char *body = NULL;
-		size_t blen = 0;
-		int ok = 1;
-		if (!r->req_done) {
-			ok = 0;
-			uint64_t cl = c->rp.content_length;
-			if ((c->rp.flags & F_CONTENT_LENGTH) && cl <= PL_MIRROR_MAX_BODY &&
-			    pl_buf_size(&c->in) - head_len >= cl) {
-				body = p + head_len;
-				blen = (size_t)cl;
-				ok = 1;
-			}
-		}
-		for (unsigned i = 0; ok && i < f->n_mirrors; i++)
-			pl_mirror_start(c->w, f->mirrors[i], pl_buf_rptr(&c->up_out), (size_t)hl, body, blen);
-		if (!ok)
-			pl_debug("%s \"%s %s\": body not mirrored (too large or streaming): mirror skipped", c->peer,
-				 r->method, r->target);
-	}
+	if (f->n_mirrors && !r->upgrade)
+		start_mirrors(c, f, (size_t)hl, head_len);
 	/* a request without a body that fails on a reused connection can be replayed */
 	r->retry_ok = r->req_done && !r->upgrade && c->rp.method != HTTP_POST && c->rp.method != HTTP_PATCH;
 	if (r->req_done)
@@ -906,14 +988,7 @@ static int emit_resp_head(struct pl_h1conn *c, int status, int interim, size_t h
 		return -1;
 	char *start = pl_buf_wptr(&c->out);
 	struct pl_wr w = { start, start + pl_buf_space(&c->out), 0 };
-	PL_WR_LIT(&w, "HTTP/1.1 ");
-	pl_wr_u64(&w, (uint64_t)status);
-	PL_WR_LIT(&w, " ");
-	if (S.reason_len)
-		pl_wr_put(&w, S.reason, S.reason_len);
-	else
-		pl_wr_str(&w, pl_rh_reason(status));
-	PL_WR_LIT(&w, "\r\n");
+	wr_status_line(&w, status, S.reason, S.reason_len);
 	int upgrade = status == 101;
 	for (uint32_t i = 0; i < S.n; i++) {
 		const struct pl_hdr *h = &S.hdrs[i];
@@ -943,10 +1018,7 @@ static int emit_resp_head(struct pl_h1conn *c, int status, int interim, size_t h
 		} else if (r->resp_chunk) {
 			PL_WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
 		}
-		if (c->close_after || !r->keepalive || c->w->draining)
-			PL_WR_LIT(&w, "Connection: close\r\n");
-		else if (r->minor == 0)
-			PL_WR_LIT(&w, "Connection: keep-alive\r\n");
+		wr_conn_field(c, &w);
 	}
 	if (upgrade)
 		PL_WR_LIT(&w, "Connection: upgrade\r\n");
@@ -1149,7 +1221,7 @@ static int step_req_body(struct pl_h1conn *c)
 {
 	struct h1_req *r = &c->req;
 	int progress = 0;
-	while (c->st == H1_PROXY && !r->req_done && c->up && !pl_buf_empty(&c->in)) {
+	while (c->st == H1_PROXY && !r->req_done && (c->up || c->h2u) && !pl_buf_empty(&c->in)) {
 		if (!c->up_out.data && pl_buf_reserve(&c->up_out, PL_BUF_STD) != 0) {
 			conn_close(c);
 			return 1;
@@ -1170,10 +1242,7 @@ static int step_req_body(struct pl_h1conn *c)
 			char why[160];
 			snprintf(why, sizeof(why), "invalid request body: %s", llhttp_get_error_reason(&c->rp));
 			r->keepalive = 0;
-			if (c->up) {
-				pl_up_close(c->up);
-				c->up = NULL;
-			}
+			backend_drop(c);
 			if (r->resp_started) {
 				pl_info("%s \"%s %s\": %s; aborting", c->peer, r->method, r->target, why);
 				conn_close(c);
@@ -1189,7 +1258,368 @@ static int step_req_body(struct pl_h1conn *c)
 			r->req_done_at = ev_now(c->w->loop);
 		}
 	}
+	if (progress && c->st == H1_PROXY && c->h2u)
+		pl_h2up_resume(c->h2u);   /* more body, or its end, for the stream */
 	return progress;
+}
+
+/* ------------------------------------------------------- h2c backends */
+
+/*
+ * A request routed to a cluster whose port says appProtocol
+ * kubernetes.io/h2c travels as a stream of the worker's h2c session pool
+ * (h2up.h): its head becomes HTTP/2 fields (pl_rh_h2_head), its decoded body
+ * is pulled from up_out by h2up (read_body), and the response comes back
+ * through the callbacks below into out as HTTP/1.1. The callbacks run inside
+ * h2up's watchers: they fill buffers and set flags, and kick() runs the
+ * connection once they are over.
+ */
+
+static void kick(struct pl_h1conn *c)
+{
+	if (c->st != H1_CLOSED)
+		ev_feed_event(c->w->loop, &c->wio, EV_WRITE);
+}
+
+static void h2nv_free(struct pl_h1conn *c)
+{
+	free(c->h2nv);
+	c->h2nv = NULL;
+	c->h2n = 0;
+}
+
+/* Gives up the backend, whichever kind it is: no callback of it follows. */
+static void backend_drop(struct pl_h1conn *c)
+{
+	if (c->up) {
+		pl_up_close(c->up);
+		c->up = NULL;
+	}
+	if (c->h2u) {
+		pl_h2up_detach(c->h2u);
+		c->h2u = NULL;
+	}
+	c->h2_owed = 0;
+}
+
+/* Nothing of the request reached the h2c backend: another endpoint (at the next run), else 502. */
+static void h2_unsent(struct pl_h1conn *c, const char *why)
+{
+	if (c->h2nv && retry_endpoint(c, why)) {
+		c->req.h2_dispatch = 1;
+		kick(c);
+		return;
+	}
+	h2nv_free(c);
+	upstream_fail(c, 502, why);
+}
+
+/* Response fields written to the client: not framing, connection-specific or Host. */
+static int resp_field_kept(const char *n, size_t nl)
+{
+	int k = hdr_kind(n, nl);
+	return k == H_OTHER || k == H_XFF || k == H_XFP;
+}
+
+/*
+ * Writes the HTTP/1.1 head of an h2c backend's response head into out
+ * (interim ones only for HTTP/1.1 clients) and sets the framing toward the
+ * client: the backend's Content-Length, else chunked (HTTP/1.1) or
+ * close-delimited (HTTP/1.0). Every field is checked before it is copied:
+ * HTTP/2 can carry bytes (CR, LF, NUL) that would split an HTTP/1.1 head.
+ * Returns NULL, or why the response is refused (nothing of it was written).
+ */
+static const char *h2_resp_head(struct pl_h1conn *c, int status, const nghttp2_nv *nv, size_t n, int end_stream)
+{
+	struct h1_req *r = &c->req;
+	int interim = status < 200;
+	if (interim && r->minor == 0)
+		return NULL;
+	size_t need = 192 + pl_rh_mods_size(r->resp_mods, r->n_resp_mods);
+	int has_cl = 0;
+	uint64_t cl = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *hn = (const char *)nv[i].name, *hv = (const char *)nv[i].value;
+		if (!pl_rh_field_ok(nv[i].name, nv[i].namelen, nv[i].value, nv[i].valuelen))
+			return "invalid response field from the h2c backend";
+		need += nv[i].namelen + nv[i].valuelen + 4;
+		if (hdr_kind(hn, nv[i].namelen) == H_CL) {
+			uint64_t v;
+			if (pl_parse_u64(hv, nv[i].valuelen, &v) != 0 || (has_cl && v != cl))
+				return "invalid content-length from the h2c backend";
+			has_cl = 1;
+			cl = v;
+		}
+	}
+	int bodyless = end_stream || r->is_head || status == 204 || status == 304;
+	if (!interim && !bodyless && !has_cl) {
+		if (r->minor >= 1)
+			r->resp_chunk = 1;
+		else
+			c->close_after = 1;
+	}
+	if (pl_buf_reserve(&c->out, need) != 0)
+		return "response head too large";
+	char *start = pl_buf_wptr(&c->out);
+	struct pl_wr w = { start, start + pl_buf_space(&c->out), 0 };
+	wr_status_line(&w, status, NULL, 0);
+	for (size_t i = 0; i < n; i++) {
+		const char *hn = (const char *)nv[i].name;
+		size_t nl = nv[i].namelen;
+		if (!resp_field_kept(hn, nl))
+			continue;
+		if (r->n_resp_mods && pl_rh_mods_hit(r->resp_mods, r->n_resp_mods, hn, nl))
+			continue;
+		pl_wr_hdr(&w, hn, nl, (const char *)nv[i].value, nv[i].valuelen);
+	}
+	if (!interim) {
+		pl_rh_mods_emit(&w, r->resp_mods, r->n_resp_mods, 0);
+		if (has_cl && status != 204) {
+			PL_WR_LIT(&w, "Content-Length: ");
+			pl_wr_u64(&w, cl);
+			PL_WR_LIT(&w, "\r\n");
+		} else if (r->resp_chunk) {
+			PL_WR_LIT(&w, "Transfer-Encoding: chunked\r\n");
+		} else if (bodyless && !r->is_head && status != 204 && status != 304) {
+			PL_WR_LIT(&w, "Content-Length: 0\r\n");
+		}
+		wr_conn_field(c, &w);
+	}
+	PL_WR_LIT(&w, "\r\n");
+	if (w.over)
+		return "response head too large";
+	pl_buf_commit(&c->out, (size_t)(w.p - start));
+	if (!interim) {
+		r->h2_nobody = (uint8_t)bodyless;
+		r->resp_started = 1;
+		r->resp_phase = RP_BODY;
+		count_status(c, status);
+	}
+	return NULL;
+}
+
+static void h2_on_head(void *data, int status, const nghttp2_nv *nv, size_t n, int end_stream)
+{
+	struct pl_h1conn *c = data;
+	struct h1_req *r = &c->req;
+	c->last_io = ev_now(c->w->loop);
+	r->resp_any = 1;
+	h2nv_free(c);   /* the session is connected: no retry elsewhere */
+	if (c->st == H1_PROXY && !r->resp_started) {
+		const char *why = h2_resp_head(c, status, nv, n, end_stream);
+		if (why)
+			upstream_fail(c, 502, why);
+	}
+	kick(c);
+}
+
+static void h2_on_data(void *data, const uint8_t *p, size_t n)
+{
+	struct pl_h1conn *c = data;
+	struct h1_req *r = &c->req;
+	c->last_io = ev_now(c->w->loop);
+	if (c->st != H1_PROXY || !r->resp_started || r->h2_nobody) {
+		pl_h2up_consume(c->h2u, n);   /* a body where none may be: dropped */
+		return;
+	}
+	if (body_put(&c->out, r->resp_chunk, p, n) != 0) {
+		pl_warn("%s \"%s %s\": response body buffer exhausted (h2c backend); aborting", c->peer, r->method,
+			r->target);
+		count_upstream_error(c);
+		conn_close(c);
+		return;
+	}
+	c->h2_owed += n;
+	kick(c);
+}
+
+/* Trailer fields become the chunked body's trailer section; without chunked framing they are dropped. */
+static void h2_on_trailers(void *data, const nghttp2_nv *nv, size_t n)
+{
+	struct pl_h1conn *c = data;
+	struct h1_req *r = &c->req;
+	if (c->st != H1_PROXY || !r->resp_chunk || r->h2_trailed) {
+		pl_debug("%s \"%s %s\": trailers from the h2c backend dropped (no chunked response)", c->peer,
+			 r->method, r->target);
+		return;
+	}
+	size_t need = 8;
+	for (size_t i = 0; i < n; i++) {
+		if (!pl_rh_field_ok(nv[i].name, nv[i].namelen, nv[i].value, nv[i].valuelen)) {
+			pl_warn("%s \"%s %s\": invalid trailer field from the h2c backend; trailers dropped", c->peer,
+				r->method, r->target);
+			return;
+		}
+		need += nv[i].namelen + nv[i].valuelen + 4;
+	}
+	if (pl_buf_reserve(&c->out, need) != 0) {
+		pl_warn("%s \"%s %s\": trailers from the h2c backend too large; dropped", c->peer, r->method,
+			r->target);
+		return;
+	}
+	char *start = pl_buf_wptr(&c->out);
+	struct pl_wr w = { start, start + pl_buf_space(&c->out), 0 };
+	PL_WR_LIT(&w, "0\r\n");
+	for (size_t i = 0; i < n; i++)
+		if (resp_field_kept((const char *)nv[i].name, nv[i].namelen))
+			pl_wr_hdr(&w, (const char *)nv[i].name, nv[i].namelen, (const char *)nv[i].value,
+				  nv[i].valuelen);
+	PL_WR_LIT(&w, "\r\n");
+	PL_BUG_ON(w.over);
+	pl_buf_commit(&c->out, (size_t)(w.p - start));
+	r->h2_trailed = 1;
+}
+
+static void h2_on_close(void *data, int failed, const char *why)
+{
+	struct pl_h1conn *c = data;
+	struct h1_req *r = &c->req;
+	c->h2u = NULL;
+	c->h2_owed = 0;   /* h2up credits the connection window with what was left */
+	if (c->st != H1_PROXY) {
+		kick(c);
+		return;
+	}
+	if (failed) {
+		if (failed == PL_H2UP_UNSENT && !r->resp_any)
+			h2_unsent(c, why);
+		else
+			upstream_fail(c, 502, why);
+		kick(c);
+		return;
+	}
+	h2nv_free(c);
+	if (r->resp_chunk && !r->h2_trailed) {
+		if (pl_buf_reserve(&c->out, 5) != 0) {
+			conn_close(c);
+			return;
+		}
+		pl_buf_put(&c->out, "0\r\n\r\n", 5);
+	}
+	r->resp_done = 1;
+	if (!r->req_done)
+		c->close_after = 1;   /* the rest of the request body will not be read */
+	kick(c);
+}
+
+/* The request body for h2up: what step_req_body decoded into up_out. */
+static size_t h2_read_body(void *data, uint8_t *buf, size_t len, int *eof)
+{
+	struct pl_h1conn *c = data;
+	size_t n = PL_MIN(len, pl_buf_size(&c->up_out));
+	if (n) {
+		memcpy(buf, pl_buf_rptr(&c->up_out), n);
+		pl_buf_consume(&c->up_out, n);
+		c->last_io = ev_now(c->w->loop);
+		kick(c);   /* room in up_out: read the client again */
+	}
+	*eof = c->req.req_done && pl_buf_empty(&c->up_out);
+	return n;
+}
+
+static const struct pl_h2up_ops h2_ops = {
+	.on_head = h2_on_head,
+	.on_data = h2_on_data,
+	.on_trailers = h2_on_trailers,
+	.on_close = h2_on_close,
+	.read_body = h2_read_body,
+};
+
+/* Opens the stream (never from inside h2up's callbacks). */
+static void h2_dispatch(struct pl_h1conn *c)
+{
+	struct h1_req *r = &c->req;
+	const char *why = "no request head";
+	r->h2_dispatch = 0;
+	r->conn_start = ev_now(c->w->loop);
+	int has_body = !r->req_done || !pl_buf_empty(&c->up_out);
+	if (c->h2nv)
+		c->h2u = pl_h2up_open(c->w, r->cluster->id, r->ep, r->cluster->name, c->h2nv, c->h2n, has_body,
+				      &h2_ops, c, &why);
+	if (!c->h2u) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "h2c backend %s (%s): %s", r->ep->text, r->cluster->name, why);
+		h2_unsent(c, msg);
+		return;
+	}
+	/* the head is kept only while a failed connect could still send it elsewhere */
+	if (r->ep_retried || r->cluster->n_eps < 2)
+		h2nv_free(c);
+}
+
+/* 1 if every Upgrade token is "h2c": an upgrade a server may ignore (RFC 9110 7.8). */
+static int upgrade_h2c_only(void)
+{
+	int seen = 0;
+	for (uint32_t i = 0; i < S.n; i++) {
+		if (S.kind[i] != H_UPGRADE)
+			continue;
+		const char *p = S.hdrs[i].value, *end = p + S.hdrs[i].value_len, *t;
+		size_t n;
+		while ((n = next_token(&p, end, &t)) != 0) {
+			if (n != 3 || !pl_strncaseeq(t, "h2c", 3))
+				return 0;
+			seen = 1;
+		}
+	}
+	return seen;
+}
+
+/*
+ * The routed request goes to an h2c cluster: builds its HTTP/2 head (and,
+ * for mirrors, the HTTP/1.1 head the other path would send); conn_run opens
+ * the stream.
+ */
+static void h2_start(struct pl_h1conn *c, const struct target *t, const struct pl_rh_filters *f,
+		     const struct pl_hdr *host_hdr, size_t head_len)
+{
+	struct h1_req *r = &c->req;
+	if (r->cluster->tls) {
+		respond_local(c, 502, "h2 over TLS to backends is not supported");
+		return;
+	}
+	if (r->upgrade && !upgrade_h2c_only()) {
+		respond_local(c, 501, "Upgrade to an h2c backend is not supported (no RFC 8441 toward backends)");
+		return;
+	}
+	r->upgrade = 0;   /* Upgrade: h2c is ignored: the request is answered as it is */
+	static __thread struct pl_hdr fh[MAX_HDRS];
+	uint32_t nf = 0;
+	for (uint32_t i = 0; i < S.n; i++)
+		if (!S.n_ctok || !in_ctok(S.hdrs[i].name, S.hdrs[i].name_len))
+			fh[nf++] = S.hdrs[i];
+	struct pl_rh_h2in in = {
+		.method = r->method, .method_len = strlen(r->method),
+		.path = t->path, .path_len = t->path_len, .query = t->query, .query_len = t->query_len,
+		.match = &r->entry->match, .hdrs = fh, .n_hdrs = nf,
+		.peer = c->peer, .tls = c->tls != NULL,
+		.has_cl = (c->rp.flags & F_CONTENT_LENGTH) != 0, .cl = c->rp.content_length,
+	};
+	if (t->authority) {
+		in.authority = t->authority;
+		in.authority_len = t->authority_len;
+	} else if (host_hdr) {
+		in.authority = host_hdr->value;
+		in.authority_len = host_hdr->value_len;
+	}
+	const char *err = NULL;
+	c->h2nv = pl_rh_h2_head(&in, f, &c->h2n, &err);
+	if (!c->h2nv) {
+		respond_local(c, 500, err);
+		return;
+	}
+	if (f->n_mirrors) {
+		ssize_t hl = emit_req_head(c, t, f, host_hdr, head_len, &err);
+		if (hl >= 0)
+			start_mirrors(c, f, (size_t)hl, head_len);
+		pl_buf_consume(&c->up_out, pl_buf_size(&c->up_out));
+	}
+	r->chunked = 0;   /* HTTP/2 frames the body itself */
+	c->budget.limit = c->budget_base + H2_OUT_ROOM;
+	if (r->req_done)
+		r->req_done_at = ev_now(c->w->loop);
+	set_state(c, H1_PROXY);
+	r->h2_dispatch = 1;
 }
 
 /* -------------------------------------------------------------- tunnel */
@@ -1258,10 +1688,8 @@ static void upstream_fail(struct pl_h1conn *c, int status, const char *why)
 		dispatch(c, 1);
 		return;
 	}
-	if (u) {
-		pl_up_close(u);
-		c->up = NULL;
-	}
+	backend_drop(c);
+	h2nv_free(c);
 	count_upstream_error(c);
 	if (r->resp_started) {
 		pl_warn("%s \"%s %s\": %s after the response started; aborting", c->peer, r->method, r->target, why);
@@ -1388,6 +1816,16 @@ static int flush_client(struct pl_h1conn *c)
 		c->last_io = ev_now(c->w->loop);
 		if ((size_t)n < want)
 			c->cl_wblocked = 1;
+		/*
+		 * h2c response DATA is credited back once written: what stays
+		 * uncredited is at least the body still in out (out holds body
+		 * and framing), so out never holds more body than the window.
+		 */
+		if (c->h2u && c->h2_owed > pl_buf_size(&c->out)) {
+			size_t k = c->h2_owed - pl_buf_size(&c->out);
+			c->h2_owed -= k;
+			pl_h2up_consume(c->h2u, k);
+		}
 		return 1;
 	}
 	if (n == -EAGAIN) {
@@ -1574,8 +2012,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	case T_BACKEND:
 	case T_RULE: {
 		char why_s[160];
-		snprintf(why_s, sizeof(why_s), "%s timeout waiting for %s",
-			 why == T_RULE ? "route" : "backend", c->up ? c->up->peer : "backend");
+		snprintf(why_s, sizeof(why_s), "%s timeout waiting for %s", why == T_RULE ? "route" : "backend",
+			 c->up ? c->up->peer : r->ep ? r->ep->text : "backend");
 		r->retry_ok = 0;
 		upstream_fail(c, 504, why_s);
 		break;
@@ -1590,10 +2028,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 				upstream_fail(c, 504, "backend stopped reading the request body (idle timeout)");
 				break;
 			}
-			if (c->up) {
-				pl_up_close(c->up);
-				c->up = NULL;
-			}
+			backend_drop(c);
 			respond_local(c, 408, "request body stalled (idle timeout)");
 			break;
 		}
@@ -1615,10 +2050,8 @@ static void conn_close(struct pl_h1conn *c)
 	if (c->st == H1_CLOSED)
 		return;
 	struct pl_worker *w = c->w;
-	if (c->up) {
-		pl_up_close(c->up);
-		c->up = NULL;
-	}
+	backend_drop(c);
+	h2nv_free(c);
 	if (c->req.wt) {
 		pl_wtable_put(c->req.wt);
 		c->req.wt = NULL;
@@ -1663,6 +2096,9 @@ static void request_end(struct pl_h1conn *c)
 	struct h1_req *r = &c->req;
 	int unread = !r->req_done;
 	int close_now = c->close_after || !r->keepalive || c->w->draining || c->client_eof;
+	backend_drop(c);   /* nothing left normally: the response is complete */
+	h2nv_free(c);
+	c->budget.limit = c->budget_base;
 	if (r->wt)
 		pl_wtable_put(r->wt);
 	memset(r, 0, sizeof(*r));
@@ -1751,7 +2187,13 @@ static void conn_run(struct pl_h1conn *c)
 			progress = step_head(c);
 			break;
 		case H1_PROXY:
-			progress = step_req_body(c);
+			if (c->req.h2_dispatch) {
+				h2_dispatch(c);
+				progress = 1;
+				if (c->st != H1_PROXY)
+					break;
+			}
+			progress |= step_req_body(c);
 			if (c->st == H1_PROXY)
 				progress |= step_resp(c);
 			break;
@@ -1877,7 +2319,8 @@ void pl_h1_accept_tls(struct pl_worker *w, struct pl_lsock *ls, int fd, const st
 	size_t hb = PL_BUF_STD;
 	while (hb < w->cfg->max_header_bytes + PL_BUF_STD)
 		hb *= 2;
-	c->budget.limit = 3 * hb + 4 * (size_t)PL_BUF_STD;
+	c->budget_base = 3 * hb + 4 * (size_t)PL_BUF_STD;
+	c->budget.limit = c->budget_base;
 	pl_buf_init(&c->in, &c->budget);
 	pl_buf_init(&c->out, &c->budget);
 	pl_buf_init(&c->up_out, &c->budget);

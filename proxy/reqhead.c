@@ -341,3 +341,162 @@ char *pl_rh_location(const struct pl_redirect *rd, const struct pl_match *m, int
 	*len = prel + (size_t)n + postl;
 	return loc;
 }
+
+static int name_in(const char *n, size_t nl, const char *const *names, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (strlen(names[i]) == nl && pl_strncaseeq(names[i], n, nl))
+			return 1;
+	return 0;
+}
+
+/* Never forwarded to an HTTP/2 backend: regenerated, or connection-specific (RFC 9113 8.2.2). */
+static int h2_dropped(const char *n, size_t nl)
+{
+	static const char *const names[] = {
+		"host", "content-length", "x-forwarded-for", "x-forwarded-proto", "connection", "keep-alive",
+		"proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "http2-settings",
+	};
+	return name_in(n, nl, names, PL_ARRAY_LEN(names));
+}
+
+/* 1 if a TE value ("trailers, deflate;q=0.5") lists the trailers token. */
+static int te_lists_trailers(const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t t = i;
+		while (i < n && v[i] != ',' && v[i] != ';' && v[i] != ' ' && v[i] != '\t')
+			i++;
+		if (i - t == 8 && pl_strncaseeq(v + t, "trailers", 8))
+			return 1;
+		while (i < n && v[i] != ',')
+			i++;
+	}
+	return 0;
+}
+
+/* The array being filled and the string space behind it. */
+struct nvb {
+	nghttp2_nv *nv;
+	size_t n, cap;
+	char *p, *end;
+};
+
+static char *nvb_copy(struct nvb *b, const char *s, size_t len, int lower)
+{
+	char *d = b->p;
+	PL_BUG_ON((size_t)(b->end - b->p) < len);
+	for (size_t i = 0; i < len; i++)
+		d[i] = lower ? pl_lower(s[i]) : s[i];
+	b->p += len;
+	return d;
+}
+
+static void nvb_add(struct nvb *b, const char *n, size_t nl, const char *v, size_t vl)
+{
+	PL_BUG_ON(b->n == b->cap);
+	b->nv[b->n++] = (nghttp2_nv){ (uint8_t *)n, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE };
+}
+
+static void nvb_kv(void *arg, const struct pl_kv *kv)
+{
+	nvb_add(arg, kv->name, kv->name_len, kv->value, kv->value_len);
+}
+
+nghttp2_nv *pl_rh_h2_head(const struct pl_rh_h2in *in, const struct pl_rh_filters *f, size_t *n, const char **err)
+{
+	const char *av;
+	size_t al;
+	pl_rh_authority(f, in->authority, in->authority_len, &av, &al);
+	size_t cap = (size_t)in->n_hdrs + 8, bytes = in->method_len + al + strlen(in->peer) + 64;
+	for (unsigned m = 0; m < f->n_req_mods; m++)
+		cap += f->req_mods[m]->n_set + f->req_mods[m]->n_add;
+	for (uint32_t i = 0; i < in->n_hdrs; i++)
+		bytes += (size_t)in->hdrs[i].name_len + in->hdrs[i].value_len + 2;   /* + ", " when joined */
+	size_t path_cap = in->path_len + pl_rh_path_extra(f) + (in->query ? in->query_len + 1 : 0);
+	bytes += path_cap;
+	nghttp2_nv *nv = malloc(cap * sizeof(*nv) + bytes);
+	if (!nv) {
+		*err = "out of memory building the backend request";
+		return NULL;
+	}
+	struct nvb b = { nv, 0, cap, (char *)(nv + cap), (char *)(nv + cap) + bytes };
+
+	nvb_add(&b, ":method", 7, nvb_copy(&b, in->method, in->method_len, 0), in->method_len);
+	nvb_add(&b, ":scheme", 7, "http", 4);
+	if (al)
+		nvb_add(&b, ":authority", 10, nvb_copy(&b, av, al, 0), al);
+	int k = pl_rh_write_target(f, in->match, in->path, in->path_len, in->query, in->query_len, b.p, path_cap);
+	if (k < 0) {
+		free(nv);
+		*err = "rewritten path too long";
+		return NULL;
+	}
+	nvb_add(&b, ":path", 5, b.p, (size_t)k);
+	b.p += k;
+
+	int te_trailers = 0;
+	for (uint32_t i = 0; i < in->n_hdrs; i++) {
+		const struct pl_hdr *h = &in->hdrs[i];
+		if (h2_dropped(h->name, h->name_len)) {
+			if (h->name_len == 2 && te_lists_trailers(h->value, h->value_len))
+				te_trailers = 1;
+			continue;
+		}
+		if (f->n_req_mods && pl_rh_mods_hit(f->req_mods, f->n_req_mods, h->name, h->name_len))
+			continue;
+		const char *dn = nvb_copy(&b, h->name, h->name_len, 1);
+		nvb_add(&b, dn, h->name_len, nvb_copy(&b, h->value, h->value_len, 0), h->value_len);
+	}
+	pl_rh_mods_each(f->req_mods, f->n_req_mods, 1, nvb_kv, &b);
+	char *xff = b.p;
+	for (uint32_t i = 0; i < in->n_hdrs; i++) {
+		const struct pl_hdr *h = &in->hdrs[i];
+		if (h->name_len != 15 || !pl_strncaseeq(h->name, "x-forwarded-for", 15))
+			continue;
+		nvb_copy(&b, h->value, h->value_len, 0);
+		nvb_copy(&b, ", ", 2, 0);
+	}
+	nvb_copy(&b, in->peer, strlen(in->peer), 0);
+	nvb_add(&b, "x-forwarded-for", 15, xff, (size_t)(b.p - xff));
+	if (in->tls)
+		nvb_add(&b, "x-forwarded-proto", 17, "https", 5);
+	else
+		nvb_add(&b, "x-forwarded-proto", 17, "http", 4);
+	if (in->has_cl) {
+		char *d = b.p;
+		struct pl_wr w = { b.p, b.end, 0 };
+		pl_wr_u64(&w, in->cl);
+		PL_BUG_ON(w.over);
+		b.p = w.p;
+		nvb_add(&b, "content-length", 14, d, (size_t)(b.p - d));
+	}
+	if (te_trailers)
+		nvb_add(&b, "te", 2, "trailers", 8);
+	*n = b.n;
+	return nv;
+}
+
+/* RFC 9110 tchar */
+static int is_tchar(uint8_t ch)
+{
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+		return 1;
+	return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+int pl_rh_field_ok(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
+{
+	if (nl == 0)
+		return 0;
+	for (size_t i = 0; i < nl; i++)
+		if (!is_tchar(name[i]))
+			return 0;
+	for (size_t i = 0; i < vl; i++)
+		if ((value[i] < 0x20 && value[i] != '\t') || value[i] == 0x7f)
+			return 0;
+	return 1;
+}

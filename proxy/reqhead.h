@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <nghttp2/nghttp2.h>
 #include "table-t.h"
 #include "reqview.h"
 
@@ -145,6 +146,47 @@ int pl_rh_write_target(const struct pl_rh_filters *f, const struct pl_match *m, 
  * X-Forwarded-Proto, as HTTP/1.1: "<peer>\r\nX-Forwarded-Proto: http[s]\r\n".
  */
 void pl_rh_xff_tail(struct pl_wr *w, const char *peer, int tls);
+
+/*
+ * The request head for an HTTP/2 backend (h2c cluster) as an nghttp2_nv
+ * array, pseudo-headers first: :method, :scheme "http", :authority
+ * (pl_rh_authority() of the client's; omitted when empty), :path
+ * (pl_rh_write_target()); then the client's fields with lower-cased names,
+ * minus Host, Content-Length, X-Forwarded-For/-Proto and the fields that
+ * describe one HTTP/1.1 connection (Connection, Keep-Alive,
+ * Proxy-Connection, Transfer-Encoding, Upgrade, TE, Trailer,
+ * HTTP2-Settings) and those a request modifier removes or sets; then the
+ * modifiers' set (but Host) and add entries; x-forwarded-for (the client's
+ * values, then peer) and x-forwarded-proto; content-length when has_cl;
+ * "te: trailers" when a TE field lists the trailers token. Fields the
+ * caller must drop for reasons of its own (named by Connection) are left
+ * out of hdrs beforehand.
+ *
+ * Returns one malloc'd block (free()) holding the array and copies of the
+ * strings, except the modifiers' which point into the table (valid while
+ * the caller pins it); *n is the number of fields. NULL with *err when out
+ * of memory or the rewritten path does not fit.
+ */
+struct pl_rh_h2in {
+	const char *method, *authority, *path, *query;   /* query: NULL when absent */
+	size_t method_len, authority_len, path_len, query_len;
+	const struct pl_match *match;                     /* the matched entry's, for URLRewrite */
+	const struct pl_hdr *hdrs;
+	uint32_t n_hdrs;
+	const char *peer;
+	int tls;                                          /* the client came over TLS */
+	int has_cl;
+	uint64_t cl;
+};
+
+nghttp2_nv *pl_rh_h2_head(const struct pl_rh_h2in *in, const struct pl_rh_filters *f, size_t *n, const char **err);
+
+/*
+ * 1 if name is a non-empty RFC 9110 token and value holds no NUL, CR, LF,
+ * other control character (HTAB aside) or DEL: a field from an HTTP/2 peer
+ * that can be written into an HTTP/1.1 head as it is.
+ */
+int pl_rh_field_ok(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 
 /*
  * A RequestRedirect's Location as pre + value + post in a malloc'd string

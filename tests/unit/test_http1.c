@@ -1,7 +1,7 @@
 /*
  * Unit tests for the pure helpers of proxy/http1.c (included, h2o style, to
  * reach its static functions): request-target parsing, header
- * classification, Connection tokens. Host parsing, dot-segments and the
+ * classification, Connection tokens, Upgrade: h2c. Host parsing, dot-segments and the
  * writer are proxy/reqhead.c's (test_reqhead.c).
  * The connection engine itself is exercised by tests/blackbox.
  */
@@ -67,10 +67,31 @@ static void test_kinds(void)
 	CHECK(!in_ctok(STR("X-Fo")));
 }
 
+/* Upgrade: h2c alone is what a request to an h2c backend may ignore; anything else is refused. */
+static void test_upgrade_h2c(void)
+{
+	S.n = 1;
+	S.hdrs[0] = (struct pl_hdr){ "Upgrade", " H2C ,, ", 7, 8 };
+	classify_headers();
+	CHECK(upgrade_h2c_only());
+	S.hdrs[0] = (struct pl_hdr){ "Upgrade", "h2c, websocket", 7, 14 };
+	classify_headers();
+	CHECK(!upgrade_h2c_only());
+	S.hdrs[0] = (struct pl_hdr){ "Upgrade", "websocket", 7, 9 };
+	classify_headers();
+	CHECK(!upgrade_h2c_only());
+	S.hdrs[0] = (struct pl_hdr){ "Upgrade", " ", 7, 1 };
+	classify_headers();
+	CHECK(!upgrade_h2c_only());
+	S.n = 0;
+	CHECK(!upgrade_h2c_only());
+}
+
 int main(void)
 {
 	test_target();
 	test_kinds();
+	test_upgrade_h2c();
 	if (failures) {
 		fprintf(stderr, "test_http1: %d failure(s)\n", failures);
 		return 1;

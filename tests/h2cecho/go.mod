@@ -1,0 +1,3 @@
+module pylon/tests/h2cecho
+
+go 1.24
