@@ -72,6 +72,16 @@ cluster-test:
 	cd conformance && PYLON_CLUSTER_TESTS=1 KUBECONFIG=$${PYLON_CLUSTER_DIR:-/tmp/pylon-cluster}/admin.kubeconfig \
 		GOMODCACHE=$${PYLON_CACHE:-$$HOME/.cache/pylon}/gomod go test -count=1 -v -timeout 10m ./harness/ ./nodeagent/
 
+# The Helm chart in real pods of the local cluster (docs/conformance.md, "make helm-test"): helm
+# install, pylon --in-cluster Ready, Gateway Programmed, traffic through it, leader hand-over,
+# helm uninstall. The agent runs pylon images as $(BUILD)/pylon.
+.PHONY: helm-test
+helm-test: build
+	PYLON_BIN=$(abspath $(BUILD))/pylon bash conformance/scripts/cluster-up.sh
+	cd conformance && PYLON_CLUSTER_TESTS=1 PYLON_HELM_TESTS=1 KUBECONFIG=$${PYLON_CLUSTER_DIR:-/tmp/pylon-cluster}/admin.kubeconfig \
+		GOMODCACHE=$${PYLON_CACHE:-$$HOME/.cache/pylon}/gomod GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
+		go test -count=1 -v -timeout 10m -run 'TestHelmChart' ./harness/
+
 # Harness self-test: the suite through setup to a written report, with a status-only fake
 # controller in place of pylon (the report says nothing about pylon).
 conformance-selftest: build

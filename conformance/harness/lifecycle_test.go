@@ -28,7 +28,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -164,12 +163,10 @@ func TestEchoDeployment(t *testing.T) {
 					Containers: []corev1.Container{{
 						Name:  "echo",
 						Image: echoImage,
-						Env: []corev1.EnvVar{
-							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-							{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-							{Name: "TLS_SERVER_CERT", Value: "/etc/harness-tls/crt"},
-							{Name: "TLS_SERVER_PRIVKEY", Value: "/etc/harness-tls/key"},
-						},
+						Env: append(echoEnv(),
+							corev1.EnvVar{Name: "TLS_SERVER_CERT", Value: "/etc/harness-tls/crt"},
+							corev1.EnvVar{Name: "TLS_SERVER_PRIVKEY", Value: "/etc/harness-tls/key"},
+						),
 						VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/etc/harness-tls", ReadOnly: true}},
 					}},
 					Volumes: []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
@@ -184,14 +181,7 @@ func TestEchoDeployment(t *testing.T) {
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "echo"},
-		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
-			{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(3000)}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	createEchoService(t, cs, ns, labels)
 	pods := waitPods(t, cs, ns, "app=echo", 2, 60*time.Second)
 	t.Logf("2 echo pods Ready in %v", time.Since(start).Round(time.Millisecond))
 

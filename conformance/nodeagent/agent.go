@@ -32,9 +32,11 @@ import (
 // a queue; sync() compares the pod with the local runtime state, starts or stops what differs and
 // writes the status the runtime state implies.
 type agent struct {
-	cfg  config
-	cs   kubernetes.Interface
-	netw *network
+	cfg     config
+	cs      kubernetes.Interface
+	netw    *network
+	caPEM   []byte // cluster CA, written as ca.crt for pods
+	apiPort int    // the apiserver forwarder's port on the bridge address (apiproxy.go)
 
 	factory    informers.SharedInformerFactory
 	pods       listersv1.PodLister

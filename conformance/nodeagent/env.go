@@ -12,7 +12,8 @@ import (
 
 // resolveEnv builds a container's environment as the kubelet would: a base PATH/HOSTNAME, then
 // envFrom sources, then env entries in order, each value expanded with $(NAME) references to the
-// entries before it ($$ escapes). Service-link variables are not generated.
+// entries before it ($$ escapes). Of the service-link variables only the `kubernetes` Service's
+// are generated (KUBERNETES_SERVICE_HOST/PORT...: the apiserver forwarder, apiproxy.go).
 func (a *agent) resolveEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIP string) ([]string, error) {
 	vars := map[string]string{}
 	var order []string
@@ -25,6 +26,11 @@ func (a *agent) resolveEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Conta
 	set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	set("HOSTNAME", pod.Name)
 	set("HOME", "/root")
+	if a.apiPort > 0 {
+		for _, kv := range serviceEnv(a.netw.gateway, a.apiPort) {
+			set(kv[0], kv[1])
+		}
+	}
 
 	for _, src := range c.EnvFrom {
 		var data map[string]string

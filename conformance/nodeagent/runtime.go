@@ -31,6 +31,7 @@ type imageKind int
 const (
 	kindUnsupported imageKind = iota
 	kindEcho                  // the upstream echo-basic server
+	kindPylon                 // the pylon binary (--pylon-bin), the chart's image
 	kindStub                  // no process; Ready at once (coredns, pause in the base manifests)
 )
 
@@ -38,6 +39,8 @@ func (k imageKind) String() string {
 	switch k {
 	case kindEcho:
 		return "echo-basic"
+	case kindPylon:
+		return "pylon"
 	case kindStub:
 		return "stub"
 	}
@@ -61,8 +64,11 @@ func imageName(image string) string {
 
 func (a *agent) classify(image string) imageKind {
 	n := imageName(image)
-	if n == "echo-basic" {
+	switch n {
+	case "echo-basic":
 		return kindEcho
+	case "pylon":
+		return kindPylon
 	}
 	for _, s := range strings.Split(a.cfg.stubImages, ",") {
 		if s = strings.TrimSpace(s); s != "" && s == n {
@@ -180,7 +186,7 @@ func (a *agent) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, err
 		})
 	}
 	if len(bad) > 0 {
-		rt.unsupported = "unsupported image: the pylon node agent runs only echo-basic images (stubs: " +
+		rt.unsupported = "unsupported image: the pylon node agent runs only echo-basic and pylon images (stubs: " +
 			a.cfg.stubImages + "); cannot run " + strings.Join(bad, ", ")
 		a.register(rt)
 		klog.Warningf("pod %s: %s", key, rt.unsupported)
@@ -205,16 +211,35 @@ func (a *agent) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, err
 		_ = os.RemoveAll(rt.dir)
 		return nil, err
 	}
-	vols, err := a.materializeVolumes(ctx, pod, filepath.Join(rt.dir, "volumes"))
-	if err != nil {
+	configErr := func(err error) (*podRuntime, error) {
 		a.writeWaiting(ctx, pod, "CreateContainerConfigError", err.Error())
 		return fail(err)
+	}
+	vols, toks, err := a.materializeVolumes(ctx, pod, filepath.Join(rt.dir, "volumes"))
+	if err != nil {
+		return configErr(err)
+	}
+	saDir, saTok, err := a.automountDir(ctx, pod, filepath.Join(rt.dir, "serviceaccount"))
+	if err != nil {
+		return configErr(err)
+	}
+	if saTok != nil {
+		toks = append(toks, saTok)
+	}
+	var refreshIn []time.Duration
+	for _, tf := range toks {
+		d, err := a.requestToken(ctx, pod, tf)
+		if err != nil {
+			return configErr(err)
+		}
+		refreshIn = append(refreshIn, d)
 	}
 	type launch struct {
 		c     *ctrRuntime
 		argv  []string
 		env   []string
 		binds []string
+		extra []string // podinit options: securityContext, hostname
 	}
 	var launches []launch
 	for _, c := range rt.containers {
@@ -223,10 +248,15 @@ func (a *agent) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, err
 		}
 		env, err := a.resolveEnv(ctx, pod, &c.spec, ip.String())
 		if err != nil {
-			a.writeWaiting(ctx, pod, "CreateContainerConfigError", err.Error())
-			return fail(err)
+			return configErr(err)
 		}
+		extra, err := securityArgs(pod, &c.spec, c.kind)
+		if err != nil {
+			return configErr(err)
+		}
+		extra = append(extra, "--hostname", podHostname(pod))
 		var binds []string
+		ownSA := false
 		for _, m := range c.spec.VolumeMounts {
 			src, ok := vols[m.Name]
 			if !ok {
@@ -248,27 +278,86 @@ func (a *agent) startPod(ctx context.Context, pod *corev1.Pod) (*podRuntime, err
 				b += ":ro"
 			}
 			binds = append(binds, b)
+			ownSA = ownSA || filepath.Clean(m.MountPath) == saMountPath
 		}
-		argv := append([]string{a.cfg.echoBasic}, c.spec.Args...)
-		if c.kind == kindStub { // coredns: answer DNS so UDPRoute traffic has a peer (dnsstub.go)
+		if saDir != "" && !ownSA {
+			binds = append(binds, saDir+":"+saMountPath+":ro")
+		}
+		var argv []string
+		switch c.kind {
+		case kindPylon:
+			if argv, err = a.pylonArgv(&c.spec, env); err != nil {
+				return configErr(err)
+			}
+		case kindStub: // coredns: answer DNS so UDPRoute traffic has a peer (dnsstub.go)
 			self, err := os.Executable()
 			if err != nil {
 				return fail(err)
 			}
 			argv = []string{self, "dnsstub", "--listen", ":53"}
-			binds = nil
+			binds, extra = nil, nil
+		default:
+			argv = append([]string{a.cfg.echoBasic}, c.spec.Args...)
 		}
-		launches = append(launches, launch{c: c, argv: argv, env: env, binds: binds})
+		launches = append(launches, launch{c: c, argv: argv, env: env, binds: binds, extra: extra})
 	}
 	a.register(rt)
 	for _, l := range launches {
 		rt.wg.Add(1)
-		go a.supervise(rt, l.c, l.argv, l.env, l.binds)
+		go a.supervise(rt, l.c, l.argv, l.env, l.binds, l.extra)
+	}
+	if len(toks) > 0 {
+		rt.wg.Add(1)
+		go a.refreshTokens(rt, pod.DeepCopy(), toks, refreshIn)
 	}
 	rt.wg.Add(1)
 	go a.probe(rt)
 	klog.Infof("started pod %s at %s", key, ip)
 	return rt, nil
+}
+
+// pylonArgv is what the pylon image would run: its entrypoint (/usr/local/bin/pylon, the
+// repository's Dockerfile) with the container's args; a command naming pylon replaces the
+// entrypoint, any other command cannot run here. $(VAR) references expand as in the kubelet.
+func (a *agent) pylonArgv(spec *corev1.Container, env []string) ([]string, error) {
+	if a.cfg.pylonBin == "" {
+		return nil, fmt.Errorf("container %s: image %s: the node agent was started without --pylon-bin", spec.Name, spec.Image)
+	}
+	if st, err := os.Stat(a.cfg.pylonBin); err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return nil, fmt.Errorf("container %s: image %s: pylon binary %s is missing or not executable (make build)",
+			spec.Name, spec.Image, a.cfg.pylonBin)
+	}
+	vars := make(map[string]string, len(env))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	argv := []string{a.cfg.pylonBin}
+	if len(spec.Command) > 0 {
+		if filepath.Base(spec.Command[0]) != "pylon" {
+			return nil, fmt.Errorf("container %s: command %q: only the pylon binary runs from image %s",
+				spec.Name, spec.Command[0], spec.Image)
+		}
+		for _, s := range spec.Command[1:] {
+			argv = append(argv, expandEnv(s, vars))
+		}
+	}
+	for _, s := range spec.Args {
+		argv = append(argv, expandEnv(s, vars))
+	}
+	return argv, nil
+}
+
+// podHostname is the pod's hostname (spec.hostname, else its name, at most 63 bytes).
+func podHostname(pod *corev1.Pod) string {
+	h := pod.Spec.Hostname
+	if h == "" {
+		h = pod.Name
+	}
+	if len(h) > 63 {
+		h = strings.TrimRight(h[:63], "-.")
+	}
+	return h
 }
 
 func (a *agent) register(rt *podRuntime) {
@@ -280,7 +369,7 @@ func (a *agent) register(rt *podRuntime) {
 
 // supervise runs one container program, restarting it as the pod's restartPolicy says with a
 // capped exponential back-off, until the pod stops.
-func (a *agent) supervise(rt *podRuntime, c *ctrRuntime, argv, env, binds []string) {
+func (a *agent) supervise(rt *podRuntime, c *ctrRuntime, argv, env, binds, extra []string) {
 	defer rt.wg.Done()
 	self, err := os.Executable()
 	if err != nil {
@@ -293,6 +382,7 @@ func (a *agent) supervise(rt *podRuntime, c *ctrRuntime, argv, env, binds []stri
 		for _, b := range binds {
 			args = append(args, "--bind", b)
 		}
+		args = append(args, extra...)
 		args = append(args, "--workdir", rt.dir, "--")
 		args = append(args, argv...)
 		cmd := exec.Command("ip", args...)
@@ -422,6 +512,8 @@ func (a *agent) probe(rt *podRuntime) {
 				ok = true
 			case !running:
 				ok = false
+			case c.kind == kindPylon && c.spec.ReadinessProbe == nil:
+				ok = true
 			default:
 				ok = probeOnce(client, rt.ip.String(), &c.spec)
 			}

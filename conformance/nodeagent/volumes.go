@@ -14,14 +14,17 @@ import (
 )
 
 // materializeVolumes writes the pod's volumes under root (one directory per volume) and returns
-// volume name -> host path, to be bind-mounted at each mountPath. Supported: secret, configMap,
-// emptyDir, downwardAPI, projected (secret, configMap, downwardAPI sources; service-account tokens
-// are skipped), hostPath. The contents are written once at pod start, not kept in sync.
-func (a *agent) materializeVolumes(ctx context.Context, pod *corev1.Pod, root string) (map[string]string, error) {
+// volume name -> host path, to be bind-mounted at each mountPath, and the service-account tokens
+// of projected volumes, which the caller requests and keeps fresh (serviceaccount.go). Supported:
+// secret, configMap, emptyDir, downwardAPI, projected (secret, configMap, downwardAPI,
+// serviceAccountToken sources), hostPath. Other contents are written once at pod start, not kept
+// in sync.
+func (a *agent) materializeVolumes(ctx context.Context, pod *corev1.Pod, root string) (map[string]string, []*tokenFile, error) {
 	out := map[string]string{}
+	var toks []*tokenFile
 	for _, v := range pod.Spec.Volumes {
 		if !filepath.IsLocal(v.Name) {
-			return nil, fmt.Errorf("volume name %q", v.Name)
+			return nil, nil, fmt.Errorf("volume name %q", v.Name)
 		}
 		dir := filepath.Join(root, v.Name)
 		var err error
@@ -53,6 +56,11 @@ func (a *agent) materializeVolumes(ctx context.Context, pod *corev1.Pod, root st
 					err = a.writeConfigMap(ctx, pod.Namespace, dir, s.ConfigMap.Name, s.ConfigMap.Items, mode, s.ConfigMap.Optional)
 				case s.DownwardAPI != nil:
 					err = writeDownward(pod, dir, s.DownwardAPI.Items, mode)
+				case s.ServiceAccountToken != nil:
+					var tf *tokenFile
+					if tf, err = projectedToken(pod, dir, s.ServiceAccountToken, mode); err == nil {
+						toks = append(toks, tf)
+					}
 				}
 			}
 		default:
@@ -60,11 +68,11 @@ func (a *agent) materializeVolumes(ctx context.Context, pod *corev1.Pod, root st
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			return nil, nil, fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 		out[v.Name] = dir
 	}
-	return out, nil
+	return out, toks, nil
 }
 
 func fileMode(item, def *int32) os.FileMode {

@@ -4,7 +4,8 @@
 # $PYLON_CLUSTER_DIR/admin.kubeconfig. Harmless on a running cluster. Needs root (network namespaces,
 # a bridge, bind mounts).
 #
-# Environment: see env.sh (versions, cache and cluster directories); GWAPI_CHANNEL=experimental|standard.
+# Environment: see env.sh (versions, cache and cluster directories); GWAPI_CHANNEL=experimental|standard;
+# PYLON_BIN: the pylon binary that pods of an image named pylon run (default: the repo's build/pylon).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -50,15 +51,23 @@ start_kcm() {
 		--root-ca-file "$P/ca.crt" \
 		--v=1
 }
+# Pods of an image named pylon (the Helm chart's) run $D/node/pylon, a symlink repointed on every
+# cluster-up: another PYLON_BIN takes effect at the next pod start, without restarting the agent.
+link_pylon() {
+	mkdir -p "$D/node"
+	ln -sfn "$(realpath -m "${PYLON_BIN:-$REPO_DIR/build/pylon}")" "$D/node/pylon"
+}
 start_nodeagent() {
 	rm -f "$D/node/ready"
 	start nodeagent "$TOOLS_BIN/nodeagent" --kubeconfig "$KUBECONFIG_PATH" --state-dir "$D/node" \
-		--bridge "$BRIDGE" --pod-cidr "$POD_CIDR" --echo-basic "$TOOLS_BIN/echo-basic" --ready-file "$D/node/ready"
+		--bridge "$BRIDGE" --pod-cidr "$POD_CIDR" --echo-basic "$TOOLS_BIN/echo-basic" --ready-file "$D/node/ready" \
+		--pylon-bin "$D/node/pylon"
 	waitfor nodeagent 60 test -f "$D/node/ready"
 }
 
 if alive etcd && alive kube-apiserver && kc get --raw /readyz >/dev/null 2>&1; then
 	# Running control plane: (re)start only what is missing or rebuilt; the cluster's objects stay.
+	link_pylon
 	if ! alive kube-controller-manager; then
 		log "kube-controller-manager not running: starting it"
 		start_kcm
@@ -135,6 +144,7 @@ log "starting kube-controller-manager"
 start_kcm
 
 log "starting the node agent"
+link_pylon
 start_nodeagent
 kc wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kc wait --for=condition=Ready node --all --timeout=60s >/dev/null

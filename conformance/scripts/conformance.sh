@@ -62,6 +62,10 @@ trap cleanup EXIT
 # Gateway addresses: in this cluster pylon is expected to give each Gateway an address from $POOL
 # (all of 127.0.0.0/8 is local on Linux, so no setup is needed) or the Gateway's spec.addresses, and
 # bind that Gateway's listeners there. That is the hook: --gateway-address-pool.
+# GatewayStaticAddresses: a usable static address outside the pool (any 127/8 address binds) and
+# an unusable one (TEST-NET-1 is not local: bind fails, Programmed=False AddressNotUsable).
+export PYLON_CONF_ADDRESSES=${PYLON_CONF_ADDRESSES:-127.0.11.1}
+export PYLON_CONF_UNUSABLE_ADDRESSES=${PYLON_CONF_UNUSABLE_ADDRESSES:-192.0.2.1}
 help=$("$PYLON_BIN" run --help 2>&1 || true)
 if [ "${PYLON_CONF_SELFTEST:-}" = 1 ]; then
 	# Harness self-test: a status-only fake controller instead of pylon (see fakecontroller/).

@@ -16,6 +16,7 @@
 //	PYLON_CONF_WAIT        seconds each pre-flight step waits (default 60)
 //	PYLON_CONF_SETUP_TIMEOUT seconds the upstream setup waits for base Gateways and pods (default 300)
 //	PYLON_CONF_ADDRESSES   comma-separated usable Gateway addresses (GatewayStaticAddresses)
+//	PYLON_CONF_UNUSABLE_ADDRESSES comma-separated IP addresses pylon cannot bind (GatewayStaticAddresses)
 //	PYLON_VERSION          implementation version for the report
 package suite
 
@@ -241,6 +242,10 @@ func TestConformance(t *testing.T) {
 	}
 	for _, a := range list("PYLON_CONF_ADDRESSES", "") {
 		opts.UsableNetworkAddresses = append(opts.UsableNetworkAddresses, gatewayv1.GatewaySpecAddress{
+			Type: ptr(gatewayv1.IPAddressType), Value: a})
+	}
+	for _, a := range list("PYLON_CONF_UNUSABLE_ADDRESSES", "") {
+		opts.UnusableNetworkAddresses = append(opts.UnusableNetworkAddresses, gatewayv1.GatewaySpecAddress{
 			Type: ptr(gatewayv1.IPAddressType), Value: a})
 	}
 	if err := os.MkdirAll(filepath.Dir(report), 0o755); err != nil {
