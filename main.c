@@ -9,6 +9,7 @@
 #include "proxy/proxy.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -108,8 +109,23 @@ static const struct option opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/*
+ * glibc raises its mmap threshold to the size of the largest mmap'd block
+ * freed so far (up to 32 MB): after the first large list page or table arena
+ * is freed, later ones come from the heap, where their pages stay after
+ * free() until a malloc_trim(). Fixed thresholds keep every large transient
+ * buffer mmap'd (returned at once when freed) and the heap top trimmed
+ * beyond 1 MB (docs/kubernetes.md, "Memory").
+ */
+static void memory_settings(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+}
+
 int main(int argc, char **argv)
 {
+	memory_settings();
 	const char *env = getenv("PYLON_LOG");
 	if (env && pl_log_parse_level(env) >= 0)
 		pl_log_set_level((enum pl_log_level)pl_log_parse_level(env));

@@ -10,15 +10,20 @@
  *   cc -O2 -g -std=gnu11 -I. -Icommon -Icontroller bench/compile_bench.c \
  *      $B/libpylon_controller.a $B/libpylon_common.a \
  *      $(pkg-config --libs openssl jansson yaml-0.1) -lpthread -lm -o $B/compile_bench
- * Usage: compile_bench [-r REPS] [-e EPS] [-d FILE] [N ...] (default 1000 3000
- * 5000 routes, 5 reps, 3 endpoints per Service). -d writes the last table's config_json and statuses to FILE (to
- * check that a faster compiler still produces the same bytes).
- * Prints, per N: best and median compile time, µs per route, entries, and
- * the process peak RSS (VmHWM) after those compiles.
+ * Usage: compile_bench [-r REPS] [-e EPS] [-d FILE] [-n] [N ...] (default 1000
+ * 3000 5000 routes, 5 reps, 3 endpoints per Service). -d writes the last
+ * table's JSON (pl_table_json) and statuses to FILE (to check that a faster
+ * compiler still produces the same bytes).
+ * Prints, per N: best and median full compile time (pl_compile), µs per
+ * route, entries, and the process peak RSS (VmHWM) after those compiles;
+ * then, unless -n, the incremental case (a persistent pl_compiler, 50 runs
+ * after each of: adding a route, modifying one, changing one EndpointSlice,
+ * deleting a route): p50/p99 per compile, and with the previous table freed.
  */
 #include "common/pl.h"
 #include "common/log.h"
 #include "common/table.h"
+#include "common/tabledump.h"
 #include "controller/compile.h"
 #include "controller/store.h"
 
@@ -59,6 +64,73 @@ static void put(struct pl_store *s, json_t *o)
 	json_decref(o);
 }
 
+/* Route i's EndpointSlice; gen varies the endpoint addresses (an endpoint change). */
+static json_t *slice_obj(int i, int gen)
+{
+	char ns[32], svc[32], slice[48], ip[32];
+	snprintf(ns, sizeof(ns), "team-%d", i % NS_COUNT);
+	snprintf(svc, sizeof(svc), "svc-%d", i);
+	snprintf(slice, sizeof(slice), "svc-%d-abcde", i);
+	json_t *eps = json_array();
+	for (int k = 0; k < eps_per_slice; k++) {
+		snprintf(ip, sizeof(ip), "10.%d.%d.%d", i & 255, ((k >> 8) + gen) & 255, k & 255);
+		json_array_append_new(eps, json_pack("{s:[s], s:{s:b}}", "addresses", ip, "conditions", "ready", 1));
+	}
+	return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:o, s:[{s:s, s:i, s:s}]}",
+			 "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice",
+			 "metadata", "name", slice, "namespace", ns, "labels", "kubernetes.io/service-name", svc,
+			 "addressType", "IPv4", "endpoints", eps,
+			 "ports", "name", "http", "port", 8080, "protocol", "TCP");
+}
+
+/* Route i (Service svc-i); gen varies its first path (a route change). */
+static json_t *route_obj(int i, int gen)
+{
+	char ns[32], name[32], svc[32], host[64], path[64];
+	snprintf(ns, sizeof(ns), "team-%d", i % NS_COUNT);
+	snprintf(name, sizeof(name), "route-%d", i);
+	snprintf(svc, sizeof(svc), "svc-%d", i);
+	/* Every 4th route shares a hostname with its neighbours; a few are wildcards. */
+	if (i % 10 == 9)
+		snprintf(host, sizeof(host), "*.w%d.example.com", i / 10);
+	else
+		snprintf(host, sizeof(host), "app%d.example.com", i / 4);
+	if (gen)
+		snprintf(path, sizeof(path), "/api/v%d/r%d/g%d", i % 3, i, gen);
+	else
+		snprintf(path, sizeof(path), "/api/v%d/r%d", i % 3, i);
+	return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:s}], s:[s], s:["
+			 "{s:[{s:{s:s, s:s}, s:[{s:s, s:s}]}, {s:{s:s, s:s}}],"
+			 " s:[{s:s, s:{s:[{s:s, s:s}]}}],"
+			 " s:[{s:s, s:i, s:i}]},"
+			 "{s:[{s:s, s:i}]}]}}",
+			 "apiVersion", "gateway.networking.k8s.io/v1", "kind", "HTTPRoute",
+			 "metadata", "name", name, "namespace", ns,
+			 "spec", "parentRefs", "name", "gw", "namespace", "default",
+			 "hostnames", host,
+			 "rules", "matches",
+			 "path", "type", "PathPrefix", "value", path,
+			 "headers", "name", "x-canary", "value", "yes",
+			 "path", "type", "Exact", "value", "/healthz",
+			 "filters", "type", "RequestHeaderModifier", "requestHeaderModifier", "set",
+			 "name", "x-route", "value", name,
+			 "backendRefs", "name", svc, "port", 80, "weight", 1,
+			 "backendRefs", "name", svc, "port", 80);
+}
+
+/* Route i with its Service and EndpointSlice. */
+static void put_route(struct pl_store *s, int i)
+{
+	char ns[32], svc[32];
+	snprintf(ns, sizeof(ns), "team-%d", i % NS_COUNT);
+	snprintf(svc, sizeof(svc), "svc-%d", i);
+	put(s, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:i, s:s, s:s}]}}",
+			 "apiVersion", "v1", "kind", "Service", "metadata", "name", svc, "namespace", ns,
+			 "spec", "ports", "port", 80, "name", "http", "protocol", "TCP"));
+	put(s, slice_obj(i, 0));
+	put(s, route_obj(i, 0));
+}
+
 static struct pl_store *build_store(int n)
 {
 	struct pl_store *s = pl_store_new();
@@ -83,50 +155,8 @@ static struct pl_store *build_store(int n)
 		put(s, json_pack("{s:s, s:s, s:{s:s, s:{s:s}}}", "apiVersion", "v1", "kind", "Namespace",
 				 "metadata", "name", ns, "labels", "kubernetes.io/metadata.name", ns));
 	}
-	for (i = 0; i < n; i++) {
-		char ns[32], name[32], svc[32], host[64], slice[48], path[64], ip[32];
-		snprintf(ns, sizeof(ns), "team-%d", i % NS_COUNT);
-		snprintf(name, sizeof(name), "route-%d", i);
-		snprintf(svc, sizeof(svc), "svc-%d", i);
-		snprintf(slice, sizeof(slice), "svc-%d-abcde", i);
-		/* Every 4th route shares a hostname with its neighbours; a few are wildcards. */
-		if (i % 10 == 9)
-			snprintf(host, sizeof(host), "*.w%d.example.com", i / 10);
-		else
-			snprintf(host, sizeof(host), "app%d.example.com", i / 4);
-		snprintf(path, sizeof(path), "/api/v%d/r%d", i % 3, i);
-		put(s, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:i, s:s, s:s}]}}",
-				 "apiVersion", "v1", "kind", "Service", "metadata", "name", svc, "namespace", ns,
-				 "spec", "ports", "port", 80, "name", "http", "protocol", "TCP"));
-		json_t *eps = json_array();
-		for (int k = 0; k < eps_per_slice; k++) {
-			snprintf(ip, sizeof(ip), "10.%d.%d.%d", i & 255, (k >> 8) & 255, k & 255);
-			json_array_append_new(eps, json_pack("{s:[s], s:{s:b}}", "addresses", ip,
-							     "conditions", "ready", 1));
-		}
-		put(s, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:o, s:[{s:s, s:i, s:s}]}",
-				 "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice",
-				 "metadata", "name", slice, "namespace", ns, "labels", "kubernetes.io/service-name", svc,
-				 "addressType", "IPv4", "endpoints", eps,
-				 "ports", "name", "http", "port", 8080, "protocol", "TCP"));
-		put(s, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:s}], s:[s], s:["
-				 "{s:[{s:{s:s, s:s}, s:[{s:s, s:s}]}, {s:{s:s, s:s}}],"
-				 " s:[{s:s, s:{s:[{s:s, s:s}]}}],"
-				 " s:[{s:s, s:i, s:i}]},"
-				 "{s:[{s:s, s:i}]}]}}",
-				 "apiVersion", "gateway.networking.k8s.io/v1", "kind", "HTTPRoute",
-				 "metadata", "name", name, "namespace", ns,
-				 "spec", "parentRefs", "name", "gw", "namespace", "default",
-				 "hostnames", host,
-				 "rules", "matches",
-				 "path", "type", "PathPrefix", "value", path,
-				 "headers", "name", "x-canary", "value", "yes",
-				 "path", "type", "Exact", "value", "/healthz",
-				 "filters", "type", "RequestHeaderModifier", "requestHeaderModifier", "set",
-				 "name", "x-route", "value", name,
-				 "backendRefs", "name", svc, "port", 80, "weight", 1,
-				 "backendRefs", "name", svc, "port", 80));
-	}
+	for (i = 0; i < n; i++)
+		put_route(s, i);
 	return s;
 }
 
@@ -136,9 +166,95 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* p-th percentile (0..100) of n sorted samples, nearest rank. */
+static double pct_ms(const uint64_t *t, int n, int p)
+{
+	int k = (p * n + 99) / 100;
+	return t[k > 0 ? k - 1 : 0] / 1e6;
+}
+
+enum scenario { SC_ADD, SC_MODIFY, SC_SLICE, SC_DELETE, SC_N };
+static const char *const sc_names[] = { "add a route", "modify a route", "change an EndpointSlice",
+					"delete a route" };
+
+#define INC_RUNS 50
+
+/*
+ * The controller's case: a persistent compiler over a store of n routes,
+ * then INC_RUNS changes of one object each, one compile after each. Times
+ * the compile, and the compile plus dropping the previous table (what
+ * pl_table_publish() does on the controller thread when no worker holds it).
+ */
+static void bench_incremental(int n)
+{
+	struct pl_store *s = build_store(n);
+	char ns[32], svc[32], name[32];
+	/* the added routes' Services exist already: a new route names an existing backend */
+	for (int j = 0; j < INC_RUNS; j++) {
+		snprintf(ns, sizeof(ns), "team-%d", (n + j) % NS_COUNT);
+		snprintf(svc, sizeof(svc), "svc-%d", n + j);
+		put(s, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:i, s:s, s:s}]}}",
+				 "apiVersion", "v1", "kind", "Service", "metadata", "name", svc, "namespace", ns,
+				 "spec", "ports", "port", 80, "name", "http", "protocol", "TCP"));
+		put(s, slice_obj(n + j, 0));
+	}
+	struct pl_compile_opts o = { .controller_name = NULL, .now = "2024-01-01T00:00:00Z" };
+	struct pl_compiler *pc = pl_compiler_new(&o);
+	struct pl_compile_result prev;
+	uint64_t t0 = now_ns();
+	pl_compiler_run(pc, s, &prev);
+	printf("routes %5d: incremental compiler, first (full) run %.2f ms\n", n, (now_ns() - t0) / 1e6);
+	for (int sc = 0; sc < SC_N; sc++) {
+		uint64_t tc[INC_RUNS], tf[INC_RUNS];
+		struct pl_compiler_stats st = { 0 };
+		size_t compiled = 0, built = 0, full = 0;
+		for (int j = 0; j < INC_RUNS; j++) {
+			switch (sc) {
+			case SC_ADD:
+				put(s, route_obj(n + j, 0));
+				break;
+			case SC_MODIFY:
+				put(s, route_obj(j * 37 % n, j + 1));
+				break;
+			case SC_SLICE:
+				put(s, slice_obj(j * 53 % n, j + 1));
+				break;
+			case SC_DELETE:
+				snprintf(ns, sizeof(ns), "team-%d", (n + j) % NS_COUNT);
+				snprintf(name, sizeof(name), "route-%d", n + j);
+				pl_store_delete(s, PL_K_HTTPROUTE, ns, name);
+				break;
+			}
+			struct pl_compile_result r;
+			uint64_t a = now_ns();
+			pl_compiler_run(pc, s, &r);
+			uint64_t b = now_ns();
+			pl_compile_result_clear(&prev);
+			uint64_t c = now_ns();
+			prev = r;
+			tc[j] = b - a;
+			tf[j] = c - a;
+			pl_compiler_get_stats(pc, &st);
+			compiled += st.routes_compiled;
+			built += st.clusters_built;
+			full += (size_t)st.full;
+		}
+		qsort(tc, INC_RUNS, sizeof(tc[0]), cmp_u64);
+		qsort(tf, INC_RUNS, sizeof(tf[0]), cmp_u64);
+		printf("routes %5d: %-24s compile p50 %6.2f ms  p99 %6.2f ms | + free old table p50 %6.2f ms  p99 %6.2f ms"
+		       " | per run: %.1f routes, %.1f endpoint lists rebuilt, %zu full\n",
+		       n, sc_names[sc], pct_ms(tc, INC_RUNS, 50), pct_ms(tc, INC_RUNS, 99), pct_ms(tf, INC_RUNS, 50),
+		       pct_ms(tf, INC_RUNS, 99), (double)compiled / INC_RUNS, (double)built / INC_RUNS, full);
+	}
+	printf("routes %5d: incremental compiler: peak RSS %ld kB\n", n, peak_rss_kb());
+	pl_compile_result_clear(&prev);
+	pl_compiler_free(pc);
+	pl_store_free(s);
+}
+
 int main(int argc, char **argv)
 {
-	int ns[16], nn = 0, reps = 5, i;
+	int ns[16], nn = 0, reps = 5, i, inc = 1;
 	const char *dump = NULL;
 
 	for (i = 1; i < argc; i++) {
@@ -148,6 +264,8 @@ int main(int argc, char **argv)
 			eps_per_slice = (int)strtol(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "-d") == 0 && i + 1 < argc)
 			dump = argv[++i];
+		else if (strcmp(argv[i], "-n") == 0)
+			inc = 0;
 		else if (nn < 16)
 			ns[nn++] = (int)strtol(argv[i], NULL, 10);
 	}
@@ -186,7 +304,9 @@ int main(int argc, char **argv)
 					perror(dump);
 					exit(1);
 				}
-				fputs(res.table->config_json, f);
+				char *js = pl_table_json(res.table, NULL);
+				fputs(js, f);
+				free(js);
 				json_dumpf(res.statuses, f, JSON_INDENT(1));
 				fputc('\n', f);
 				fclose(f);
@@ -198,6 +318,8 @@ int main(int argc, char **argv)
 		       ns[i], t[0] / 1e6, t[reps / 2] / 1e6, t[reps / 2] / 1e3 / ns[i], entries, problems,
 		       peak_rss_kb());
 		pl_store_free(s);
+		if (inc)
+			bench_incremental(ns[i]);
 	}
 	return 0;
 }

@@ -22,6 +22,7 @@ enum pl_status_class { PL_SC_1XX = 0, PL_SC_2XX, PL_SC_3XX, PL_SC_4XX, PL_SC_5XX
 struct pl_stats_slot {
 	_Alignas(64) atomic_uint_fast64_t req[PL_SC_N];
 	atomic_uint_fast64_t upstream_errors;
+	atomic_uint_fast64_t retries;     /* added (retry): route retries started (proxy/retry.h) */
 };
 
 struct pl_route_stats {

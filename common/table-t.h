@@ -7,9 +7,12 @@
  *   table is immutable, except for the fields explicitly marked "mutable" below
  *   (atomic counters used for round-robin), which any worker thread may update
  *   with relaxed atomics.
- * - Every pointer inside a table points into the same arena, or into a
- *   pl_stats object (stats.h) that outlives all tables. A table is freed in one
- *   call (pl_table_unref dropping the last reference).
+ * - Every pointer inside a table points into the same arena, into a
+ *   pl_stats object (stats.h) that outlives all tables, or into immutable
+ *   blocks the controller shares between tables (parsed route rules,
+ *   endpoint lists) that the arena keeps alive: an arena cleanup releases
+ *   them. A table is freed in one call (pl_table_unref dropping the last
+ *   reference), on any thread.
  * - Strings are NUL-terminated; *_len fields, where present, equal strlen().
  * - Header names in matches and filters are stored lower-cased; comparisons
  *   with request header names are case-insensitive, values case-sensitive.
@@ -118,6 +121,37 @@ enum pl_filter_type {
 	PL_FILTER_REDIRECT,
 	PL_FILTER_REWRITE,
 	PL_FILTER_MIRROR,
+	PL_FILTER_CORS,      /* added (CORS): HTTPRoute rule filters only */
+};
+
+/*
+ * Added (CORS): one allowOrigins entry other than "*". Scheme and host are
+ * compared case-insensitively, ports numerically (the scheme's default when
+ * the entry or the request's Origin names none).
+ */
+struct pl_cors_origin {
+	char *text;                  /* as configured, for dumps */
+	uint8_t https;               /* scheme https, else http */
+	uint16_t port;               /* explicit, else 80 / 443 */
+	struct pl_hostname host;     /* ANY: host "*"; WILDCARD: "*.example.com"; EXACT */
+};
+
+/*
+ * Added (CORS): an HTTPCORSFilter, decided by proxy/cors.h. List values are
+ * joined with ", " as sent; NULL when the list is empty.
+ */
+struct pl_cors {
+	struct pl_cors_origin *origins;
+	uint32_t n_origins;
+	uint8_t any_origin;          /* allowOrigins is ["*"] */
+	uint8_t credentials;         /* allowCredentials: true */
+	uint8_t any_method;          /* allowMethods is ["*"]: echo Access-Control-Request-Method */
+	uint8_t any_header;          /* allowHeaders is ["*"]: echo Access-Control-Request-Headers */
+	uint8_t any_expose;          /* exposeHeaders holds "*" (sent only without credentials) */
+	char *allow_methods;         /* NULL with any_method */
+	char *allow_headers;         /* NULL with any_header */
+	char *expose_headers;        /* the names other than "*" */
+	uint32_t max_age;            /* seconds; 5 when not configured */
 };
 
 struct pl_filter {
@@ -127,6 +161,7 @@ struct pl_filter {
 		struct pl_redirect redirect;
 		struct pl_rewrite rewrite;
 		struct pl_mirror mirror;
+		struct pl_cors cors;         /* added (CORS) */
 	} u;
 };
 
@@ -189,6 +224,21 @@ struct pl_backend {
 	uint32_t n_filters;
 };
 
+/*
+ * Added (retry): an HTTPRoute rule's retry stanza (HTTPRouteRetry), decided
+ * by proxy/retry.h. codes: one bit per status PL_RETRY_CODE_MIN..MAX, bit
+ * (status - PL_RETRY_CODE_MIN) of codes[k / 64]; none set: only connection
+ * errors are retried.
+ */
+#define PL_RETRY_CODE_MIN 400
+#define PL_RETRY_CODE_MAX 599
+
+struct pl_retry {
+	uint64_t codes[4];
+	uint32_t attempts;           /* retries after the first try, >= 1 (1 when not configured) */
+	uint64_t backoff_ms;         /* before the first retry, doubling after (25 when not configured) */
+};
+
 struct pl_rule {
 	char *route;         /* "HTTPRoute/namespace/name" */
 	uint32_t rule_index;
@@ -207,6 +257,14 @@ struct pl_rule {
 	atomic_uint sched_pos;       /* mutable: cursor into schedule */
 	uint64_t timeout_request_ms; /* 0: none. timeouts.request */
 	uint64_t timeout_backend_ms; /* 0: none. timeouts.backendRequest */
+	const struct pl_retry *retry;    /* added (retry): NULL: no retry stanza */
+	/*
+	 * Added (issue 4), for dumps (GET /config): the rule's matches (route
+	 * entries hold copies of them, same pointers inside). A rule may be
+	 * shared by several tables.
+	 */
+	const struct pl_match *matches;
+	uint32_t n_matches;
 };
 
 struct pl_route_entry {
@@ -277,7 +335,11 @@ struct pl_table {
 	uint32_t n_binds;
 	struct pl_cluster **clusters;
 	uint32_t n_clusters;
-	char *config_json;           /* the table as JSON, for GET /config */
+	/* changed (issue 4): every rule of the table, routes in (kind, namespace, name) order;
+	 * replaces config_json: GET /config dumps the table on demand (tabledump.h).
+	 * clusters are in the order the rules first name them. */
+	struct pl_rule **rules;
+	uint32_t n_rules;
 	struct pl_arena *arena;      /* owns everything above, and the table itself */
 };
 

@@ -17,9 +17,11 @@
 #include "arena.h"
 #include "compile.h"
 #include "log.h"
+#include "origin.h"
 #include "stats.h"
 #include "store.h"
 #include "table.h"
+#include "tabledump.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -350,8 +352,9 @@ static int valid_path(const char *s)
 static pthread_mutex_t ids_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *ids;             /* "ns/svc:port" -> id */
 static uint32_t ids_next = 1;
+static uint64_t ids_gen;        /* resets of the registry: ids cached before one are stale */
 
-static uint32_t cluster_id(const char *name)
+static uint32_t cluster_id(const char *name, uint64_t *gen)
 {
 	pthread_mutex_lock(&ids_lock);
 	if (!ids)
@@ -362,16 +365,79 @@ static uint32_t cluster_id(const char *name)
 		id = (uint32_t)json_integer_value(v);
 	} else {
 		/* bounded: a registry that outgrows any sane config is reset; ids stay unique */
-		if (json_object_size(ids) >= (1u << 20))
+		if (json_object_size(ids) >= (1u << 20)) {
 			json_object_clear(ids);
+			ids_gen++;
+		}
 		id = ids_next++;
 		jset(ids, name, json_integer(id));
 	}
+	*gen = ids_gen;
 	pthread_mutex_unlock(&ids_lock);
 	return id;
 }
 
-/* ---------------------------------------------------------------- compiler state */
+static uint64_t cluster_ids_gen(void)
+{
+	pthread_mutex_lock(&ids_lock);
+	uint64_t g = ids_gen;
+	pthread_mutex_unlock(&ids_lock);
+	return g;
+}
+
+/* ---------------------------------------------------------------- shared blocks */
+
+/*
+ * Immutable compiled data that outlives one compile: a route's parsed rules
+ * (matches, filters, regexes, strings) and a cluster's endpoints. The
+ * compiler's cache holds a reference while the data is current, each table
+ * built from it holds one more (released by a cleanup of the table's arena),
+ * so whoever drops the last one frees it: the controller, or a worker
+ * letting go of an old table.
+ */
+struct blob {
+	atomic_int ref;
+	struct pl_arena *a;
+};
+
+static struct blob *blob_new(size_t block)
+{
+	struct blob *b = pl_xmalloc(sizeof(*b));
+	atomic_init(&b->ref, 1);
+	b->a = pl_arena_new(block, PL_ARENA_FATAL);
+	return b;
+}
+
+static void blob_ref(struct blob *b)
+{
+	atomic_fetch_add_explicit(&b->ref, 1, memory_order_relaxed);
+}
+
+static void blob_unref(struct blob *b)
+{
+	if (!b)
+		return;
+	int prev = atomic_fetch_sub_explicit(&b->ref, 1, memory_order_acq_rel);
+	PL_BUG_ON(prev <= 0);
+	if (prev == 1) {
+		pl_arena_free(b->a);
+		free(b);
+	}
+}
+
+struct blobrefs {
+	struct blob **v;
+	size_t n;
+};
+
+static void blobrefs_release(void *p)
+{
+	struct blobrefs *br = p;
+	for (size_t i = 0; i < br->n; i++)
+		blob_unref(br->v[i]);
+}
+
+/* ---------------------------------------------------------------- containers */
 
 struct vec {
 	void **v;
@@ -392,6 +458,154 @@ static void vpush(struct pl_arena *a, struct vec *v, void *p)
 	}
 	v->v[v->n++] = p;
 }
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+#define FNV_INIT 14695981039346656037ull
+
+/*
+ * String -> pointer map, open addressing. Keys are not copied: they must
+ * outlive the map. Slots come from arena a (scratch maps, dropped with it)
+ * or from the heap when a is NULL (smap_free()).
+ */
+struct smap {
+	struct sslot {
+		const char *k;
+		void *v;
+		uint64_t h;
+	} *s;
+	size_t cap, n;
+	struct pl_arena *a;
+};
+
+static struct sslot *smap_alloc(struct smap *m, size_t cap)
+{
+	struct sslot *s = m->a ? pl_arena_alloc(m->a, cap * sizeof(*s)) : pl_xcalloc(cap, sizeof(*s));
+	return s;
+}
+
+static struct sslot *smap_find(const struct smap *m, const char *k, uint64_t h)
+{
+	if (!m->cap)
+		return NULL;
+	size_t mask = m->cap - 1;
+	for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+		struct sslot *sl = &m->s[i];
+		if (!sl->k || (sl->h == h && strcmp(sl->k, k) == 0))
+			return sl;
+	}
+}
+
+/* The slot holding k, or NULL. */
+static struct sslot *smap_slot(const struct smap *m, const char *k)
+{
+	struct sslot *sl = smap_find(m, k, fnv1a(FNV_INIT, k, strlen(k)));
+	return sl && sl->k ? sl : NULL;
+}
+
+static void *smap_get(const struct smap *m, const char *k)
+{
+	struct sslot *sl = smap_find(m, k, fnv1a(FNV_INIT, k, strlen(k)));
+	return sl && sl->k ? sl->v : NULL;
+}
+
+/* The value slot of k, inserted (value NULL) when absent. */
+static void **smap_put(struct smap *m, const char *k)
+{
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		struct sslot *ns = smap_alloc(m, cap), *old = m->s;
+		for (size_t i = 0; i < m->cap; i++) {
+			if (!old[i].k)
+				continue;
+			size_t j = (size_t)old[i].h & (cap - 1);
+			while (ns[j].k)
+				j = (j + 1) & (cap - 1);
+			ns[j] = old[i];
+		}
+		if (!m->a)
+			free(old);
+		m->s = ns;
+		m->cap = cap;
+	}
+	uint64_t h = fnv1a(FNV_INIT, k, strlen(k));
+	struct sslot *sl = smap_find(m, k, h);
+	if (!sl->k) {
+		sl->k = k;
+		sl->h = h;
+		sl->v = NULL;
+		m->n++;
+	}
+	return &sl->v;
+}
+
+static void smap_free(struct smap *m)
+{
+	if (!m->a)
+		free(m->s);
+	m->s = NULL;
+	m->cap = m->n = 0;
+}
+
+/* Removes k (linear probing: the entries after it move back so lookups still find them). */
+static void smap_del(struct smap *m, const char *k)
+{
+	struct sslot *sl = smap_find(m, k, fnv1a(FNV_INIT, k, strlen(k)));
+	if (!sl || !sl->k)
+		return;
+	size_t mask = m->cap - 1, i = (size_t)(sl - m->s), j = i;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!m->s[j].k)
+			break;
+		size_t home = (size_t)m->s[j].h & mask;
+		/* s[j] may fill the hole at i unless its home lies cyclically in (i, j] */
+		int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (!stays) {
+			m->s[i] = m->s[j];
+			i = j;
+		}
+	}
+	m->s[i] = (struct sslot){ 0 };
+	m->n--;
+}
+
+/* Heap vectors, for what outlives a compile. */
+static void hvpush(struct vec *v, void *p)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 4;
+		v->v = pl_xrealloc(v->v, cap * sizeof(void *));
+		v->cap = cap;
+	}
+	v->v[v->n++] = p;
+}
+
+/* Removes one p; order is not kept. */
+static void hvdel(struct vec *v, const void *p)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		if (v->v[i] == p) {
+			v->v[i] = v->v[--v->n];
+			return;
+		}
+	}
+}
+
+static void hvfree(struct vec *v)
+{
+	free(v->v);
+	*v = (struct vec){ 0 };
+}
+
+/* ---------------------------------------------------------------- compiler state */
 
 enum from { FROM_SAME = 0, FROM_ALL, FROM_SELECTOR, FROM_NONE };
 
@@ -423,7 +637,7 @@ struct lst {
 	enum from from;
 	json_t *selector;
 	unsigned attached;
-	struct vec att;              /* struct attach * */
+	struct vec att;              /* struct attach *, route order */
 	int dup;                     /* duplicate listener name: not reported */
 };
 
@@ -451,50 +665,168 @@ struct bref {
 	const struct pl_obj *svc;    /* NULL: unresolved */
 	const json_t *port;          /* Service port */
 	int grpc;                    /* referenced by a GRPCRoute: no appProtocol means h2c */
+	char *cluster;               /* name of its cluster (route blob); set once the route attached */
 };
 
 struct crule {
 	uint32_t index;
-	struct pl_rule *r;
+	struct pl_rule *r;           /* template (route blob): each table gets a copy with its clusters */
 	struct pl_match *m;
 	uint32_t nm;
 	struct bref *bk;             /* per backend */
 	struct bref *fm;             /* per rule filter (mirrors) */
 	uint32_t *grank;             /* GRPCRoute: per match, service chars << 16 | method chars */
+	int mirrors;                 /* some filter is a RequestMirror: the table copies the filters */
 };
 
+/*
+ * A compiled route, cached across compiles (struct pl_compiler) while the
+ * route object (rev) and everything it was compiled against (cache_valid())
+ * stay the same. It lives in its blob with its parsed rules; statuses and
+ * attachments are computed once, the table build reads them every compile.
+ */
 struct croute {
-	const struct pl_obj *o;
+	struct blob *blob;           /* owns this struct and everything it points to */
+	size_t kidx;                 /* index into rkinds: the cache is in pass_routes order */
+	const char *ns, *name;
+	uint64_t rev;
+	const struct pl_obj *o;      /* the store's object (refreshed every compile) */
 	const char *kind;            /* "HTTPRoute", "TLSRoute", "TCPRoute", "UDPRoute" */
 	const char *svc_proto;       /* Service port protocol backends must have: "TCP" or "UDP" */
 	int grpc;                    /* GRPCRoute: method matches, gRPC precedence */
 	char *key;                   /* "ns/name" for precedence */
 	char *full;                  /* "HTTPRoute/ns/name" */
-	char **hosts;                /* validated, lower-case; n_hosts == 0: none given */
-	size_t n_hosts;
-	int invalid;                 /* whole route unusable (bad hostnames, too many rules...) */
-	char invalid_msg[256];
 	struct crule *rules;
-	size_t n_rules, n_dropped;
-	char drop_msg[256];
-	const char *refs_reason;     /* NULL: resolved */
-	char refs_msg[256];
-	json_t *parents;             /* status.parents */
-	struct gw *gw;               /* Gateway of the first listener it attached to (backend client certificate) */
-	int materialized;
+	size_t n_rules;
+	struct vec atts;             /* struct attach *, in the order they were made */
+	int gwi;                     /* index into ctx.gws: Gateway of the first listener attached (backend client certificate); -1 */
 	const char *stats_listener;
+	struct pl_route_stats *stats;
+	int stats_done;
+	json_t *status;              /* statuses entry; NULL: no parent of ours */
+	int unhealthy;
+	struct rinst *inst;          /* its rules as tables hold them; NULL while not in the table */
+	int materialized;            /* attached to a listener the table serves (this compile) */
 };
 
 struct attach {
 	struct croute *r;
-	struct vec hosts;            /* char *, "" = any */
+	struct vec hosts;            /* char *, "" = any (route blob) */
 	unsigned long mark;          /* visit marker of for_covering() */
+	uint32_t gi, li;             /* the listener: ctx.gws[gi].l[li] */
+};
+
+/* A Secret or ConfigMap a compile read (rev 0: absent), to tell whether it changed since. */
+struct dep {
+	enum pl_kind kind;
+	char *ns, *name;
+	uint64_t rev;
+};
+
+/* An object of a kind compared by content (GatewayClass, Gateway), as the cache last saw it. */
+struct snap {
+	const struct pl_obj *o;      /* identity only: never dereferenced */
+	uint64_t seq;
+	json_t *copy;
+};
+
+/* The EndpointSlices of one Service ("ns/svc"): their names, sorted. */
+struct svcslices {
+	char *key;                   /* heap: the key in pl_compiler.slices */
+	char *ns;
+	struct vec names;            /* heap vector of heap strings */
+};
+
+/*
+ * A cluster, shared by the tables built while its endpoints stay the same:
+ * the pl_cluster lives in blob, rebuilt (gen + 1) when the Service's
+ * EndpointSlices change.
+ */
+struct cclu {
+	char *name;                  /* heap; the key in pl_compiler.clusters */
+	char *svc;                   /* heap: "ns/svc", the key in pl_compiler.svc_clusters */
+	const struct pl_obj *svc_obj;
+	const json_t *port;          /* the Service port (valid while the Service is) */
+	int grpc;
+	int gwi;                     /* Gateway whose client certificate it presents; -1 */
+	struct blob *blob;
+	struct pl_cluster *cl;
+	uint64_t gen;
+	uint64_t *revs;              /* revs of the slices it was built from, name order */
+	size_t n_revs;
+	uint64_t id_gen;             /* ids_gen its registry id is from */
+	uint64_t mark;               /* pl_compiler.runs of the last table that holds it */
+};
+
+/* The clusters of one Service. */
+struct svcc {
+	char *key;                   /* heap: "ns/svc" */
+	struct vec v;                /* heap vector of struct cclu * */
+};
+
+/* A route's rules as tables hold them: with their clusters. Rebuilt when one of those is. */
+struct rinst {
+	struct blob *blob;           /* the pl_rules, their backends, mirror filters */
+	struct pl_rule **rules;      /* per croute rule */
+	struct cuse {
+		struct cclu *cc;
+		uint64_t gen;
+	} *uses;                     /* clusters, in the order the rules name them */
+	size_t n_uses;
+};
+
+/* One hostname of a listener: the attachments that carry it, and its vhost. */
+struct vcache {
+	char *host;                  /* heap; the key in lcache.vhosts; "" = any */
+	struct vec att;              /* heap vector of struct attach *, any order */
+	struct blob *blob;           /* vh's entries and name */
+	struct pl_vhost vh;
+	size_t full_count;           /* entries with hostname fallbacks (the budget counts those) */
+	uint64_t dirty;              /* == pl_compiler.runs: rebuild in this compile */
+};
+
+/* A listener the table serves, kept from compile to compile: its vhosts. */
+struct lcache {
+	struct smap vhosts;          /* host -> struct vcache * (heap map) */
+	struct vec sorted;           /* heap vector of struct vcache *, cmp_host order */
+	size_t total;                /* sum of full_count */
+	int exact_only;              /* over the budget: each vhost holds its own routes only */
+	struct vec dirty;            /* per compile (scratch): hostnames whose routes changed */
+};
+
+struct pl_compiler {
+	struct pl_compile_opts o;
+	char *controller_name, *now;
+	uint64_t runs;
+	uint64_t store_id;           /* 0: nothing cached */
+	uint64_t epoch[PL_K_N];      /* store epochs the cache stands on */
+	uint64_t store_rev;          /* pl_store_rev() the cache stands on */
+	struct snap *snaps;          /* every GatewayClass, then every Gateway, store order */
+	size_t n_snaps;
+	struct dep *deps;
+	size_t n_deps;
+	struct croute **routes;      /* pass_routes order */
+	size_t n_routes;
+	unsigned long mark;
+	int have_slices;
+	struct smap slices;          /* "ns/svc" -> struct svcslices * */
+	struct smap slice_svc;       /* EndpointSlice "ns/name" (heap) -> its "ns/svc" (heap) */
+	struct smap clusters;        /* name -> struct cclu * */
+	struct smap svc_clusters;    /* "ns/svc" -> struct svcc */
+	uint64_t ids_gen;            /* cluster_ids_gen() when the clusters were checked last */
+	struct lcache **lc;          /* per listener (ctx.lc_base[gw] + index), NULL: not served */
+	size_t n_lc;
+	struct smap jint;            /* shared status values: key (heap) -> json_t (a reference) */
+	size_t jint_live;            /* values after the last jint_gc() */
+	struct pl_compiler_stats st;
 };
 
 struct ctx {
+	struct pl_compiler *pc;
 	const struct pl_store *s;
 	const struct pl_compile_opts *o;
 	const char *now;
+	int full;                    /* nothing cached is reused */
 	struct pl_table *t;
 	struct pl_arena *a;          /* table arena */
 	struct pl_arena *tmp;        /* scratch */
@@ -502,14 +834,19 @@ struct ctx {
 	size_t n_gws;
 	json_t *gw_index;            /* "ns/name" -> index into gws */
 	json_t *cls_status;          /* served class name -> status json */
-	json_t *slices;              /* "ns/svc" -> [store index] */
-	json_t *cluster_index;       /* name -> index into clusters */
-	struct vec clusters;
-	struct croute *routes;
+	struct vec blobs;            /* struct blob * the table points into */
+	struct vec deps;             /* struct dep * read by this compile */
+	struct croute **routes;
 	size_t n_routes;
+	struct vec gone;             /* struct croute * replaced or deleted: dropped at the end */
+	struct vec fresh;            /* struct croute * compiled in this compile */
 	unsigned long mark;
 	struct btls *btls;           /* BackendTLSPolicies, oldest first */
 	size_t n_btls;
+	size_t *lc_base;             /* per Gateway: index of its first listener in pc->lc */
+	struct smap dirty_svcs;      /* "ns/svc" whose EndpointSlices changed */
+	int all_svcs_dirty;
+	uint64_t ids_gen;
 };
 
 static char *tprintf(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -526,6 +863,19 @@ static char *tprintf(struct ctx *c, const char *fmt, ...)
 	vsnprintf(d, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	return d;
+}
+
+/* pl_store_get() of a Secret or ConfigMap, remembered: the cache is valid while what it read is. */
+static const struct pl_obj *dep_get(struct ctx *c, enum pl_kind k, const char *ns, const char *name)
+{
+	const struct pl_obj *o = pl_store_get(c->s, k, ns, name);
+	struct dep *d = pl_arena_alloc(c->tmp, sizeof(*d));
+	d->kind = k;
+	d->ns = pl_arena_strdup(c->tmp, ns);
+	d->name = pl_arena_strdup(c->tmp, name);
+	d->rev = o ? o->rev : 0;
+	vpush(c->tmp, &c->deps, d);
+	return o;
 }
 
 static void *aarr(struct pl_arena *a, size_t n, size_t sz)
@@ -552,17 +902,133 @@ static int64_t generation_of(const struct pl_obj *o)
 	return 1;
 }
 
+/*
+ * Shared status values. Thousands of routes carry the same conditions, the
+ * same parentRef, often the same whole status: each distinct value is built
+ * once and shared (JSON values are reference counted; nobody changes a
+ * status after the compile, kube.c changes deep copies). The key spells out
+ * what the value is made of: strings with their length, values already
+ * shared by address. pl_compiler.jint holds one reference to each.
+ */
+struct kbuf {
+	char b[1536];
+	size_t n;
+	int over;                    /* too long: built fresh, not shared */
+};
+
+static void kput(struct kbuf *k, const char *s, size_t len)
+{
+	char num[24];
+	int nl = snprintf(num, sizeof(num), "%zu:", len);
+	if (k->over || k->n + (size_t)nl + len + 1 >= sizeof(k->b)) {
+		k->over = 1;
+		return;
+	}
+	memcpy(k->b + k->n, num, (size_t)nl);
+	memcpy(k->b + k->n + (size_t)nl, s, len);
+	k->n += (size_t)nl + len;
+	k->b[k->n] = '\0';
+}
+
+static void kstr(struct kbuf *k, const char *s)
+{
+	kput(k, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void knum(struct kbuf *k, long long v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", v);
+	kput(k, num, (size_t)n);
+}
+
+static void kptr(struct kbuf *k, const void *p)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%p", p);
+	kput(k, num, (size_t)n);
+}
+
+/* A new reference to the value shared under k, or NULL. */
+static json_t *jint_find(struct ctx *c, const struct kbuf *k)
+{
+	json_t *v = k->over ? NULL : smap_get(&c->pc->jint, k->b);
+	return v ? json_incref(v) : NULL;
+}
+
+/* Shares v (just built) under k; returns v. */
+static json_t *jint_keep(struct ctx *c, const struct kbuf *k, json_t *v)
+{
+	if (!k->over)
+		*smap_put(&c->pc->jint, pl_xstrdup(k->b)) = json_incref(v);
+	return v;
+}
+
+/* Drops the shared values only the table still holds (in rounds: values hold each other). */
+static void jint_gc(struct pl_compiler *pc)
+{
+	for (;;) {
+		struct vec gone = { 0 };
+		for (size_t i = 0; i < pc->jint.cap; i++)
+			if (pc->jint.s[i].k && ((json_t *)pc->jint.s[i].v)->refcount == 1)
+				hvpush(&gone, (void *)pc->jint.s[i].k);
+		for (size_t i = 0; i < gone.n; i++) {
+			json_t *v = smap_get(&pc->jint, gone.v[i]);
+			smap_del(&pc->jint, gone.v[i]);
+			free(gone.v[i]);
+			json_decref(v);
+		}
+		size_t n = gone.n;
+		hvfree(&gone);
+		if (!n)
+			break;
+	}
+	pc->jint_live = pc->jint.n;
+}
+
+static void jint_clear(struct pl_compiler *pc)
+{
+	for (size_t i = 0; i < pc->jint.cap; i++) {
+		if (!pc->jint.s[i].k)
+			continue;
+		free((char *)pc->jint.s[i].k);
+		json_decref(pc->jint.s[i].v);
+	}
+	smap_free(&pc->jint);
+}
+
+/* A string value, shared. */
+static json_t *jstr_shared(struct ctx *c, const char *s)
+{
+	struct kbuf k = { .n = 0 };
+	kstr(&k, "s");
+	kstr(&k, s);
+	json_t *v = jint_find(c, &k);
+	return v ? v : jint_keep(c, &k, jstr(s));
+}
+
 static json_t *cond(struct ctx *c, const struct pl_obj *o, const char *type, int status,
 		    const char *reason, const char *msg)
 {
-	json_t *j = J(json_object());
+	struct kbuf k = { .n = 0 };
+	int64_t gen = generation_of(o);
+	kstr(&k, "c");
+	kstr(&k, type);
+	kstr(&k, status ? "T" : "F");
+	kstr(&k, reason);
+	knum(&k, gen);
+	kstr(&k, msg);
+	json_t *j = jint_find(c, &k);
+	if (j)
+		return j;
+	j = J(json_object());
 	jset(j, "lastTransitionTime", json_string(c->now));
 	jset(j, "message", jstr(msg));
-	jset(j, "observedGeneration", json_integer(generation_of(o)));
+	jset(j, "observedGeneration", json_integer(gen));
 	jset(j, "reason", json_string(reason));
 	jset(j, "status", json_string(status ? "True" : "False"));
 	jset(j, "type", json_string(type));
-	return j;
+	return jint_keep(c, &k, j);
 }
 
 /* ---------------------------------------------------------------- ReferenceGrant, selectors */
@@ -867,17 +1333,6 @@ static int pem_certs_ok(const char *pem, size_t len)
 	return ok;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-#define FNV_INIT 14695981039346656037ull
-
 static char *arena_strndup0(struct pl_arena *a, const char *p, uint32_t n)
 {
 	char *d = pl_arena_alloc(a, (size_t)n + 1);
@@ -919,7 +1374,7 @@ static void gateway_backend_tls(struct ctx *c, struct gw *g)
 			 "tls.backend.clientCertificateRef: Secret %s/%s not permitted by any ReferenceGrant", ns, nm);
 		return;
 	}
-	const struct pl_obj *sec = pl_store_get(c->s, PL_K_SECRET, ns, nm);
+	const struct pl_obj *sec = dep_get(c, PL_K_SECRET, ns, nm);
 	const char *type = sec ? sget(sec->json, "type") : NULL;
 	uint32_t cl = 0, kl = 0;
 	char *crt = sec ? secret_bytes(c, sec, "tls.crt", &cl) : NULL;
@@ -991,7 +1446,7 @@ static void listener_tls(struct ctx *c, struct lst *l)
 				 i, ns, nm);
 			continue;
 		}
-		const struct pl_obj *sec = pl_store_get(c->s, PL_K_SECRET, ns, nm);
+		const struct pl_obj *sec = dep_get(c, PL_K_SECRET, ns, nm);
 		const char *type = sec ? sget(sec->json, "type") : NULL;
 		json_t *data = sec ? json_object_get(sec->json, "data") : NULL;
 		if (!sec) {
@@ -1072,7 +1527,7 @@ static void listener_frontend(struct ctx *c, struct lst *l)
 			l->no_certs = 1;
 			continue;
 		}
-		const struct pl_obj *o = pl_store_get(c->s, kind, ns, nm);
+		const struct pl_obj *o = dep_get(c, kind, ns, nm);
 		uint32_t len = 0;
 		char *pem = NULL;
 		if (o && kind == PL_K_SECRET)
@@ -1446,10 +1901,21 @@ static struct gw *find_gw(struct ctx *c, const char *ns, const char *name)
 
 /* ---------------------------------------------------------------- pass 3: HTTPRoutes */
 
+/* What compiling one route needs besides the route itself; only its results outlive it. */
 struct rctx {
 	struct ctx *c;
 	struct croute *cr;
+	struct pl_arena *a;          /* the route's blob */
 	char why[256];
+	char **hosts;                /* validated, lower-case; n_hosts == 0: none given */
+	size_t n_hosts;
+	int invalid;                 /* whole route unusable (bad hostnames, too many rules...) */
+	char invalid_msg[256];
+	size_t n_dropped;
+	char drop_msg[256];
+	const char *refs_reason;     /* NULL: resolved */
+	char refs_msg[256];
+	json_t *parents;             /* status.parents */
 };
 
 static int bad(struct rctx *rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1463,16 +1929,16 @@ static int bad(struct rctx *rc, const char *fmt, ...)
 	return -1;
 }
 
-static void route_refs(struct croute *cr, const char *reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void route_refs(struct rctx *rc, const char *reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void route_refs(struct croute *cr, const char *reason, const char *fmt, ...)
+static void route_refs(struct rctx *rc, const char *reason, const char *fmt, ...)
 {
-	if (cr->refs_reason)
+	if (rc->refs_reason)
 		return;
-	cr->refs_reason = reason;
+	rc->refs_reason = reason;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(cr->refs_msg, sizeof(cr->refs_msg), fmt, ap);
+	vsnprintf(rc->refs_msg, sizeof(rc->refs_msg), fmt, ap);
 	va_end(ap);
 }
 
@@ -1512,7 +1978,7 @@ static int regex_too_costly(const char *s)
 	return 0;
 }
 
-/* Compiles an anchored POSIX ERE into the table arena. */
+/* Compiles an anchored POSIX ERE into the route's blob. */
 static regex_t *compile_regex(struct rctx *rc, const char *what, const char *pat)
 {
 	if (strlen(pat) > MAX_REGEX_LEN || regex_too_costly(pat)) {
@@ -1529,7 +1995,7 @@ static regex_t *compile_regex(struct rctx *rc, const char *what, const char *pat
 		return NULL;
 	}
 	regfree(&probe);
-	struct pl_arena *a = rc->c->a;
+	struct pl_arena *a = rc->a;
 	char *anch = pl_arena_printf(a, "^(%s)$", pat);
 	regex_t *re = pl_arena_alloc(a, sizeof(*re));
 	if (regcomp(re, anch, REG_EXTENDED | REG_NOSUB) != 0) {
@@ -1550,7 +2016,7 @@ static int parse_kv_matches(struct rctx *rc, json_t *arr, const char *what, int 
 	size_t n = json_array_size(arr);
 	if (n > MAX_KV)
 		return bad(rc, "%s: more than %d entries", what, MAX_KV);
-	struct pl_kv_match *v = aarr(rc->c->a, n, sizeof(*v));
+	struct pl_kv_match *v = aarr(rc->a, n, sizeof(*v));
 	uint32_t k = 0;
 	size_t i;
 	json_t *e;
@@ -1572,8 +2038,8 @@ static int parse_kv_matches(struct rctx *rc, json_t *arr, const char *what, int 
 		if (dup)
 			continue;
 		struct pl_kv_match *m = &v[k];
-		m->name = header ? adup_lower(rc->c->a, name) : pl_arena_strdup(rc->c->a, name);
-		m->value = pl_arena_strdup(rc->c->a, val);
+		m->name = header ? adup_lower(rc->a, name) : pl_arena_strdup(rc->a, name);
+		m->value = pl_arena_strdup(rc->a, val);
 		if (strcmp(type, "Exact") == 0) {
 			m->type = PL_MATCH_EXACT;
 		} else if (strcmp(type, "RegularExpression") == 0) {
@@ -1595,7 +2061,7 @@ static int parse_kv_matches(struct rctx *rc, json_t *arr, const char *what, int 
 
 static int parse_match(struct rctx *rc, json_t *jm, struct pl_match *m, const char *what)
 {
-	struct pl_arena *a = rc->c->a;
+	struct pl_arena *a = rc->a;
 	if (!json_is_object(jm))
 		return bad(rc, "%s: not a mapping", what);
 	const char *type = "PathPrefix", *val = "/";
@@ -1682,7 +2148,7 @@ static int valid_grpc_name(const char *s, int service)
  */
 static int parse_grpc_match(struct rctx *rc, json_t *jm, struct pl_match *m, uint32_t *grank, const char *what)
 {
-	struct pl_arena *a = rc->c->a;
+	struct pl_arena *a = rc->a;
 	if (!json_is_object(jm))
 		return bad(rc, "%s: not a mapping", what);
 	json_t *mm = json_object_get(jm, "method");
@@ -1752,7 +2218,7 @@ static int parse_kv_list(struct rctx *rc, json_t *arr, const char *what, struct 
 	size_t n = json_array_size(arr);
 	if (n > MAX_KV)
 		return bad(rc, "%s: more than %d entries", what, MAX_KV);
-	struct pl_kv *v = aarr(rc->c->a, n, sizeof(*v));
+	struct pl_kv *v = aarr(rc->a, n, sizeof(*v));
 	size_t i;
 	json_t *e;
 	json_array_foreach(arr, i, e) {
@@ -1766,8 +2232,8 @@ static int parse_kv_list(struct rctx *rc, json_t *arr, const char *what, struct 
 			if (strcmp(v[j].name, name) == 0 || (strlen(v[j].name) == strlen(name) &&
 							     pl_strncaseeq(v[j].name, name, strlen(name))))
 				return bad(rc, "%s[%zu]: header %.64s given twice", what, i, name);
-		v[i].name = adup_lower(rc->c->a, name);
-		v[i].value = pl_arena_strdup(rc->c->a, val);
+		v[i].name = adup_lower(rc->a, name);
+		v[i].value = pl_arena_strdup(rc->a, val);
 		v[i].name_len = (uint32_t)strlen(name);
 		v[i].value_len = (uint32_t)strlen(val);
 	}
@@ -1794,13 +2260,13 @@ static int parse_header_mod(struct rctx *rc, json_t *j, const char *what, struct
 	size_t n = json_array_size(rm), i;
 	if (n > MAX_KV)
 		return bad(rc, "%s.remove: more than %d entries", what, MAX_KV);
-	h->remove = aarr(rc->c->a, n, sizeof(char *));
+	h->remove = aarr(rc->a, n, sizeof(char *));
 	json_t *e;
 	json_array_foreach(rm, i, e) {
 		const char *name = json_string_value(e);
 		if (!name || !valid_token(name, 256))
 			return bad(rc, "%s.remove[%zu]: invalid header name", what, i);
-		h->remove[i] = adup_lower(rc->c->a, name);
+		h->remove[i] = adup_lower(rc->a, name);
 	}
 	h->n_remove = (uint32_t)n;
 	return 0;
@@ -1827,7 +2293,7 @@ static int parse_path_mod(struct rctx *rc, json_t *j, const char *what, struct p
 	}
 	if (!valid_path(v))
 		return bad(rc, "%s: invalid path \"%.64s\"", what, v);
-	pm->value = pl_arena_strdup(rc->c->a, v);
+	pm->value = pl_arena_strdup(rc->a, v);
 	return 0;
 }
 
@@ -1865,22 +2331,22 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 	if (hp < 0 || (hp == 1 && (port < 1 || port > 65535)))
 		return bad(rc, "%s: invalid port", what);
 	if (*g || strcmp(k, "Service") != 0) {
-		route_refs(cr, "InvalidKind", "%s: kind %s%s%s is not supported", what, g, *g ? "/" : "", k);
+		route_refs(rc, "InvalidKind", "%s: kind %s%s%s is not supported", what, g, *g ? "/" : "", k);
 		return 0;
 	}
 	if (strcmp(ns, cr->o->ns) != 0 &&
 	    !ref_granted(rc->c, GW_GROUP, cr->kind, cr->o->ns, "", "Service", ns, name)) {
-		route_refs(cr, "RefNotPermitted", "%s: Service %s/%s is in another namespace and no ReferenceGrant allows it",
+		route_refs(rc, "RefNotPermitted", "%s: Service %s/%s is in another namespace and no ReferenceGrant allows it",
 			   what, ns, name);
 		return 0;
 	}
 	const struct pl_obj *svc = pl_store_get(rc->c->s, PL_K_SERVICE, ns, name);
 	if (!svc) {
-		route_refs(cr, "BackendNotFound", "%s: Service %s/%s not found", what, ns, name);
+		route_refs(rc, "BackendNotFound", "%s: Service %s/%s not found", what, ns, name);
 		return 0;
 	}
 	if (hp != 1) {
-		route_refs(cr, "BackendNotFound", "%s: port is required for a Service", what);
+		route_refs(rc, "BackendNotFound", "%s: port is required for a Service", what);
 		return 0;
 	}
 	int bd = 0;
@@ -1895,7 +2361,7 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 		}
 	}
 	if (!found) {
-		route_refs(cr, "BackendNotFound", "%s: Service %s/%s has no port %lld", what, ns, name, port);
+		route_refs(rc, "BackendNotFound", "%s: Service %s/%s has no port %lld", what, ns, name, port);
 		return 0;
 	}
 	const char *proto = sget(found, "protocol");
@@ -1914,7 +2380,7 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 	}
 	if ((!ok && !strcmp(cr->svc_proto, "TCP") && (!strcmp(cr->kind, "HTTPRoute") || cr->grpc)) ||
 	    strcmp(proto ? proto : "TCP", cr->svc_proto) != 0) {
-		route_refs(cr, "UnsupportedProtocol", "%s: Service %s/%s port %lld: protocol %s/%s is not supported",
+		route_refs(rc, "UnsupportedProtocol", "%s: Service %s/%s port %lld: protocol %s/%s is not supported",
 			   what, ns, name, port, proto ? proto : "TCP", sget(found, "appProtocol") ? sget(found, "appProtocol") : "-");
 		return 0;
 	}
@@ -1924,7 +2390,146 @@ static int resolve_ref(struct rctx *rc, json_t *ref, const char *what, struct br
 	return 0;
 }
 
-enum { F_REQHDR = 1, F_RESPHDR = 2, F_REDIRECT = 4, F_REWRITE = 8 };
+enum { F_REQHDR = 1, F_RESPHDR = 2, F_REDIRECT = 4, F_REWRITE = 8, F_CORS = 16 };
+
+/* ------------------------------------------------------------ CORS filter (added) */
+
+#define MAX_CORS_LIST 64     /* allowOrigins, allowHeaders, exposeHeaders (the CRD's maxItems) */
+
+static int cors_method(const char *v)
+{
+	for (size_t i = 0; methods[i]; i++)
+		if (strcmp(v, methods[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* 1 if entry i of arr (strings) repeats an earlier one, ignoring case when nocase. */
+static int cors_dup(json_t *arr, size_t i, int nocase)
+{
+	const char *v = json_string_value(json_array_get(arr, i));
+	size_t n = strlen(v);
+	for (size_t k = 0; k < i; k++) {
+		const char *u = json_string_value(json_array_get(arr, k));
+		if (nocase ? strlen(u) == n && pl_strncaseeq(u, v, n) : strcmp(u, v) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * allowMethods (methods), allowHeaders or exposeHeaders (header names) of
+ * jc: the entries but "*" joined by ", " into *out (NULL when none), *any
+ * when "*" is one of them (alone when star_alone, as the CRD requires).
+ */
+static int cors_list(struct rctx *rc, json_t *jc, const char *key, const char *what, int is_methods, int star_alone,
+		     char **out, uint8_t *any)
+{
+	int b = 0;
+	json_t *arr = aget(jc, key, &b), *e;
+	size_t n = json_array_size(arr), max = is_methods ? 9 : MAX_CORS_LIST, len = 0, i;
+	if (b || n > max)
+		return bad(rc, "%s.cors.%s: must be a list of at most %zu", what, key, max);
+	json_array_foreach(arr, i, e) {
+		const char *v = json_string_value(e);
+		if (!v)
+			return bad(rc, "%s.cors.%s[%zu]: not a string%s", what, key, i, str_hint(e));
+		if (cors_dup(arr, i, !is_methods))
+			return bad(rc, "%s.cors.%s[%zu]: \"%.64s\" given twice", what, key, i, v);
+		if (strcmp(v, "*") == 0) {
+			if (star_alone && n > 1)
+				return bad(rc, "%s.cors.%s: \"*\" cannot be used alongside other values", what, key);
+			*any = 1;
+			continue;
+		}
+		if (is_methods ? !cors_method(v) : !valid_token(v, 256))
+			return bad(rc, "%s.cors.%s[%zu]: invalid %s \"%.64s\"", what, key, i,
+				   is_methods ? "method" : "header name", v);
+		len += strlen(v) + 2;
+	}
+	*out = NULL;
+	if (len == 0)
+		return 0;
+	char *d = pl_arena_alloc(rc->a, len + 1), *p = d;
+	json_array_foreach(arr, i, e) {
+		const char *v = json_string_value(e);
+		size_t l = strlen(v);
+		if (strcmp(v, "*") == 0)
+			continue;
+		if (p != d) {
+			memcpy(p, ", ", 2);
+			p += 2;
+		}
+		memcpy(p, v, l);
+		p += l;
+	}
+	*p = '\0';
+	*out = d;
+	return 0;
+}
+
+static int cors_origins(struct rctx *rc, json_t *jc, const char *what, struct pl_cors *c)
+{
+	int b = 0;
+	json_t *arr = aget(jc, "allowOrigins", &b), *e;
+	size_t n = json_array_size(arr), i;
+	if (b || n > MAX_CORS_LIST)
+		return bad(rc, "%s.cors.allowOrigins: must be a list of at most %d", what, MAX_CORS_LIST);
+	c->origins = aarr(rc->a, n, sizeof(*c->origins));
+	json_array_foreach(arr, i, e) {
+		const char *v = json_string_value(e);
+		if (!v)
+			return bad(rc, "%s.cors.allowOrigins[%zu]: not a string%s", what, i, str_hint(e));
+		if (cors_dup(arr, i, 1))
+			return bad(rc, "%s.cors.allowOrigins[%zu]: \"%.64s\" given twice", what, i, v);
+		if (strcmp(v, "*") == 0) {
+			if (n > 1)
+				return bad(rc, "%s.cors.allowOrigins: \"*\" cannot be used alongside other origins", what);
+			c->any_origin = 1;
+			continue;
+		}
+		struct pl_origin o;
+		size_t len = strlen(v);
+		int scheme_ok = 0;
+		if (len <= 253 && pl_origin_parse(v, len, PL_ORIGIN_WILD, &o) == 0)
+			scheme_ok = (o.scheme_len == 4 && pl_strncaseeq(o.scheme, "http", 4)) ||
+				    (o.scheme_len == 5 && pl_strncaseeq(o.scheme, "https", 5));
+		/* the CRD's pattern: DNS labels or an IPv4 address, no IPv6 literal, no '_' */
+		if (!scheme_ok || o.host[0] == '[' || memchr(o.host, '_', o.host_len))
+			return bad(rc, "%s.cors.allowOrigins[%zu]: \"%.64s\" is not \"*\" or http(s)://host[:port] "
+				   "(host may start with \"*.\" or be \"*\")", what, i, v);
+		struct pl_cors_origin *co = &c->origins[c->n_origins++];
+		char host[256];
+		memcpy(host, o.host, o.host_len);
+		host[o.host_len] = '\0';
+		co->text = pl_arena_strdup(rc->a, v);
+		co->https = o.scheme_len == 5;
+		co->port = (uint16_t)o.port;
+		pl_hostname_init(&co->host, rc->a, host);
+	}
+	return 0;
+}
+
+/* An HTTPCORSFilter: what the CRD's schema checks (standalone manifests skip it), then the compiled form. */
+static int parse_cors(struct rctx *rc, json_t *jc, const char *what, struct pl_cors *c)
+{
+	if (!json_is_object(jc))
+		return bad(rc, "%s.cors is required", what);
+	if (cors_origins(rc, jc, what, c) != 0 ||
+	    cors_list(rc, jc, "allowMethods", what, 1, 1, &c->allow_methods, &c->any_method) != 0 ||
+	    cors_list(rc, jc, "allowHeaders", what, 0, 1, &c->allow_headers, &c->any_header) != 0 ||
+	    cors_list(rc, jc, "exposeHeaders", what, 0, 0, &c->expose_headers, &c->any_expose) != 0)
+		return -1;
+	json_t *cr = json_object_get(jc, "allowCredentials");
+	if (cr && !json_is_null(cr) && !json_is_boolean(cr))
+		return bad(rc, "%s.cors.allowCredentials: must be true or false", what);
+	c->credentials = json_is_true(cr);
+	long long age = 5;
+	if (iget(jc, "maxAge", &age) < 0 || age < 1 || age > INT32_MAX)
+		return bad(rc, "%s.cors.maxAge: must be a whole number of seconds from 1 to %d", what, INT32_MAX);
+	c->max_age = (uint32_t)age;
+	return 0;
+}
 
 static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl_filter *f, struct bref *fm,
 			int backend_level, unsigned *seen)
@@ -1963,14 +2568,14 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 		const char *scheme = NULL, *host = NULL;
 		if (sopt(j, "scheme", &scheme) < 0 || (scheme && strcmp(scheme, "http") && strcmp(scheme, "https")))
 			return bad(rc, "%s.requestRedirect.scheme must be http or https", what);
-		rd->scheme = pl_arena_strdup(rc->c->a, scheme);
+		rd->scheme = pl_arena_strdup(rc->a, scheme);
 		if (sopt(j, "hostname", &host) < 0)
 			return bad(rc, "%s.requestRedirect.hostname: not a string", what);
 		if (host) {
 			char hb[256];
 			if (norm_hostname(host, hb, sizeof(hb), 0) != 0)
 				return bad(rc, "%s.requestRedirect.hostname: invalid", what);
-			rd->hostname = pl_arena_strdup(rc->c->a, hb);
+			rd->hostname = pl_arena_strdup(rc->a, hb);
 		}
 		long long v = 0;
 		int r = iget(j, "port", &v);
@@ -1979,8 +2584,8 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 		rd->port = (int)v;
 		v = 302;
 		r = iget(j, "statusCode", &v);
-		if (r < 0 || (v != 301 && v != 302))
-			return bad(rc, "%s.requestRedirect.statusCode: must be 301 or 302", what);
+		if (r < 0 || (v != 301 && v != 302 && v != 303 && v != 307 && v != 308))
+			return bad(rc, "%s.requestRedirect.statusCode: must be 301, 302, 303, 307 or 308", what);
 		rd->status_code = (int)v;
 		snprintf(w, sizeof(w), "%.128s.requestRedirect.path", what);
 		if (parse_path_mod(rc, json_object_get(j, "path"), w, &rd->path) != 0)
@@ -1999,10 +2604,15 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 			char hb[256];
 			if (norm_hostname(host, hb, sizeof(hb), 0) != 0)
 				return bad(rc, "%s.urlRewrite.hostname: invalid", what);
-			rw->hostname = pl_arena_strdup(rc->c->a, hb);
+			rw->hostname = pl_arena_strdup(rc->a, hb);
 		}
 		snprintf(w, sizeof(w), "%.128s.urlRewrite.path", what);
 		if (parse_path_mod(rc, json_object_get(j, "path"), w, &rw->path) != 0)
+			return -1;
+	} else if (strcmp(type, "CORS") == 0) {
+		f->type = PL_FILTER_CORS;
+		bit = F_CORS;
+		if (parse_cors(rc, json_object_get(jf, "cors"), what, &f->u.cors) != 0)
 			return -1;
 	} else if (strcmp(type, "RequestMirror") == 0) {
 		json_t *j = json_object_get(jf, "requestMirror");
@@ -2115,15 +2725,56 @@ static void build_schedule(struct pl_arena *a, struct pl_rule *r)
 	}
 }
 
+#define MAX_RETRY_ATTEMPTS 100   /* added (retry): more is a retry storm, not a policy */
+
+/*
+ * Added (retry): rules[].retry (HTTPRouteRetry) into *out: codes from
+ * PL_RETRY_CODE_MIN to MAX (a set: no repeats), attempts 1..MAX_RETRY_ATTEMPTS
+ * (1 when absent), backoff a Gateway API Duration (25 ms when absent).
+ */
+static int parse_retry(struct rctx *rc, const json_t *jt, uint32_t index, const struct pl_retry **out)
+{
+	if (!json_is_object(jt))
+		return bad(rc, "spec.rules[%u].retry: not a mapping", index);
+	struct pl_retry *rp = pl_arena_alloc(rc->a, sizeof(*rp));
+	rp->attempts = 1;
+	rp->backoff_ms = 25;
+	int b = 0;
+	json_t *cs = aget(jt, "codes", &b), *e;
+	if (b || json_array_size(cs) > PL_RETRY_CODE_MAX - PL_RETRY_CODE_MIN + 1)
+		return bad(rc, "spec.rules[%u].retry.codes: must be a list of status codes", index);
+	size_t i;
+	json_array_foreach(cs, i, e) {
+		double d = json_is_integer(e) ? (double)json_integer_value(e) : json_is_real(e) ? json_real_value(e) : 0;
+		if (d < PL_RETRY_CODE_MIN || d > PL_RETRY_CODE_MAX || d != (double)(int)d)
+			return bad(rc, "spec.rules[%u].retry.codes[%zu]: must be a status code from %d to %d", index, i,
+				   PL_RETRY_CODE_MIN, PL_RETRY_CODE_MAX);
+		unsigned k = (unsigned)((int)d - PL_RETRY_CODE_MIN);
+		if (rp->codes[k / 64] >> (k % 64) & 1)
+			return bad(rc, "spec.rules[%u].retry.codes: %d listed twice", index, (int)d);
+		rp->codes[k / 64] |= 1ull << (k % 64);
+	}
+	long long at = 1;
+	if (iget(jt, "attempts", &at) < 0 || at < 1 || at > MAX_RETRY_ATTEMPTS)
+		return bad(rc, "spec.rules[%u].retry.attempts: must be an integer from 1 to %d", index,
+			   MAX_RETRY_ATTEMPTS);
+	rp->attempts = (uint32_t)at;
+	const char *bo = NULL;
+	int rb = sopt(jt, "backoff", &bo);
+	if (rb < 0 || (bo && pl_gw_parse_duration(bo, &rp->backoff_ms) != 0))
+		return bad(rc, "spec.rules[%u].retry.backoff: invalid duration \"%.32s\"", index, bo ? bo : "");
+	*out = rp;
+	return 0;
+}
+
 static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule *out)
 {
-	struct ctx *c = rc->c;
-	struct pl_arena *a = c->a;
+	struct pl_arena *a = rc->a;
 	char w[256];
 	if (!json_is_object(jr))
 		return bad(rc, "spec.rules[%u]: not a mapping", index);
 	struct pl_rule *r = pl_arena_alloc(a, sizeof(*r));
-	r->route = pl_arena_strdup(a, rc->cr->full);
+	r->route = rc->cr->full;
 	r->rule_index = index;
 	out->index = index;
 	out->r = r;
@@ -2140,7 +2791,7 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 	/* no matches: one PathPrefix "/" match (the CRD default) */
 	out->nm = nm ? (uint32_t)nm : 1;
 	out->m = aarr(a, out->nm, sizeof(struct pl_match));
-	out->grank = aarr(c->tmp, out->nm, sizeof(uint32_t));   /* precedence keys: compile time only */
+	out->grank = aarr(a, out->nm, sizeof(uint32_t));
 	if (!nm) {
 		out->m[0].path_type = PL_PATH_PREFIX;
 		out->m[0].path = pl_arena_strdup(a, "/");
@@ -2161,6 +2812,8 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 		snprintf(w, sizeof(w), "spec.rules[%u].filters[%zu]", index, i);
 		if (parse_filter(rc, e, w, &r->filters[i], &out->fm[i], 0, &seen) != 0)
 			return -1;
+		if (r->filters[i].type == PL_FILTER_MIRROR)
+			out->mirrors = 1;
 	}
 	r->n_filters = (uint32_t)nf;
 	if ((seen & F_REDIRECT) && (seen & F_REWRITE))
@@ -2183,6 +2836,10 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 		if (r->timeout_request_ms && r->timeout_backend_ms > r->timeout_request_ms)
 			return bad(rc, "spec.rules[%u].timeouts: backendRequest must not exceed request", index);
 	}
+	/* added (retry): HTTPRoute only (GRPCRoute has no retry field) */
+	json_t *jretry = rc->cr->grpc ? NULL : json_object_get(jr, "retry");
+	if (jretry && !json_is_null(jretry) && parse_retry(rc, jretry, index, &r->retry) != 0)
+		return -1;
 
 	r->backends = aarr(a, nb, sizeof(struct pl_backend));
 	out->bk = aarr(a, nb, sizeof(struct bref));
@@ -2213,61 +2870,61 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 	}
 	r->n_backends = (uint32_t)nb;
 	build_schedule(a, r);
+	r->matches = out->m;
+	r->n_matches = out->nm;
 	return 0;
 }
 
-static void parse_route(struct ctx *c, struct croute *cr)
+static void parse_route(struct rctx *rc)
 {
+	struct croute *cr = rc->cr;
 	json_t *spec = json_object_get(cr->o->json, "spec");
-	struct rctx rc = { .c = c, .cr = cr };
-	cr->key = tprintf(c, "%s/%s", cr->o->ns, cr->o->name);
-	cr->full = tprintf(c, "%s/%s/%s", cr->kind, cr->o->ns, cr->o->name);
 
 	int b = 0;
 	json_t *hs = aget(spec, "hostnames", &b), *h;
 	size_t n = json_array_size(hs), i;
 	if (b || n > MAX_HOSTNAMES) {
-		cr->invalid = 1;
-		snprintf(cr->invalid_msg, sizeof(cr->invalid_msg), "spec.hostnames must be a list of at most %d",
+		rc->invalid = 1;
+		snprintf(rc->invalid_msg, sizeof(rc->invalid_msg), "spec.hostnames must be a list of at most %d",
 			 MAX_HOSTNAMES);
 		return;
 	}
-	cr->hosts = aarr(c->tmp, n, sizeof(char *));
+	rc->hosts = aarr(rc->c->tmp, n, sizeof(char *));
 	json_array_foreach(hs, i, h) {
 		char buf[256];
 		const char *s = json_string_value(h);
 		if (!s || norm_hostname(s, buf, sizeof(buf), 1) != 0) {
-			cr->invalid = 1;
-			snprintf(cr->invalid_msg, sizeof(cr->invalid_msg), "spec.hostnames[%zu]: invalid hostname", i);
+			rc->invalid = 1;
+			snprintf(rc->invalid_msg, sizeof(rc->invalid_msg), "spec.hostnames[%zu]: invalid hostname", i);
 			return;
 		}
-		cr->hosts[cr->n_hosts++] = pl_arena_strdup(c->tmp, buf);
+		rc->hosts[rc->n_hosts++] = pl_arena_strdup(rc->c->tmp, buf);
 	}
 
 	json_t *rules = aget(spec, "rules", &b), *jr;
 	if (b || json_array_size(rules) > MAX_RULES) {
-		cr->invalid = 1;
-		snprintf(cr->invalid_msg, sizeof(cr->invalid_msg), "spec.rules must be a list of at most %d", MAX_RULES);
+		rc->invalid = 1;
+		snprintf(rc->invalid_msg, sizeof(rc->invalid_msg), "spec.rules must be a list of at most %d", MAX_RULES);
 		return;
 	}
 	size_t nr = json_array_size(rules);
-	cr->rules = aarr(c->tmp, nr ? nr : 1, sizeof(struct crule));
+	cr->rules = aarr(rc->a, nr ? nr : 1, sizeof(struct crule));
 	if (!nr) {
 		/* the CRD default: one rule matching everything, no backends (500) */
 		json_t *def = J(json_object());
-		if (parse_rule(&rc, def, 0, &cr->rules[0]) == 0)
+		if (parse_rule(rc, def, 0, &cr->rules[0]) == 0)
 			cr->n_rules = 1;
 		json_decref(def);
 		return;
 	}
 	json_array_foreach(rules, i, jr) {
 		struct crule tmp = { 0 };
-		if (parse_rule(&rc, jr, (uint32_t)i, &tmp) == 0) {
+		if (parse_rule(rc, jr, (uint32_t)i, &tmp) == 0) {
 			cr->rules[cr->n_rules++] = tmp;
 		} else {
-			if (!cr->n_dropped)
-				snprintf(cr->drop_msg, sizeof(cr->drop_msg), "%s", rc.why);
-			cr->n_dropped++;
+			if (!rc->n_dropped)
+				snprintf(rc->drop_msg, sizeof(rc->drop_msg), "%s", rc->why);
+			rc->n_dropped++;
 		}
 	}
 }
@@ -2287,24 +2944,32 @@ static int ns_allowed(struct ctx *c, const struct lst *l, const char *ns)
 	}
 }
 
-static void attach(struct ctx *c, struct lst *l, struct croute *cr, char **hosts, size_t n)
+/*
+ * Records that the route attaches to l with these hostnames (one record per
+ * listener, hostnames merged over parentRefs); pass_routes() hands the
+ * records to the listeners, routes in order, every compile.
+ */
+static void attach(struct rctx *rc, struct lst *l, char **hosts, size_t n)
 {
-	/*
-	 * Routes attach one after the other (all parentRefs of one route, then
-	 * the next): cr's attachment to l, if any, is the last one.
-	 */
+	struct croute *cr = rc->cr;
+	struct ctx *c = rc->c;
+	uint32_t gi = (uint32_t)(l->gw - c->gws), li = (uint32_t)(l - l->gw->l);
 	struct attach *at = NULL;
-	if (l->att.n && ((struct attach *)l->att.v[l->att.n - 1])->r == cr)
-		at = l->att.v[l->att.n - 1];
+	for (size_t i = 0; i < cr->atts.n && !at; i++) {
+		struct attach *x = cr->atts.v[i];
+		if (x->gi == gi && x->li == li)
+			at = x;
+	}
 	if (!at) {
-		at = pl_arena_alloc(c->tmp, sizeof(*at));
+		at = pl_arena_alloc(rc->a, sizeof(*at));
 		at->r = cr;
-		vpush(c->tmp, &l->att, at);
-		l->attached++;
+		at->gi = gi;
+		at->li = li;
+		vpush(rc->a, &cr->atts, at);
 		if (!cr->stats_listener)
-			cr->stats_listener = l->fullname;
-		if (!cr->gw)
-			cr->gw = l->gw;
+			cr->stats_listener = pl_arena_strdup(rc->a, l->fullname);
+		if (cr->gwi < 0)
+			cr->gwi = (int)gi;
 	}
 	for (size_t i = 0; i < n; i++) {
 		int dup = 0;
@@ -2312,29 +2977,45 @@ static void attach(struct ctx *c, struct lst *l, struct croute *cr, char **hosts
 			if (strcmp(at->hosts.v[j], hosts[i]) == 0)
 				dup = 1;
 		if (!dup)
-			vpush(c->tmp, &at->hosts, hosts[i]);
+			vpush(rc->a, &at->hosts, pl_arena_strdup(rc->a, hosts[i]));
 	}
 }
 
-static json_t *parent_ref_echo(json_t *pr, const char *group, const char *kind)
+static json_t *parent_ref_echo(struct ctx *c, json_t *pr, const char *group, const char *kind)
 {
+	struct kbuf k = { .n = 0 };
+	const char *s;
+	long long port;
+	kstr(&k, "e");
+	kstr(&k, group);
+	kstr(&k, kind);
+	kstr(&k, sopt(pr, "namespace", &s) == 1 ? "1" : "0");
+	kstr(&k, sopt(pr, "namespace", &s) == 1 ? s : "");
+	kstr(&k, sget(pr, "name"));
+	kstr(&k, sopt(pr, "sectionName", &s) == 1 ? "1" : "0");
+	kstr(&k, sopt(pr, "sectionName", &s) == 1 ? s : "");
+	kstr(&k, iget(pr, "port", &port) == 1 ? "1" : "0");
+	knum(&k, iget(pr, "port", &port) == 1 ? port : 0);
+	json_t *v = jint_find(c, &k);
+	if (v)
+		return v;
 	json_t *e = J(json_object());
 	jset(e, "group", json_string(group));
 	jset(e, "kind", jstr(kind));
-	const char *s;
 	if (sopt(pr, "namespace", &s) == 1)
 		jset(e, "namespace", jstr(s));
 	jset(e, "name", jstr(sget(pr, "name")));
 	if (sopt(pr, "sectionName", &s) == 1)
 		jset(e, "sectionName", jstr(s));
-	long long port;
 	if (iget(pr, "port", &port) == 1)
 		jset(e, "port", json_integer(port));
-	return e;
+	return jint_keep(c, &k, e);
 }
 
-static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
+static void route_parent(struct rctx *rc, json_t *pr)
 {
+	struct ctx *c = rc->c;
+	struct croute *cr = rc->cr;
 	const char *group = GW_GROUP, *kind = "Gateway", *ns = cr->o->ns, *name = NULL, *section = NULL;
 	long long port = 0;
 	if (!json_is_object(pr) || sopt(pr, "group", &group) < 0 || sopt(pr, "kind", &kind) < 0 ||
@@ -2358,9 +3039,9 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 		ctl = g->controller;
 	}
 
-	if (!reason && cr->invalid) {
+	if (!reason && rc->invalid) {
 		reason = "UnsupportedValue";
-		snprintf(msg, sizeof(msg), "%s", cr->invalid_msg);
+		snprintf(msg, sizeof(msg), "%s", rc->invalid_msg);
 	}
 	if (!reason && g->acc_bad) {
 		reason = "NoMatchingParent";
@@ -2402,14 +3083,14 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 	if (!reason) {
 		for (size_t i = 0; i < nc; i++) {
 			struct lst *l = cand[i];
-			hosts[i] = aarr(c->tmp, cr->n_hosts ? cr->n_hosts : 1, sizeof(char *));
+			hosts[i] = aarr(c->tmp, rc->n_hosts ? rc->n_hosts : 1, sizeof(char *));
 			nh[i] = 0;
-			if (!cr->n_hosts) {
+			if (!rc->n_hosts) {
 				hosts[i][nh[i]++] = l->host;
 			} else {
-				for (size_t k = 0; k < cr->n_hosts; k++) {
+				for (size_t k = 0; k < rc->n_hosts; k++) {
 					char buf[256];
-					if (pl_gw_host_intersect(l->host, cr->hosts[k], buf, sizeof(buf)))
+					if (pl_gw_host_intersect(l->host, rc->hosts[k], buf, sizeof(buf)))
 						hosts[i][nh[i]++] = pl_arena_strdup(c->tmp, buf);
 				}
 			}
@@ -2423,91 +3104,369 @@ static void route_parent(struct ctx *c, struct croute *cr, json_t *pr)
 	}
 	if (!reason && cr->n_rules == 0) {
 		reason = "UnsupportedValue";
-		snprintf(msg, sizeof(msg), "all rules are invalid: %s", cr->drop_msg);
+		snprintf(msg, sizeof(msg), "all rules are invalid: %s", rc->drop_msg);
 	}
 	if (!reason) {
 		for (size_t i = 0; i < nc; i++)
 			if (nh[i])
-				attach(c, cand[i], cr, hosts[i], nh[i]);
+				attach(rc, cand[i], hosts[i], nh[i]);
 	}
 
-	json_t *p = J(json_object());
-	jset(p, "parentRef", parent_ref_echo(pr, group, kind));
-	jset(p, "controllerName", jstr(ctl));
-	json_t *conds = J(json_array());
+	json_t *cv[3];
+	size_t ncv = 0;
 	if (reason)
-		jpush(conds, cond(c, cr->o, "Accepted", 0, reason, msg));
+		cv[ncv++] = cond(c, cr->o, "Accepted", 0, reason, msg);
 	else
-		jpush(conds, cond(c, cr->o, "Accepted", 1, "Accepted", "Route is accepted"));
-	if (cr->refs_reason)
-		jpush(conds, cond(c, cr->o, "ResolvedRefs", 0, cr->refs_reason, cr->refs_msg));
+		cv[ncv++] = cond(c, cr->o, "Accepted", 1, "Accepted", "Route is accepted");
+	if (rc->refs_reason)
+		cv[ncv++] = cond(c, cr->o, "ResolvedRefs", 0, rc->refs_reason, rc->refs_msg);
 	else
-		jpush(conds, cond(c, cr->o, "ResolvedRefs", 1, "ResolvedRefs", "All references are resolved"));
-	if (cr->n_dropped && cr->n_rules) {
-		snprintf(msg, sizeof(msg), "%zu rule(s) dropped: %s", cr->n_dropped, cr->drop_msg);
-		jpush(conds, cond(c, cr->o, "PartiallyInvalid", 1, "UnsupportedValue", msg));
+		cv[ncv++] = cond(c, cr->o, "ResolvedRefs", 1, "ResolvedRefs", "All references are resolved");
+	if (rc->n_dropped && cr->n_rules) {
+		snprintf(msg, sizeof(msg), "%zu rule(s) dropped: %s", rc->n_dropped, rc->drop_msg);
+		cv[ncv++] = cond(c, cr->o, "PartiallyInvalid", 1, "UnsupportedValue", msg);
 	}
-	jset(p, "conditions", conds);
-	jpush(cr->parents, p);
+	json_t *echo = parent_ref_echo(c, pr, group, kind);
+	struct kbuf k = { .n = 0 };
+	kstr(&k, "p");
+	kptr(&k, echo);
+	kstr(&k, ctl);
+	for (size_t i = 0; i < ncv; i++)
+		kptr(&k, cv[i]);
+	json_t *p = jint_find(c, &k);
+	if (p) {
+		json_decref(echo);
+		for (size_t i = 0; i < ncv; i++)
+			json_decref(cv[i]);
+	} else {
+		p = J(json_object());
+		jset(p, "parentRef", echo);
+		jset(p, "controllerName", jstr(ctl));
+		json_t *conds = J(json_array());
+		for (size_t i = 0; i < ncv; i++)
+			jpush(conds, cv[i]);
+		jset(p, "conditions", conds);
+		jint_keep(c, &k, p);
+	}
+	jpush(rc->parents, p);
 }
 
+static const enum pl_kind rkinds[] = { PL_K_HTTPROUTE, PL_K_GRPCROUTE, PL_K_TLSROUTE, PL_K_TCPROUTE, PL_K_UDPROUTE };
+
+/* Bytes a route's blob grows by: most routes fit in one or two. */
+#define ROUTE_BLOCK 2048
+
+static json_t *obj_header(struct ctx *c, const struct pl_obj *o, json_t *status);
+static int unhealthy(const json_t *j);
+static char *cluster_name(struct ctx *c, struct pl_arena *a, const struct bref *b, const struct gw *g);
+
+/* Compiles one route into a new blob: rules, attachments, status, cluster names. */
+static struct croute *route_build(struct ctx *c, const struct pl_obj *o, size_t kidx)
+{
+	struct blob *b = blob_new(ROUTE_BLOCK);
+	struct croute *cr = pl_arena_alloc(b->a, sizeof(*cr));
+	cr->blob = b;
+	cr->kidx = kidx;
+	cr->ns = pl_arena_strdup(b->a, o->ns);
+	cr->name = pl_arena_strdup(b->a, o->name);
+	cr->rev = o->rev;
+	cr->o = o;
+	cr->kind = pl_kind_str(rkinds[kidx]);
+	cr->svc_proto = rkinds[kidx] == PL_K_UDPROUTE ? "UDP" : "TCP";
+	cr->grpc = rkinds[kidx] == PL_K_GRPCROUTE;
+	cr->gwi = -1;
+	int bd = 0;
+	json_t *prs = aget(json_object_get(o->json, "spec"), "parentRefs", &bd), *pr;
+	if (!json_array_size(prs))
+		return cr;
+	cr->key = pl_arena_printf(b->a, "%s/%s", o->ns, o->name);
+	cr->full = pl_arena_printf(b->a, "%s/%s/%s", cr->kind, o->ns, o->name);
+	struct rctx rc = { .c = c, .cr = cr, .a = b->a };
+	rc.parents = J(json_array());
+	parse_route(&rc);
+	size_t k;
+	json_array_foreach(prs, k, pr) {
+		if (k >= MAX_PARENTREFS)
+			break;
+		route_parent(&rc, pr);
+	}
+	if (json_array_size(rc.parents)) {
+		struct kbuf kb = { .n = 0 };
+		kstr(&kb, "r");
+		for (size_t i = 0; i < json_array_size(rc.parents); i++)
+			kptr(&kb, json_array_get(rc.parents, i));
+		json_t *st = jint_find(c, &kb);
+		if (!st) {
+			st = J(json_object());
+			jset(st, "parents", json_incref(rc.parents));
+			jint_keep(c, &kb, st);
+		}
+		cr->unhealthy = unhealthy(st);
+		cr->status = obj_header(c, o, st);
+	}
+	json_decref(rc.parents);
+	if (cr->atts.n) {
+		const struct gw *g = &c->gws[cr->gwi];
+		for (size_t i = 0; i < cr->n_rules; i++) {
+			struct crule *ru = &cr->rules[i];
+			for (uint32_t j = 0; j < ru->r->n_backends; j++)
+				if (ru->bk[j].svc)
+					ru->bk[j].cluster = cluster_name(c, b->a, &ru->bk[j], g);
+			for (uint32_t j = 0; j < ru->r->n_filters; j++)
+				if (ru->r->filters[j].type == PL_FILTER_MIRROR && ru->fm[j].svc)
+					ru->fm[j].cluster = cluster_name(c, b->a, &ru->fm[j], g);
+		}
+	}
+	return cr;
+}
+
+static void rinst_free(struct rinst *in)
+{
+	if (!in)
+		return;
+	blob_unref(in->blob);
+	free(in->uses);
+	free(in);
+}
+
+static void route_drop(struct croute *cr)
+{
+	rinst_free(cr->inst);
+	json_decref(cr->status);
+	blob_unref(cr->blob);
+}
+
+/* The cache's order: route kind (rkinds), then the store's (namespace, name). */
+static int route_cmp(const struct croute *cr, size_t kidx, const struct pl_obj *o)
+{
+	if (cr->kidx != kidx)
+		return cr->kidx < kidx ? -1 : 1;
+	int r = strcmp(cr->ns, o->ns);
+	return r ? r : strcmp(cr->name, o->name);
+}
+
+/*
+ * Every route of the store, in kind then (namespace, name) order: the cached
+ * compile of an unchanged one, a fresh compile of the others. Then their
+ * attachments go to the listeners, route by route, as if all were new.
+ */
 static void pass_routes(struct ctx *c)
 {
-	static const enum pl_kind rkinds[] = { PL_K_HTTPROUTE, PL_K_GRPCROUTE, PL_K_TLSROUTE, PL_K_TCPROUTE,
-					       PL_K_UDPROUTE };
+	struct pl_compiler *pc = c->pc;
 	const struct pl_obj *const *v;
 	size_t total = 0;
 	for (size_t k = 0; k < PL_ARRAY_LEN(rkinds); k++)
 		total += pl_store_list(c->s, rkinds[k], &v);
-	c->routes = aarr(c->tmp, total, sizeof(struct croute));
-	c->n_routes = total;
-	size_t at = 0;
+	struct croute **routes = pl_xcalloc(total ? total : 1, sizeof(*routes));
+	size_t at = 0, old = 0;
 	for (size_t k = 0; k < PL_ARRAY_LEN(rkinds); k++) {
 		size_t n = pl_store_list(c->s, rkinds[k], &v);
 		for (size_t i = 0; i < n; i++) {
-			c->routes[at].o = v[i];
-			c->routes[at].kind = pl_kind_str(rkinds[k]);
-			c->routes[at].svc_proto = rkinds[k] == PL_K_UDPROUTE ? "UDP" : "TCP";
-			c->routes[at].grpc = rkinds[k] == PL_K_GRPCROUTE;
-			at++;
+			struct croute *cr = NULL;
+			while (old < pc->n_routes) {
+				struct croute *o = pc->routes[old];
+				int r = route_cmp(o, k, v[i]);
+				if (r > 0)
+					break;
+				old++;
+				if (r == 0 && !c->full && o->rev == v[i]->rev)
+					cr = o;
+				else
+					vpush(c->tmp, &c->gone, o);   /* deleted, or changed */
+				if (r == 0)
+					break;
+			}
+			if (cr) {
+				cr->o = v[i];
+				pc->st.routes_reused++;
+			} else {
+				cr = route_build(c, v[i], k);
+				vpush(c->tmp, &c->fresh, cr);
+				pc->st.routes_compiled++;
+			}
+			routes[at++] = cr;
 		}
 	}
+	while (old < pc->n_routes)
+		vpush(c->tmp, &c->gone, pc->routes[old++]);
+	free(pc->routes);
+	pc->routes = routes;
+	pc->n_routes = total;
+	c->routes = routes;
+	c->n_routes = total;
 	for (size_t i = 0; i < total; i++) {
-		struct croute *cr = &c->routes[i];
-		cr->parents = J(json_array());
-		json_t *spec = json_object_get(cr->o->json, "spec");
-		int b = 0;
-		json_t *prs = aget(spec, "parentRefs", &b), *pr;
-		if (!json_array_size(prs))
-			continue;
-		parse_route(c, cr);
-		size_t k;
-		json_array_foreach(prs, k, pr) {
-			if (k >= MAX_PARENTREFS)
-				break;
-			route_parent(c, cr, pr);
+		struct croute *cr = routes[i];
+		for (size_t j = 0; j < cr->atts.n; j++) {
+			struct attach *a = cr->atts.v[j];
+			struct lst *l = &c->gws[a->gi].l[a->li];
+			vpush(c->tmp, &l->att, a);
+			l->attached++;
 		}
 	}
 }
 
 /* ---------------------------------------------------------------- pass 4: the table */
 
+/* "a/b" into buf; NULL if it does not fit. */
+static char *join2(char *buf, size_t size, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la + lb + 2 > size)
+		return NULL;
+	memcpy(buf, a, la);
+	buf[la] = '/';
+	memcpy(buf + la + 1, b, lb + 1);
+	return buf;
+}
+
+/*
+ * EndpointSlices by Service, kept across compiles: "ns/svc" -> the names of
+ * its slices (struct svcslices), and each slice's Service so that a deleted
+ * or relabelled slice is taken out of the right list. Updated from the
+ * store's change log; rebuilt when the log does not reach back far enough.
+ */
+static void slices_clear(struct pl_compiler *pc)
+{
+	for (size_t i = 0; i < pc->slices.cap; i++) {
+		struct svcslices *ss = pc->slices.s[i].v;
+		if (!pc->slices.s[i].k)
+			continue;
+		for (size_t k = 0; k < ss->names.n; k++)
+			free(ss->names.v[k]);
+		hvfree(&ss->names);
+		free(ss->key);
+		free(ss->ns);
+		free(ss);
+	}
+	smap_free(&pc->slices);
+	for (size_t i = 0; i < pc->slice_svc.cap; i++) {
+		if (!pc->slice_svc.s[i].k)
+			continue;
+		free((char *)pc->slice_svc.s[i].k);
+		free(pc->slice_svc.s[i].v);
+	}
+	smap_free(&pc->slice_svc);
+	pc->have_slices = 0;
+}
+
+static const char *slice_service(const struct pl_obj *o)
+{
+	return sget(json_object_get(json_object_get(o->json, "metadata"), "labels"), "kubernetes.io/service-name");
+}
+
+static void svc_dirty(struct ctx *c, const char *key)
+{
+	if (smap_get(&c->dirty_svcs, key))
+		return;
+	char *k = pl_arena_strdup(c->tmp, key);
+	*smap_put(&c->dirty_svcs, k) = k;
+}
+
+/* Slice ns/name now belongs to Service svc (NULL: to none, or it is gone); both Services are dirty. */
+static void slice_set(struct ctx *c, const char *ns, const char *name, const char *svc)
+{
+	struct pl_compiler *pc = c->pc;
+	char key[600], skey[600];
+	if (!join2(key, sizeof(key), ns, name))
+		return;
+	if (svc && !join2(skey, sizeof(skey), ns, svc))
+		svc = NULL;
+	struct sslot *sl = smap_slot(&pc->slice_svc, key);
+	char *old = sl ? sl->v : NULL;
+	if (old && svc && !strcmp(old, skey)) {
+		svc_dirty(c, old);   /* the same Service, other endpoints */
+		return;
+	}
+	if (old) {
+		struct svcslices *ss = smap_get(&pc->slices, old);
+		for (size_t i = 0; ss && i < ss->names.n; i++) {
+			if (!strcmp(ss->names.v[i], name)) {
+				free(ss->names.v[i]);
+				memmove(&ss->names.v[i], &ss->names.v[i + 1], (ss->names.n - i - 1) * sizeof(void *));
+				ss->names.n--;
+				break;
+			}
+		}
+		svc_dirty(c, old);
+		free(old);
+		sl->v = NULL;
+		if (!svc) {
+			char *k = (char *)sl->k;
+			smap_del(&pc->slice_svc, key);
+			free(k);
+			return;
+		}
+	}
+	if (!svc)
+		return;
+	struct svcslices *ss = smap_get(&pc->slices, skey);
+	if (!ss) {
+		ss = pl_xcalloc(1, sizeof(*ss));
+		ss->key = pl_xstrdup(skey);
+		ss->ns = pl_xstrdup(ns);
+		*smap_put(&pc->slices, ss->key) = ss;
+	}
+	/* sorted: the slices of a Service in store (name) order */
+	size_t lo = 0, hi = ss->names.n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (strcmp(ss->names.v[mid], name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	hvpush(&ss->names, NULL);
+	memmove(&ss->names.v[lo + 1], &ss->names.v[lo], (ss->names.n - 1 - lo) * sizeof(void *));
+	ss->names.v[lo] = pl_xstrdup(name);
+	svc_dirty(c, skey);
+	if (sl)
+		sl->v = pl_xstrdup(skey);
+	else
+		*smap_put(&pc->slice_svc, pl_xstrdup(key)) = pl_xstrdup(skey);
+}
+
+static void on_store_change(enum pl_kind k, const char *ns, const char *name, void *arg)
+{
+	struct ctx *c = arg;
+	if (k != PL_K_ENDPOINTSLICE)
+		return;
+	const struct pl_obj *o = pl_store_get(c->s, k, ns, name);
+	slice_set(c, ns, name, o ? slice_service(o) : NULL);
+}
+
+/*
+ * Brings the slice index up to date with the store and notes the Services
+ * whose slices changed (all of them when the index was rebuilt).
+ */
 static void index_slices(struct ctx *c)
 {
+	struct pl_compiler *pc = c->pc;
+	if (pc->have_slices && !c->full) {
+		if (pl_store_epoch(c->s, PL_K_ENDPOINTSLICE) == pc->epoch[PL_K_ENDPOINTSLICE])
+			return;
+		if (pl_store_changes(c->s, pc->store_rev, on_store_change, c) == 0)
+			return;
+	}
+	slices_clear(pc);
+	c->all_svcs_dirty = 1;
 	const struct pl_obj *const *v;
 	size_t n = pl_store_list(c->s, PL_K_ENDPOINTSLICE, &v);
 	for (size_t i = 0; i < n; i++) {
-		const char *svc = sget(json_object_get(json_object_get(v[i]->json, "metadata"), "labels"),
-				       "kubernetes.io/service-name");
-		if (!svc)
-			continue;
-		char *key = tprintf(c, "%s/%s", v[i]->ns, svc);
-		json_t *arr = json_object_get(c->slices, key);
-		if (!arr) {
-			arr = J(json_array());
-			jset(c->slices, key, arr);
-		}
-		jpush(arr, json_integer((json_int_t)i));
+		const char *svc = slice_service(v[i]);
+		if (svc)
+			slice_set(c, v[i]->ns, v[i]->name, svc);
+	}
+	pc->have_slices = 1;
+}
+
+/* The EndpointSlices of Service port b's Service, name order, into out (scratch). */
+static void slices_of(struct ctx *c, const char *svckey, struct vec *out)
+{
+	struct svcslices *ss = smap_get(&c->pc->slices, svckey);
+	for (size_t i = 0; ss && i < ss->names.n; i++) {
+		const struct pl_obj *o = pl_store_get(c->s, PL_K_ENDPOINTSLICE, ss->ns, ss->names.v[i]);
+		PL_BUG_ON(!o);
+		vpush(c->tmp, out, (void *)o);
 	}
 }
 
@@ -2552,29 +3511,25 @@ static int ep_seen(struct ctx *c, struct epset *set, struct vec *eps, const char
 	return 0;
 }
 
-static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bref *b, struct vec *eps)
+/* The endpoints of Service port sport from slices sl into eps (scratch struct pl_endpoint *), deduplicated. */
+static void add_endpoints(struct ctx *c, const json_t *sport, const struct vec *sl, struct vec *out)
 {
 	struct epset seen = { 0 };
-	const char *pname = sget(b->port, "name");
+	struct vec eps = { 0 };
+	const char *pname = sget(sport, "name");
 	if (!pname)
 		pname = "";
-	const char *want_proto = sget(b->port, "protocol");
+	const char *want_proto = sget(sport, "protocol");
 	if (!want_proto)
 		want_proto = "TCP";
-	char key[600];
-	snprintf(key, sizeof(key), "%s/%s", b->svc->ns, b->svc->name);
-	json_t *arr = json_object_get(c->slices, key), *ix;
-	const struct pl_obj *const *v;
-	pl_store_list(c->s, PL_K_ENDPOINTSLICE, &v);
-	size_t i;
-	json_array_foreach(arr, i, ix) {
-		json_t *sl = v[json_integer_value(ix)]->json;
-		const char *at = sget(sl, "addressType");
+	for (size_t i = 0; i < sl->n; i++) {
+		json_t *js = ((const struct pl_obj *)sl->v[i])->json;
+		const char *at = sget(js, "addressType");
 		int fam = at && !strcmp(at, "IPv4") ? AF_INET : at && !strcmp(at, "IPv6") ? AF_INET6 : 0;
 		if (!fam)
 			continue;
 		int bd = 0;
-		json_t *ports = aget(sl, "ports", &bd), *p, *eps_j = aget(sl, "endpoints", &bd), *e;
+		json_t *ports = aget(js, "ports", &bd), *p, *eps_j = aget(js, "endpoints", &bd), *ej;
 		long long port = -1;
 		size_t k;
 		json_array_foreach(ports, k, p) {
@@ -2586,9 +3541,9 @@ static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bre
 		}
 		if (port < 0)
 			continue;
-		json_array_foreach(eps_j, k, e) {
+		json_array_foreach(eps_j, k, ej) {
 			int ab = 0;
-			json_t *addrs = aget(e, "addresses", &ab);
+			json_t *addrs = aget(ej, "addresses", &ab);
 			const char *ip = json_string_value(json_array_get(addrs, 0));
 			if (!ip)
 				continue;
@@ -2610,23 +3565,20 @@ static void add_endpoints(struct ctx *c, struct pl_cluster *cl, const struct bre
 				sin6->sin6_port = htons((uint16_t)port);
 				len = sizeof(*sin6);
 			}
-			char *text = fam == AF_INET ? pl_arena_printf(c->a, "%s:%lld", ip, port)
-						    : pl_arena_printf(c->a, "[%s]:%lld", ip, port);
-			if (ep_seen(c, &seen, eps, text))
+			char *text = fam == AF_INET ? pl_arena_printf(c->tmp, "%s:%lld", ip, port)
+						    : pl_arena_printf(c->tmp, "[%s]:%lld", ip, port);
+			if (ep_seen(c, &seen, &eps, text))
 				continue;
-			json_t *rd = json_object_get(json_object_get(e, "conditions"), "ready");
+			json_t *rd = json_object_get(json_object_get(ej, "conditions"), "ready");
 			struct pl_endpoint *ep = pl_arena_alloc(c->tmp, sizeof(*ep));
 			ep->addr = ss;
 			ep->addrlen = len;
 			ep->text = text;
 			ep->ready = !json_is_false(rd);
-			vpush(c->tmp, eps, ep);
+			vpush(c->tmp, &eps, ep);
 		}
 	}
-	cl->eps = aarr(c->a, eps->n, sizeof(struct pl_endpoint));
-	for (size_t q = 0; q < eps->n; q++)
-		cl->eps[q] = *(struct pl_endpoint *)eps->v[q];
-	cl->n_eps = (uint32_t)eps->n;
+	*out = eps;
 }
 
 /* ---------------------------------------------------------------- BackendTLSPolicy */
@@ -2724,7 +3676,7 @@ static void btls_parse(struct ctx *c, struct btls *p)
 				 k ? k : "(missing)");
 			continue;
 		}
-		const struct pl_obj *cm = nm ? pl_store_get(c->s, PL_K_CONFIGMAP, o->ns, nm) : NULL;
+		const struct pl_obj *cm = nm ? dep_get(c, PL_K_CONFIGMAP, o->ns, nm) : NULL;
 		const char *pem = cm ? sget(json_object_get(cm->json, "data"), "ca.crt") : NULL;
 		size_t len = pem ? strlen(pem) : 0;
 		if (!pem || len > 1024 * 1024 || !pem_certs_ok(pem, len)) {
@@ -2908,67 +3860,263 @@ static json_t *btls_status(struct ctx *c, const struct btls *p)
 	return st;
 }
 
-static struct pl_cluster *cluster_get(struct ctx *c, const struct bref *b, const struct gw *g)
+/*
+ * A backend's cluster name: "ns/svc:port", "/UDP" for UDP ports, "/h2c" for
+ * a GRPCRoute's backend without appProtocol (gRPC needs HTTP/2), then
+ * "/gw=ns/name" when TLS with the Gateway's client certificate (g) applies:
+ * such a cluster's pool never mixes identities.
+ */
+static char *cluster_name(struct ctx *c, struct pl_arena *a, const struct bref *b, const struct gw *g)
 {
-	if (!b || !b->svc)
-		return NULL;
 	const struct btls *bp = btls_for(c, b);
-	/* TLS with the Gateway's client certificate: a cluster of its own, so its pool never mixes identities */
 	const struct gw *cg = bp && bp->bt && g && g->bk_crt ? g : NULL;
 	long long port = 0;
 	iget(b->port, "port", &port);
 	const char *sp = sget(b->port, "protocol"), *ap = sget(b->port, "appProtocol");
-	/* gRPC needs HTTP/2: a GRPCRoute's backend without appProtocol is spoken to as h2c (its own cluster) */
 	int infer_h2c = b->grpc && (!ap || !*ap);
-	char *name = sp && !strcmp(sp, "UDP") ? tprintf(c, "%s/%s:%lld/UDP", b->svc->ns, b->svc->name, port)
-		     : infer_h2c	      ? tprintf(c, "%s/%s:%lld/h2c", b->svc->ns, b->svc->name, port)
-					      : tprintf(c, "%s/%s:%lld", b->svc->ns, b->svc->name, port);
+	const char *sfx = sp && !strcmp(sp, "UDP") ? "/UDP" : infer_h2c ? "/h2c" : "";
 	if (cg)
-		name = tprintf(c, "%s/gw=%s/%s", name, cg->o->ns, cg->o->name);
-	json_t *ix = json_object_get(c->cluster_index, name);
-	if (ix)
-		return c->clusters.v[json_integer_value(ix)];
-	struct pl_cluster *cl = pl_arena_alloc(c->a, sizeof(*cl));
-	cl->name = pl_arena_strdup(c->a, name);
-	cl->id = c->o->ephemeral ? (uint32_t)c->clusters.n + 1 : cluster_id(name);
-	int ok;
-	cl->app_proto = infer_h2c ? PL_APP_H2C : app_proto(ap, &ok);
-	cl->tls = bp ? bp->bt : NULL;
-	if (cg) {
-		struct pl_backend_tls *bt = pl_arena_alloc(c->a, sizeof(*bt));
-		*bt = *bp->bt;
-		bt->client_cert_pem = cg->bk_crt;
-		bt->client_key_pem = cg->bk_key;
-		bt->fingerprint = fnv1a(bt->fingerprint, &cg->bk_fp, sizeof(cg->bk_fp));
-		cl->tls = bt;
-	}
-	atomic_init(&cl->rr, 0);
-	struct vec eps = { 0 };
-	add_endpoints(c, cl, b, &eps);
-	jset(c->cluster_index, name, json_integer((json_int_t)c->clusters.n));
-	vpush(c->tmp, &c->clusters, cl);
-	return cl;
+		return pl_arena_printf(a, "%s/%s:%lld%s/gw=%s/%s", b->svc->ns, b->svc->name, port, sfx, cg->o->ns,
+				       cg->o->name);
+	return pl_arena_printf(a, "%s/%s:%lld%s", b->svc->ns, b->svc->name, port, sfx);
 }
 
-static void materialize(struct ctx *c, struct croute *cr)
+/* A copy of a BackendTLSPolicy's settings in arena a: clusters outlive the compile that made them. */
+static struct pl_backend_tls *btls_copy(struct pl_arena *a, const struct pl_backend_tls *s)
 {
-	if (cr->materialized)
-		return;
-	cr->materialized = 1;
-	struct pl_route_stats *stats = NULL;
-	if (!c->o->ephemeral && cr->n_rules)
-		stats = pl_stats_route(cr->rules[0].r->route, cr->stats_listener);
-	for (size_t i = 0; i < cr->n_rules; i++) {
-		struct crule *ru = &cr->rules[i];
-		struct pl_rule *r = ru->r;
-		for (uint32_t b = 0; b < r->n_backends; b++)
-			r->backends[b].cluster = cluster_get(c, &ru->bk[b], cr->gw);
-		for (uint32_t f = 0; f < r->n_filters; f++)
-			if (r->filters[f].type == PL_FILTER_MIRROR)
-				r->filters[f].u.mirror.cluster = cluster_get(c, &ru->fm[f], cr->gw);
-		atomic_init(&r->sched_pos, 0);
-		r->stats = stats;
+	struct pl_backend_tls *d = pl_arena_alloc(a, sizeof(*d));
+	*d = *s;
+	d->sni = pl_arena_strdup(a, s->sni);
+	d->ca_pem = pl_arena_strdup(a, s->ca_pem);
+	d->policy = pl_arena_strdup(a, s->policy);
+	d->error = pl_arena_strdup(a, s->error);
+	d->client_cert_pem = pl_arena_strdup(a, s->client_cert_pem);
+	d->client_key_pem = pl_arena_strdup(a, s->client_key_pem);
+	d->sans = aarr(a, s->n_sans, sizeof(char *));
+	for (uint32_t i = 0; i < s->n_sans; i++)
+		d->sans[i] = pl_arena_strdup(a, s->sans[i]);
+	return d;
+}
+
+/* 1 if cc was built from exactly the slices sl as they are now. */
+static int cclu_current(const struct cclu *cc, const struct vec *sl)
+{
+	if (cc->n_revs != sl->n)
+		return 0;
+	for (size_t i = 0; i < sl->n; i++)
+		if (cc->revs[i] != ((const struct pl_obj *)sl->v[i])->rev)
+			return 0;
+	return 1;
+}
+
+/* Arena bytes of a string (pl_arena_alloc rounds to 16). */
+static size_t astr(const char *s)
+{
+	return s ? (strlen(s) + 1 + 15) & ~(size_t)15 : 0;
+}
+
+/* (Re)builds cc's pl_cluster in a new blob (sized to fit); tables holding the old one keep it. */
+static void cclu_build(struct ctx *c, struct cclu *cc, const struct vec *sl)
+{
+	struct pl_compiler *pc = c->pc;
+	const struct bref br = { .svc = cc->svc_obj, .port = cc->port, .grpc = cc->grpc };
+	const struct btls *bp = btls_for(c, &br);
+	struct vec eps;
+	add_endpoints(c, cc->port, sl, &eps);
+	size_t size = sizeof(struct pl_cluster) + 16 + astr(cc->name) + eps.n * sizeof(struct pl_endpoint) + 16;
+	for (size_t q = 0; q < eps.n; q++)
+		size += astr(((struct pl_endpoint *)eps.v[q])->text);
+	if (bp) {
+		const struct pl_backend_tls *t = bp->bt;
+		size += sizeof(*t) + 16 + astr(t->sni) + astr(t->ca_pem) + astr(t->policy) + astr(t->error) +
+			t->n_sans * sizeof(char *) + 16;
+		for (uint32_t i = 0; i < t->n_sans; i++)
+			size += astr(t->sans[i]);
+		if (cc->gwi >= 0 && c->gws[cc->gwi].bk_crt)
+			size += astr(c->gws[cc->gwi].bk_crt) + astr(c->gws[cc->gwi].bk_key);
 	}
+	struct blob *b = blob_new(size);
+	struct pl_cluster *cl = pl_arena_alloc(b->a, sizeof(*cl));
+	cl->name = pl_arena_strdup(b->a, cc->name);
+	const struct gw *g = cc->gwi >= 0 ? &c->gws[cc->gwi] : NULL;
+	const struct gw *cg = bp && bp->bt && g && g->bk_crt ? g : NULL;
+	const char *ap = sget(cc->port, "appProtocol");
+	int ok;
+	cl->app_proto = cc->grpc && (!ap || !*ap) ? PL_APP_H2C : app_proto(ap, &ok);
+	if (bp) {
+		cl->tls = btls_copy(b->a, bp->bt);
+		if (cg) {
+			/* TLS with the Gateway's client certificate: a cluster of its own (see cluster_name()) */
+			cl->tls->client_cert_pem = pl_arena_strdup(b->a, cg->bk_crt);
+			cl->tls->client_key_pem = pl_arena_strdup(b->a, cg->bk_key);
+			cl->tls->fingerprint = fnv1a(cl->tls->fingerprint, &cg->bk_fp, sizeof(cg->bk_fp));
+		}
+	}
+	atomic_init(&cl->rr, 0);
+	cl->eps = aarr(b->a, eps.n, sizeof(struct pl_endpoint));
+	for (size_t q = 0; q < eps.n; q++) {
+		cl->eps[q] = *(struct pl_endpoint *)eps.v[q];
+		cl->eps[q].text = pl_arena_strdup(b->a, cl->eps[q].text);
+	}
+	cl->n_eps = (uint32_t)eps.n;
+	if (!c->o->ephemeral)
+		cl->id = cluster_id(cc->name, &cc->id_gen);
+	free(cc->revs);
+	cc->n_revs = sl->n;
+	cc->revs = pl_xcalloc(sl->n ? sl->n : 1, sizeof(*cc->revs));
+	for (size_t i = 0; i < sl->n; i++)
+		cc->revs[i] = ((const struct pl_obj *)sl->v[i])->rev;
+	blob_unref(cc->blob);
+	cc->blob = b;
+	cc->cl = cl;
+	cc->gen++;
+	pc->st.clusters_built++;
+}
+
+static void cclu_free(struct cclu *cc)
+{
+	blob_unref(cc->blob);
+	free(cc->revs);
+	free(cc->name);
+	free(cc->svc);
+	free(cc);
+}
+
+/* The cluster of backend b of a route whose first listener is on Gateway gwi. */
+static struct cclu *cclu_get(struct ctx *c, const struct bref *b, int gwi)
+{
+	struct pl_compiler *pc = c->pc;
+	struct cclu *cc = smap_get(&pc->clusters, b->cluster);
+	if (cc)
+		return cc;
+	char key[600];
+	cc = pl_xcalloc(1, sizeof(*cc));
+	cc->name = pl_xstrdup(b->cluster);
+	cc->svc = pl_xstrdup(join2(key, sizeof(key), b->svc->ns, b->svc->name) ? key : "");
+	cc->svc_obj = b->svc;
+	cc->port = b->port;
+	cc->grpc = b->grpc;
+	/* the client certificate only matters when the name says so */
+	cc->gwi = strstr(b->cluster, "/gw=") ? gwi : -1;
+	*smap_put(&pc->clusters, cc->name) = cc;
+	struct svcc *sc = smap_get(&pc->svc_clusters, cc->svc);
+	if (!sc) {
+		sc = pl_xcalloc(1, sizeof(*sc));
+		sc->key = pl_xstrdup(cc->svc);
+		*smap_put(&pc->svc_clusters, sc->key) = sc;
+	}
+	hvpush(&sc->v, cc);
+	struct vec sl = { 0 };
+	slices_of(c, cc->svc, &sl);
+	cclu_build(c, cc, &sl);
+	return cc;
+}
+
+/* Rebuilds cc if its Service's slices changed (always when ephemeral: ids are per table). */
+static void cclu_check(struct ctx *c, struct cclu *cc)
+{
+	struct vec sl = { 0 };
+	slices_of(c, cc->svc, &sl);
+	if (!c->o->ephemeral && cc->id_gen == c->ids_gen && cclu_current(cc, &sl)) {
+		c->pc->st.clusters_reused++;
+		return;
+	}
+	cclu_build(c, cc, &sl);
+}
+
+/* Clusters of Services whose EndpointSlices changed; all of them when the index was rebuilt. */
+static void clusters_refresh(struct ctx *c)
+{
+	struct pl_compiler *pc = c->pc;
+	if (c->o->ephemeral || c->all_svcs_dirty || c->ids_gen != pc->ids_gen) {
+		for (size_t i = 0; i < pc->clusters.cap; i++)
+			if (pc->clusters.s[i].k)
+				cclu_check(c, pc->clusters.s[i].v);
+	} else {
+		for (size_t i = 0; i < c->dirty_svcs.cap; i++) {
+			if (!c->dirty_svcs.s[i].k)
+				continue;
+			struct svcc *sc = smap_get(&pc->svc_clusters, c->dirty_svcs.s[i].k);
+			for (size_t k = 0; sc && k < sc->v.n; k++)
+				cclu_check(c, sc->v.v[k]);
+		}
+	}
+	pc->ids_gen = c->ids_gen;
+}
+
+/* This table's form of a route's rules: the blob's templates with the current clusters. */
+static void rinst_build(struct ctx *c, struct croute *cr)
+{
+	rinst_free(cr->inst);
+	struct rinst *in = pl_xcalloc(1, sizeof(*in));
+	cr->inst = in;
+	size_t size = cr->n_rules * sizeof(struct pl_rule *) + 16;
+	for (size_t i = 0; i < cr->n_rules; i++) {
+		const struct pl_rule *t = cr->rules[i].r;
+		size += ((sizeof(struct pl_rule) + 15) & ~(size_t)15) + t->n_backends * sizeof(struct pl_backend) + 16 +
+			(cr->rules[i].mirrors ? t->n_filters * sizeof(struct pl_filter) + 16 : 0);
+	}
+	in->blob = blob_new(size);
+	struct pl_arena *a = in->blob->a;
+	if (!cr->stats_done) {
+		/* once per route object: the registry's entry never changes for its name and listener */
+		if (!c->o->ephemeral && cr->n_rules)
+			cr->stats = pl_stats_route(cr->full, cr->stats_listener);
+		cr->stats_done = 1;
+	}
+	size_t nuse = 0;
+	for (size_t i = 0; i < cr->n_rules; i++)
+		nuse += cr->rules[i].r->n_backends + cr->rules[i].r->n_filters;
+	in->uses = pl_xcalloc(nuse ? nuse : 1, sizeof(*in->uses));
+	in->rules = aarr(a, cr->n_rules, sizeof(struct pl_rule *));
+	for (size_t i = 0; i < cr->n_rules; i++) {
+		const struct crule *ru = &cr->rules[i];
+		const struct pl_rule *t = ru->r;
+		struct pl_rule *r = pl_arena_alloc(a, sizeof(*r));
+		r->route = t->route;
+		r->rule_index = t->rule_index;
+		r->stats = cr->stats;
+		r->filters = t->filters;
+		r->n_filters = t->n_filters;
+		r->schedule = t->schedule;
+		r->n_schedule = t->n_schedule;
+		atomic_init(&r->sched_pos, 0);
+		r->timeout_request_ms = t->timeout_request_ms;
+		r->timeout_backend_ms = t->timeout_backend_ms;
+	r->retry = t->retry;   /* added (retry): in the blob's arena, like filters */
+		r->matches = t->matches;
+		r->n_matches = t->n_matches;
+		r->backends = aarr(a, t->n_backends, sizeof(struct pl_backend));
+		r->n_backends = t->n_backends;
+		for (uint32_t b = 0; b < t->n_backends; b++) {
+			r->backends[b] = t->backends[b];
+			if (!ru->bk[b].svc)
+				continue;
+			struct cclu *cc = cclu_get(c, &ru->bk[b], cr->gwi);
+			r->backends[b].cluster = cc->cl;
+			in->uses[in->n_uses++] = (struct cuse){ cc, cc->gen };
+		}
+		if (ru->mirrors) {
+			r->filters = aarr(a, t->n_filters, sizeof(struct pl_filter));
+			memcpy(r->filters, t->filters, t->n_filters * sizeof(struct pl_filter));
+			for (uint32_t f = 0; f < t->n_filters; f++) {
+				if (r->filters[f].type != PL_FILTER_MIRROR || !ru->fm[f].svc)
+					continue;
+				struct cclu *cc = cclu_get(c, &ru->fm[f], cr->gwi);
+				r->filters[f].u.mirror.cluster = cc->cl;
+				in->uses[in->n_uses++] = (struct cuse){ cc, cc->gen };
+			}
+		}
+		in->rules[i] = r;
+	}
+}
+
+static int rinst_current(const struct rinst *in)
+{
+	for (size_t i = 0; i < in->n_uses; i++)
+		if (in->uses[i].cc->gen != in->uses[i].gen)
+			return 0;
+	return 1;
 }
 
 /* Most specific host first: exact (by name), wildcards by longer suffix, then any. */
@@ -2988,11 +4136,6 @@ static int cmp_lst_ptr(const void *pa, const void *pb)
 	const struct lst *a = *(struct lst *const *)pa, *b = *(struct lst *const *)pb;
 	int r = cmp_host(a->host, b->host);
 	return r ? r : strcmp(a->fullname, b->fullname);
-}
-
-static int cmp_str_host(const void *pa, const void *pb)
-{
-	return cmp_host(*(const char *const *)pa, *(const char *const *)pb);
 }
 
 struct ent {
@@ -3071,32 +4214,119 @@ age:
  * covering it with a few lookups: exact and wildcard hosts by their text
  * (a vhost "a.b.c" looks up "a.b.c", "*.b.c" and "*.c"), "any" in a list.
  */
-struct hostindex {
-	json_t *byhost;              /* host -> [attachment index] */
-	struct vec any;              /* struct attach * with an "any" host */
-};
+/* ---- the listeners the table serves, kept across compiles */
 
-static void index_attachments(struct ctx *c, struct lst *l, struct hostindex *hi)
+static struct lcache *lc_of(const struct ctx *c, uint32_t gi, uint32_t li)
 {
-	hi->byhost = J(json_object());
-	for (size_t i = 0; i < l->att.n; i++) {
-		struct attach *at = l->att.v[i];
-		int any = 0;
-		for (size_t k = 0; k < at->hosts.n; k++) {
-			const char *h = at->hosts.v[k];
-			if (hkind(h) == H_ANY) {
-				any = 1;
-				continue;
-			}
-			json_t *arr = json_object_get(hi->byhost, h);
-			if (!arr) {
-				arr = J(json_array());
-				jset(hi->byhost, h, arr);
-			}
-			jpush(arr, json_integer((json_int_t)i));
-		}
-		if (any)
-			vpush(c->tmp, &hi->any, at);
+	return c->pc->lc[c->lc_base[gi] + li];
+}
+
+static void vc_free(struct vcache *vc)
+{
+	blob_unref(vc->blob);
+	hvfree(&vc->att);
+	free(vc->host);
+	free(vc);
+}
+
+static void lc_free(struct lcache *L)
+{
+	if (!L)
+		return;
+	for (size_t i = 0; i < L->sorted.n; i++)
+		vc_free(L->sorted.v[i]);
+	hvfree(&L->sorted);
+	smap_free(&L->vhosts);
+	free(L);
+}
+
+/* Index of the first vhost of L not before host (cmp_host order). */
+static size_t vc_pos(const struct lcache *L, const char *host)
+{
+	size_t lo = 0, hi = L->sorted.n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (cmp_host(((struct vcache *)L->sorted.v[mid])->host, host) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct vcache *vc_add(struct ctx *c, struct lcache *L, const char *host)
+{
+	struct vcache *vc = pl_xcalloc(1, sizeof(*vc));
+	vc->host = pl_xstrdup(host);
+	vc->dirty = c->pc->runs;
+	*smap_put(&L->vhosts, vc->host) = vc;
+	size_t at = vc_pos(L, host);
+	hvpush(&L->sorted, NULL);
+	memmove(&L->sorted.v[at + 1], &L->sorted.v[at], (L->sorted.n - 1 - at) * sizeof(void *));
+	L->sorted.v[at] = vc;
+	return vc;
+}
+
+static void vc_remove(struct lcache *L, struct vcache *vc)
+{
+	size_t at = vc_pos(L, vc->host);
+	PL_BUG_ON(at >= L->sorted.n || L->sorted.v[at] != vc);
+	memmove(&L->sorted.v[at], &L->sorted.v[at + 1], (L->sorted.n - at - 1) * sizeof(void *));
+	L->sorted.n--;
+	smap_del(&L->vhosts, vc->host);
+	L->total -= vc->full_count;
+	vc_free(vc);
+}
+
+/* A route's attachment to L comes (or goes): its hostnames' vhosts must be looked at again. */
+static void lc_attach(struct ctx *c, struct lcache *L, struct attach *at)
+{
+	for (size_t k = 0; k < at->hosts.n; k++) {
+		const char *h = at->hosts.v[k];
+		struct vcache *vc = smap_get(&L->vhosts, h);
+		if (!vc)
+			vc = vc_add(c, L, h);
+		hvpush(&vc->att, at);
+		vpush(c->tmp, &L->dirty, (void *)h);
+	}
+}
+
+static void lc_detach(struct ctx *c, struct lcache *L, struct attach *at)
+{
+	for (size_t k = 0; k < at->hosts.n; k++) {
+		const char *h = at->hosts.v[k];
+		struct vcache *vc = smap_get(&L->vhosts, h);
+		PL_BUG_ON(!vc);
+		hvdel(&vc->att, at);
+		if (!vc->att.n)
+			vc_remove(L, vc);
+		vpush(c->tmp, &L->dirty, (void *)h);
+	}
+}
+
+/* Every attachment of cr to a served listener comes or goes. */
+static void route_attachments(struct ctx *c, struct croute *cr, int add)
+{
+	for (size_t j = 0; j < cr->atts.n; j++) {
+		struct attach *at = cr->atts.v[j];
+		struct lcache *L = lc_of(c, at->gi, at->li);
+		if (!L)
+			continue;
+		if (add)
+			lc_attach(c, L, at);
+		else
+			lc_detach(c, L, at);
+	}
+}
+
+/* cr's entries changed in place (new rule forms): its hostnames' vhosts are rebuilt. */
+static void route_touch(struct ctx *c, struct croute *cr)
+{
+	for (size_t j = 0; j < cr->atts.n; j++) {
+		struct attach *at = cr->atts.v[j];
+		struct lcache *L = lc_of(c, at->gi, at->li);
+		for (size_t k = 0; L && k < at->hosts.n; k++)
+			vpush(c->tmp, &L->dirty, at->hosts.v[k]);
 	}
 }
 
@@ -3113,13 +4343,11 @@ static const char *best_host(const struct attach *at, const char *vhost, int exa
 	return best;
 }
 
-static void visit(struct lst *l, json_t *arr, unsigned long mark, const char *vhost, int exact_only,
+static void visit(const struct vcache *vc, unsigned long mark, const char *vhost, int exact_only,
 		  void (*fn)(void *arg, struct attach *at, const char *host), void *arg)
 {
-	size_t i;
-	json_t *ix;
-	json_array_foreach(arr, i, ix) {
-		struct attach *at = l->att.v[json_integer_value(ix)];
+	for (size_t i = 0; vc && i < vc->att.n; i++) {
+		struct attach *at = vc->att.v[i];
 		if (at->mark == mark)
 			continue;
 		const char *h = best_host(at, vhost, exact_only);
@@ -3130,25 +4358,34 @@ static void visit(struct lst *l, json_t *arr, unsigned long mark, const char *vh
 	}
 }
 
-/* Calls fn once for each attachment with a hostname covering vhost, with its best such hostname. */
-static void for_covering(struct ctx *c, struct lst *l, const struct hostindex *hi, const char *vhost, int exact_only,
+/*
+ * Calls fn once for each attachment to L with a hostname covering vhost,
+ * with its best such hostname: those with vhost itself, with each wildcard
+ * covering it ("*" + each suffix starting at a '.' after the first label),
+ * and with "any". exact_only: vhost itself only.
+ */
+static void for_covering(struct ctx *c, const struct lcache *L, const char *vhost, int exact_only,
 			 void (*fn)(void *arg, struct attach *at, const char *host), void *arg)
 {
 	unsigned long mark = ++c->mark;
 	enum hkind vk = hkind(vhost);
 	if (vk != H_ANY) {
-		visit(l, json_object_get(hi->byhost, vhost), mark, vhost, exact_only, fn, arg);
+		visit(smap_get(&L->vhosts, vhost), mark, vhost, exact_only, fn, arg);
 		if (!exact_only) {
-			/* wildcards covering vhost: "*" + each suffix starting at a '.' after the first label */
 			char key[300];
 			for (const char *p = strchr(vk == H_WILD ? vhost + 2 : vhost, '.'); p; p = strchr(p + 1, '.')) {
-				snprintf(key, sizeof(key), "*%s", p);
-				visit(l, json_object_get(hi->byhost, key), mark, vhost, 0, fn, arg);
+				size_t n = strlen(p);
+				if (n + 2 > sizeof(key))
+					continue;
+				key[0] = '*';
+				memcpy(key + 1, p, n + 1);
+				visit(smap_get(&L->vhosts, key), mark, vhost, 0, fn, arg);
 			}
 		}
 	}
-	for (size_t k = 0; k < hi->any.n; k++) {
-		struct attach *at = hi->any.v[k];
+	const struct vcache *any = smap_get(&L->vhosts, "");
+	for (size_t k = 0; any && k < any->att.n; k++) {
+		struct attach *at = any->att.v[k];
 		if (at->mark == mark || (exact_only && vk != H_ANY))
 			continue;
 		at->mark = mark;
@@ -3168,11 +4405,12 @@ static void add_route_entries(void *arg, struct attach *at, const char *host)
 {
 	struct entvec *ev = arg;
 	struct croute *cr = at->r;
-	for (size_t r = 0; r < cr->n_rules; r++) {
-		if (ev->counting) {
+	if (ev->counting) {
+		for (size_t r = 0; r < cr->n_rules; r++)
 			ev->count += cr->rules[r].nm;
-			continue;
-		}
+		return;
+	}
+	for (size_t r = 0; r < cr->n_rules; r++) {
 		for (uint32_t m = 0; m < cr->rules[r].nm; m++) {
 			if (ev->n == ev->cap) {
 				size_t ncap = ev->cap ? ev->cap * 2 : 16;
@@ -3182,84 +4420,84 @@ static void add_route_entries(void *arg, struct attach *at, const char *host)
 				ev->v = ne;
 				ev->cap = ncap;
 			}
-			ev->v[ev->n++] = (struct ent){ .m = &cr->rules[r].m[m], .rule = cr->rules[r].r, .cr = cr,
+			ev->v[ev->n++] = (struct ent){ .m = &cr->rules[r].m[m], .rule = cr->inst->rules[r], .cr = cr,
 						       .host = host, .match_idx = m,
 						       .grank = cr->rules[r].grank ? cr->rules[r].grank[m] : 0 };
 		}
 	}
-	if (!ev->counting)
-		materialize(ev->c, cr);
 }
 
-static void build_vhost(struct ctx *c, struct lst *l, const struct hostindex *hi, struct pl_vhost *vh,
-			const char *vhost, int exact_only)
+/* A vhost's entries, in precedence order, into a new blob (tables holding the old one keep it). */
+static void vhost_build(struct ctx *c, const struct lcache *L, struct vcache *vc)
 {
-	pl_hostname_init(&vh->host, c->a, *vhost ? vhost : NULL);
 	struct entvec ev = { .c = c };
-	for_covering(c, l, hi, vhost, exact_only, add_route_entries, &ev);
+	for_covering(c, L, vc->host, L->exact_only, add_route_entries, &ev);
 	if (ev.n)
 		qsort(ev.v, ev.n, sizeof(*ev.v), cmp_ent);
-	vh->entries = aarr(c->a, ev.n, sizeof(struct pl_route_entry));
+	struct blob *b = blob_new(ev.n * sizeof(struct pl_route_entry) + strlen(vc->host) + 64);
+	pl_hostname_init(&vc->vh.host, b->a, *vc->host ? vc->host : NULL);
+	vc->vh.entries = aarr(b->a, ev.n, sizeof(struct pl_route_entry));
 	for (size_t i = 0; i < ev.n; i++) {
-		vh->entries[i].match = *ev.v[i].m;
-		vh->entries[i].rule = ev.v[i].rule;
+		vc->vh.entries[i].match = *ev.v[i].m;
+		vc->vh.entries[i].rule = ev.v[i].rule;
 	}
-	vh->n_entries = (uint32_t)ev.n;
+	vc->vh.n_entries = (uint32_t)ev.n;
+	blob_unref(vc->blob);
+	vc->blob = b;
+}
+
+/*
+ * The vhosts whose entries may have changed: those a changed hostname
+ * covers (an exact name itself, a wildcard the names under it, "any" all).
+ * Their counts with hostname fallbacks are redone for the budget.
+ */
+static void lc_resolve(struct ctx *c, struct lcache *L)
+{
+	uint64_t run = c->pc->runs;
+	struct smap wild = { .a = c->tmp };
+	/* each wildcard looks at every vhost: past a point, rebuilding them all is cheaper */
+	int all = L->dirty.n * 4 >= L->sorted.n && L->dirty.n > 16;
+	for (size_t i = 0; i < L->dirty.n && !all; i++) {
+		const char *h = L->dirty.v[i];
+		enum hkind k = hkind(h);
+		if (k == H_EXACT) {
+			struct vcache *vc = smap_get(&L->vhosts, h);
+			if (vc)
+				vc->dirty = run;
+		} else if (k == H_WILD) {
+			if (smap_get(&wild, h))
+				continue;
+			*smap_put(&wild, h) = (void *)h;
+			for (size_t j = 0; j < L->sorted.n; j++) {
+				struct vcache *vc = L->sorted.v[j];
+				if (host_covers(h, vc->host))
+					vc->dirty = run;
+			}
+		} else {
+			all = 1;
+		}
+	}
+	if (all)
+		for (size_t j = 0; j < L->sorted.n; j++)
+			((struct vcache *)L->sorted.v[j])->dirty = run;
+	L->dirty = (struct vec){ 0 };
+	for (size_t j = 0; j < L->sorted.n; j++) {
+		struct vcache *vc = L->sorted.v[j];
+		if (vc->dirty != run)
+			continue;
+		struct entvec count = { .c = c, .counting = 1 };
+		for_covering(c, L, vc->host, 0, add_route_entries, &count);
+		L->total = L->total - vc->full_count + count.count;
+		vc->full_count = count.count;
+	}
 }
 
 /* Entries copied into less specific vhosts as fallbacks are bounded table-wide. */
 #define MAX_TABLE_ENTRIES 1000000u
 
-static void build_listener(struct ctx *c, struct lst *l, struct pl_listener *pl, size_t *budget)
+/* The served listeners of the table, by bind: struct bindkey with struct lst *, most specific first. */
+static void table_binds(struct ctx *c, struct vec *binds)
 {
-	pl->name = l->fullname;
-	pl->proto = l->proto;
-	pl->tls = l->tls;
-	pl_hostname_init(&pl->host, c->a, *l->host ? l->host : NULL);
-	struct hostindex hi = { 0 };
-	index_attachments(c, l, &hi);
-	json_t *seen = J(json_object());
-	struct vec hosts = { 0 };
-	for (size_t i = 0; i < l->att.n; i++) {
-		struct attach *at = l->att.v[i];
-		for (size_t k = 0; k < at->hosts.n; k++) {
-			if (json_object_get(seen, at->hosts.v[k]))
-				continue;
-			jset(seen, at->hosts.v[k], json_true());
-			vpush(c->tmp, &hosts, at->hosts.v[k]);
-		}
-	}
-	json_decref(seen);
-	if (hosts.n)
-		qsort(hosts.v, hosts.n, sizeof(void *), cmp_str_host);
-
-	/*
-	 * Rules of less specific hostnames follow a vhost's own rules (the spec
-	 * ranks by hostname first, it does not hide them). Unless that would
-	 * copy too much: then each vhost holds only its own routes.
-	 */
-	struct entvec count = { .c = c, .counting = 1 };
-	for (size_t i = 0; i < hosts.n; i++)
-		for_covering(c, l, &hi, hosts.v[i], 0, add_route_entries, &count);
-	int exact_only = 0;
-	if (count.count > *budget) {
-		exact_only = 1;
-		pl_warn("listener %s: %zu route entries with hostname fallbacks; serving each hostname's own routes only",
-			l->fullname, count.count);
-	} else {
-		*budget -= count.count;
-	}
-	pl->vhosts = aarr(c->a, hosts.n, sizeof(struct pl_vhost));
-	pl->n_vhosts = (uint32_t)hosts.n;
-	for (size_t i = 0; i < hosts.n; i++)
-		build_vhost(c, l, &hi, &pl->vhosts[i], hosts.v[i], exact_only);
-	json_decref(hi.byhost);
-}
-
-static void build_table(struct ctx *c)
-{
-	struct vec binds = { 0 };   /* struct bindkey * */
-	size_t budget = c->o->max_entries ? c->o->max_entries : MAX_TABLE_ENTRIES;
 	for (size_t g = 0; g < c->n_gws; g++) {
 		struct gw *gw = &c->gws[g];
 		for (size_t k = 0; k < gw->n; k++) {
@@ -3267,8 +4505,8 @@ static void build_table(struct ctx *c)
 			if (!lst_programmed(l))
 				continue;
 			struct bindkey *bk = NULL;
-			for (size_t b = 0; b < binds.n && !bk; b++) {
-				struct bindkey *x = binds.v[b];
+			for (size_t b = 0; b < binds->n && !bk; b++) {
+				struct bindkey *x = binds->v[b];
 				if (x->port == l->port && strcmp(x->addr, gw->addr) == 0)
 					bk = x;
 			}
@@ -3276,16 +4514,69 @@ static void build_table(struct ctx *c)
 				bk = pl_arena_alloc(c->tmp, sizeof(*bk));
 				snprintf(bk->addr, sizeof(bk->addr), "%s", gw->addr);
 				bk->port = l->port;
-				vpush(c->tmp, &binds, bk);
+				vpush(c->tmp, binds, bk);
 			}
 			vpush(c->tmp, &bk->l, l);
 		}
 	}
+	for (size_t b = 0; b < binds->n; b++) {
+		struct bindkey *bk = binds->v[b];
+		qsort(bk->l.v, bk->l.n, sizeof(void *), cmp_lst_ptr);
+	}
+}
+
+static struct lcache *lc_of_lst(const struct ctx *c, const struct lst *l)
+{
+	return lc_of(c, (uint32_t)(l->gw - c->gws), (uint32_t)(l - l->gw->l));
+}
+
+/*
+ * Rules of less specific hostnames follow a vhost's own rules (the spec
+ * ranks by hostname first, it does not hide them). Unless that would copy
+ * too much: then each vhost of that listener holds only its own routes. The
+ * budget goes to listeners in table order.
+ */
+static void vhosts_update(struct ctx *c, struct vec *binds)
+{
+	uint64_t run = c->pc->runs;
+	for (size_t i = 0; i < c->pc->n_lc; i++)
+		if (c->pc->lc[i])
+			lc_resolve(c, c->pc->lc[i]);
+	size_t budget = c->o->max_entries ? c->o->max_entries : MAX_TABLE_ENTRIES;
+	for (size_t b = 0; b < binds->n; b++) {
+		struct bindkey *bk = binds->v[b];
+		for (size_t i = 0; i < bk->l.n; i++) {
+			struct lst *l = bk->l.v[i];
+			struct lcache *L = lc_of_lst(c, l);
+			int exact_only = 0;
+			if (L->total > budget) {
+				exact_only = 1;
+				pl_warn("listener %s: %zu route entries with hostname fallbacks; serving each hostname's own routes only",
+					l->fullname, L->total);
+			} else {
+				budget -= L->total;
+			}
+			if (exact_only != L->exact_only) {
+				L->exact_only = exact_only;
+				for (size_t j = 0; j < L->sorted.n; j++)
+					((struct vcache *)L->sorted.v[j])->dirty = run;
+			}
+			for (size_t j = 0; j < L->sorted.n; j++) {
+				struct vcache *vc = L->sorted.v[j];
+				if (vc->dirty == run)
+					vhost_build(c, L, vc);
+			}
+		}
+	}
+}
+
+static void build_table(struct ctx *c, struct vec *binds)
+{
 	struct pl_table *t = c->t;
-	t->binds = aarr(c->a, binds.n, sizeof(struct pl_bind));
-	t->n_binds = (uint32_t)binds.n;
-	for (size_t b = 0; b < binds.n; b++) {
-		struct bindkey *bk = binds.v[b];
+	t->binds = aarr(c->a, binds->n, sizeof(struct pl_bind));
+	t->n_binds = (uint32_t)binds->n;
+	for (size_t b = 0; b < binds->n; b++) {
+		struct bindkey *bk = binds->v[b];
 		struct pl_bind *pb = &t->binds[b];
 		pb->address = pl_arena_strdup(c->a, bk->addr);
 		pb->port = (uint16_t)bk->port;
@@ -3295,25 +4586,34 @@ static void build_table(struct ctx *c)
 		for (size_t i = 0; i < bk->l.n; i++)
 			if (((struct lst *)bk->l.v[i])->proto == PL_PROTO_TLS)
 				pb->proto = PL_PROTO_TLS;
-		qsort(bk->l.v, bk->l.n, sizeof(void *), cmp_lst_ptr);
 		pb->listeners = aarr(c->a, bk->l.n, sizeof(struct pl_listener));
 		pb->n_listeners = (uint32_t)bk->l.n;
-		for (size_t i = 0; i < bk->l.n; i++)
-			build_listener(c, bk->l.v[i], &pb->listeners[i], &budget);
+		for (size_t i = 0; i < bk->l.n; i++) {
+			struct lst *l = bk->l.v[i];
+			struct pl_listener *pl = &pb->listeners[i];
+			const struct lcache *L = lc_of_lst(c, l);
+			pl->name = l->fullname;
+			pl->proto = l->proto;
+			pl->tls = l->tls;
+			pl_hostname_init(&pl->host, c->a, *l->host ? l->host : NULL);
+			pl->vhosts = aarr(c->a, L->sorted.n, sizeof(struct pl_vhost));
+			pl->n_vhosts = (uint32_t)L->sorted.n;
+			for (size_t j = 0; j < L->sorted.n; j++) {
+				const struct vcache *vc = L->sorted.v[j];
+				pl->vhosts[j] = vc->vh;
+				vpush(c->tmp, &c->blobs, vc->blob);
+			}
+		}
 	}
-	t->clusters = aarr(c->a, c->clusters.n, sizeof(struct pl_cluster *));
-	for (size_t i = 0; i < c->clusters.n; i++)
-		t->clusters[i] = c->clusters.v[i];
-	t->n_clusters = (uint32_t)c->clusters.n;
 }
 
 /* ---------------------------------------------------------------- pass 5: statuses and JSON */
 
-static json_t *obj_header(const struct pl_obj *o, json_t *status)
+static json_t *obj_header(struct ctx *c, const struct pl_obj *o, json_t *status)
 {
 	json_t *j = J(json_object());
-	jset(j, "apiVersion", jstr(sget(o->json, "apiVersion")));
-	jset(j, "kind", json_string(pl_kind_str(o->kind)));
+	jset(j, "apiVersion", jstr_shared(c, sget(o->json, "apiVersion")));
+	jset(j, "kind", jstr_shared(c, pl_kind_str(o->kind)));
 	json_t *md = J(json_object());
 	jset(md, "name", jstr(o->name));
 	if (*o->ns)
@@ -3423,549 +4723,398 @@ static int unhealthy(const json_t *j)
 	return 0;
 }
 
-static void add_status(struct pl_compile_result *r, const struct pl_obj *o, json_t *st)
+static void add_status(struct ctx *c, struct pl_compile_result *r, const struct pl_obj *o, json_t *st)
 {
 	if (unhealthy(st))
 		r->problems++;
-	jpush(r->statuses, obj_header(o, st));
+	jpush(r->statuses, obj_header(c, o, st));
 }
 
-static const char *proto_str(enum pl_proto p)
+/* ---------------------------------------------------------------- the compiler */
+
+/* 1 if a and b are equal but for status and metadata.resourceVersion/managedFields. */
+static int same_but_status(const json_t *a, const json_t *b)
 {
-	static const char *const s[] = { "HTTP", "HTTPS", "TLS", "TCP", "UDP" };
-	return (unsigned)p < PL_ARRAY_LEN(s) ? s[p] : "?";
-}
-
-static json_t *host_json(const struct pl_hostname *h)
-{
-	if (h->kind == PL_HOST_ANY)
-		return json_string("*");
-	if (h->kind == PL_HOST_WILDCARD) {
-		char buf[300];
-		snprintf(buf, sizeof(buf), "*%s", h->name);
-		return jstr(buf);
-	}
-	return jstr(h->name);
-}
-
-
-/*
- * json_dumpf() writes each token with its own fwrite(): on a memstream that
- * was a third of a compile. Tokens are gathered here and written in blocks.
- */
-struct dumpbuf {
-	FILE *f;
-	size_t n;
-	char b[8192];
-};
-
-static void dump_flush(struct dumpbuf *d)
-{
-	if (d->n && fwrite(d->b, 1, d->n, d->f) != d->n)
-		PL_PANIC("out of memory (config json)");
-	d->n = 0;
-}
-
-static int dump_cb(const char *p, size_t len, void *data)
-{
-	struct dumpbuf *d = data;
-	if (len > sizeof(d->b) - d->n) {
-		dump_flush(d);
-		if (len > sizeof(d->b)) {
-			if (fwrite(p, 1, len, d->f) != len)
-				PL_PANIC("out of memory (config json)");
-			return 0;
-		}
-	}
-	memcpy(d->b + d->n, p, len);
-	d->n += len;
-	return 0;
-}
-
-static void dump_str(struct dumpbuf *d, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t run = 0;
-	dump_cb("\"", 1, d);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch >= 0x20 && ch != '"' && ch != '\\') {
-			run++;
+	if (!json_is_object(a) || !json_is_object(b))
+		return json_equal(a, b);
+	const char *k;
+	json_t *v;
+	size_t na = 0, nb = 0;
+	json_object_foreach((json_t *)a, k, v) {
+		if (!strcmp(k, "status"))
+			continue;
+		na++;
+		json_t *w = json_object_get(b, k);
+		if (!strcmp(k, "metadata") && json_is_object(v) && json_is_object(w)) {
+			const char *mk;
+			json_t *mv;
+			size_t ma = 0, mb = 0;
+			json_object_foreach(v, mk, mv) {
+				if (!strcmp(mk, "resourceVersion") || !strcmp(mk, "managedFields"))
+					continue;
+				ma++;
+				if (!json_equal(mv, json_object_get(w, mk)))
+					return 0;
+			}
+			json_object_foreach(w, mk, mv)
+				if (strcmp(mk, "resourceVersion") && strcmp(mk, "managedFields"))
+					mb++;
+			if (ma != mb)
+				return 0;
 			continue;
 		}
-		dump_cb(s + i - run, run, d);
-		run = 0;
-		char esc[6] = { '\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15] };
-		size_t el = 2;
-		switch (ch) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		default: el = 6; break;
-		}
-		dump_cb(esc, el, d);
+		if (!json_equal(v, w))
+			return 0;
 	}
-	dump_cb(s + len - run, run, d);
-	dump_cb("\"", 1, d);
+	json_object_foreach((json_t *)b, k, v)
+		if (strcmp(k, "status"))
+			nb++;
+	return na == nb;
+}
+
+static void snaps_free(struct pl_compiler *pc)
+{
+	for (size_t i = 0; i < pc->n_snaps; i++)
+		json_decref(pc->snaps[i].copy);
+	free(pc->snaps);
+	pc->snaps = NULL;
+	pc->n_snaps = 0;
 }
 
 /*
- * The same bytes as json_dumpf(JSON_COMPACT | JSON_ENCODE_ANY) for the values
- * the table JSON holds (jansson also keeps object keys in insertion order),
- * without jansson's per-container bookkeeping (a "%p" key in a hash table for
- * loop detection: our trees are fresh and acyclic). Anything else (reals) is
- * left to jansson.
+ * GatewayClasses and Gateways are compared by content: the Kubernetes
+ * controller rewrites a Gateway's copy in place (pool addresses) and
+ * replaces it with every status write, neither of which changes what a route
+ * compiles to.
  */
-static void dump_value(struct dumpbuf *d, json_t *v)
+static const enum pl_kind snap_kinds[] = { PL_K_GATEWAYCLASS, PL_K_GATEWAY };
+
+static int snaps_same(const struct pl_compiler *pc, const struct pl_store *s)
 {
-	char num[32];
-	int n;
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: {
-		const char *k;
-		json_t *x;
-		int first = 1;
-		dump_cb("{", 1, d);
-		json_object_foreach(v, k, x) {
-			if (!first)
-				dump_cb(",", 1, d);
-			first = 0;
-			dump_str(d, k, strlen(k));
-			dump_cb(":", 1, d);
-			dump_value(d, x);
+	size_t at = 0;
+	for (size_t k = 0; k < PL_ARRAY_LEN(snap_kinds); k++) {
+		const struct pl_obj *const *v;
+		size_t n = pl_store_list(s, snap_kinds[k], &v);
+		for (size_t i = 0; i < n; i++, at++) {
+			if (at >= pc->n_snaps)
+				return 0;
+			const struct snap *sn = &pc->snaps[at];
+			if (sn->o != v[i] || sn->seq != v[i]->seq || !same_but_status(sn->copy, v[i]->json))
+				return 0;
 		}
-		dump_cb("}", 1, d);
-		break;
 	}
-	case JSON_ARRAY:
-		dump_cb("[", 1, d);
-		for (size_t i = 0; i < json_array_size(v); i++) {
-			if (i)
-				dump_cb(",", 1, d);
-			dump_value(d, json_array_get(v, i));
+	return at == pc->n_snaps;
+}
+
+static void snaps_take(struct pl_compiler *pc, const struct pl_store *s)
+{
+	snaps_free(pc);
+	size_t total = 0;
+	const struct pl_obj *const *v;
+	for (size_t k = 0; k < PL_ARRAY_LEN(snap_kinds); k++)
+		total += pl_store_list(s, snap_kinds[k], &v);
+	pc->snaps = pl_xcalloc(total ? total : 1, sizeof(*pc->snaps));
+	for (size_t k = 0; k < PL_ARRAY_LEN(snap_kinds); k++) {
+		size_t n = pl_store_list(s, snap_kinds[k], &v);
+		for (size_t i = 0; i < n; i++) {
+			struct snap *sn = &pc->snaps[pc->n_snaps++];
+			sn->o = v[i];
+			sn->seq = v[i]->seq;
+			sn->copy = J(json_deep_copy(v[i]->json));
 		}
-		dump_cb("]", 1, d);
-		break;
-	case JSON_STRING:
-		dump_str(d, json_string_value(v), json_string_length(v));
-		break;
-	case JSON_INTEGER:
-		n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		dump_cb(num, (size_t)n, d);
-		break;
-	case JSON_TRUE:
-		dump_cb("true", 4, d);
-		break;
-	case JSON_FALSE:
-		dump_cb("false", 5, d);
-		break;
-	case JSON_NULL:
-		dump_cb("null", 4, d);
-		break;
-	default:
-		if (json_dump_callback(v, dump_cb, d, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-			PL_PANIC("json_dump_callback failed");
-		break;
 	}
 }
 
-/* Dumps v and drops the reference. */
-static void put_value(struct dumpbuf *d, json_t *v)
+static void deps_free(struct pl_compiler *pc)
 {
-	dump_value(d, J(v));
-	json_decref(v);
-}
-
-static void put_json(FILE *f, json_t *v)
-{
-	struct dumpbuf d;
-	d.f = f;
-	d.n = 0;
-	dump_value(&d, J(v));
-	dump_flush(&d);
-	json_decref(v);
-}
-
-/*
- * The rules of the table JSON, written straight to the stream in the order
- * and bytes a tree of them used to dump as (keys in insertion order): a tree
- * per rule, match and filter was most of table_json().
- */
-static void w_lit(struct dumpbuf *d, const char *s)
-{
-	dump_cb(s, strlen(s), d);
-}
-
-/* Any bytes, through jstr() (invalid UTF-8 becomes '?'). */
-static void w_str(struct dumpbuf *d, const char *s)
-{
-	put_value(d, jstr(s));
-}
-
-static void w_str_or_null(struct dumpbuf *d, const char *s)
-{
-	if (s)
-		w_str(d, s);
-	else
-		w_lit(d, "null");
-}
-
-static void w_int(struct dumpbuf *d, long long v)
-{
-	char num[32];
-	int n = snprintf(num, sizeof(num), "%lld", v);
-	dump_cb(num, (size_t)n, d);
-}
-
-static void w_kv(struct dumpbuf *d, const struct pl_kv *kv, uint32_t n)
-{
-	w_lit(d, "[");
-	for (uint32_t i = 0; i < n; i++) {
-		w_lit(d, i ? ",{\"name\":" : "{\"name\":");
-		w_str(d, kv[i].name);
-		w_lit(d, ",\"value\":");
-		w_str(d, kv[i].value);
-		w_lit(d, "}");
+	for (size_t i = 0; i < pc->n_deps; i++) {
+		free(pc->deps[i].ns);
+		free(pc->deps[i].name);
 	}
-	w_lit(d, "]");
+	free(pc->deps);
+	pc->deps = NULL;
+	pc->n_deps = 0;
 }
 
-static void w_pathmod(struct dumpbuf *d, const struct pl_path_mod *pm)
+/* Kinds whose every put or delete makes the cache stale. */
+static const enum pl_kind epoch_kinds[] = { PL_K_SERVICE, PL_K_REFERENCEGRANT, PL_K_NAMESPACE, PL_K_BACKENDTLSPOLICY };
+
+/* NULL if what the cache was compiled against is unchanged in s, else the first difference found. */
+static const char *cache_stale(const struct pl_compiler *pc, const struct pl_store *s)
 {
-	if (pm->type == PL_PATHMOD_NONE) {
-		w_lit(d, "null");
+	if (!pc->store_id)
+		return "first run";
+	if (pc->store_id != pl_store_id(s))
+		return "another store";
+	for (size_t i = 0; i < PL_ARRAY_LEN(epoch_kinds); i++)
+		if (pl_store_epoch(s, epoch_kinds[i]) != pc->epoch[epoch_kinds[i]])
+			return pl_kind_str(epoch_kinds[i]);
+	if (pl_store_epoch(s, PL_K_SECRET) != pc->epoch[PL_K_SECRET] ||
+	    pl_store_epoch(s, PL_K_CONFIGMAP) != pc->epoch[PL_K_CONFIGMAP]) {
+		for (size_t i = 0; i < pc->n_deps; i++) {
+			const struct dep *d = &pc->deps[i];
+			const struct pl_obj *o = pl_store_get(s, d->kind, d->ns, d->name);
+			if ((o ? o->rev : 0) != d->rev)
+				return pl_kind_str(d->kind);
+		}
+	}
+	if (!snaps_same(pc, s))
+		return "Gateway";
+	return NULL;
+}
+
+static void clusters_clear(struct pl_compiler *pc)
+{
+	for (size_t i = 0; i < pc->clusters.cap; i++)
+		if (pc->clusters.s[i].k)
+			cclu_free(pc->clusters.s[i].v);
+	smap_free(&pc->clusters);
+	for (size_t i = 0; i < pc->svc_clusters.cap; i++) {
+		struct svcc *sc = pc->svc_clusters.s[i].v;
+		if (!pc->svc_clusters.s[i].k)
+			continue;
+		hvfree(&sc->v);
+		free(sc->key);
+		free(sc);
+	}
+	smap_free(&pc->svc_clusters);
+}
+
+static void lcs_clear(struct pl_compiler *pc)
+{
+	for (size_t i = 0; i < pc->n_lc; i++)
+		lc_free(pc->lc[i]);
+	free(pc->lc);
+	pc->lc = NULL;
+	pc->n_lc = 0;
+}
+
+static void cache_drop(struct pl_compiler *pc)
+{
+	lcs_clear(pc);
+	for (size_t i = 0; i < pc->n_routes; i++)
+		route_drop(pc->routes[i]);
+	free(pc->routes);
+	pc->routes = NULL;
+	pc->n_routes = 0;
+	clusters_clear(pc);
+	slices_clear(pc);
+	snaps_free(pc);
+	deps_free(pc);
+	pc->store_id = 0;
+}
+
+/* What the next compile will stand on. */
+static void cache_record(struct ctx *c, const char *stale)
+{
+	struct pl_compiler *pc = c->pc;
+	if (stale)
+		snaps_take(pc, c->s);
+	deps_free(pc);
+	pc->deps = pl_xcalloc(c->deps.n ? c->deps.n : 1, sizeof(*pc->deps));
+	for (size_t i = 0; i < c->deps.n; i++) {
+		const struct dep *d = c->deps.v[i];
+		pc->deps[i] = (struct dep){ d->kind, pl_xstrdup(d->ns), pl_xstrdup(d->name), d->rev };
+	}
+	pc->n_deps = c->deps.n;
+	for (int k = 0; k < PL_K_N; k++)
+		pc->epoch[k] = pl_store_epoch(c->s, (enum pl_kind)k);
+	pc->store_rev = pl_store_rev(c->s);
+	pc->store_id = pl_store_id(c->s);
+}
+
+struct pl_compiler *pl_compiler_new(const struct pl_compile_opts *opts)
+{
+	struct pl_compiler *pc = pl_xcalloc(1, sizeof(*pc));
+	if (opts)
+		pc->o = *opts;
+	pc->controller_name = pc->o.controller_name ? pl_xstrdup(pc->o.controller_name) : NULL;
+	pc->now = pl_xstrdup(pc->o.now ? pc->o.now : "1970-01-01T00:00:00Z");
+	pc->o.controller_name = pc->controller_name;
+	pc->o.now = pc->now;
+	return pc;
+}
+
+void pl_compiler_free(struct pl_compiler *pc)
+{
+	if (!pc)
+		return;
+	cache_drop(pc);
+	jint_clear(pc);
+	free(pc->controller_name);
+	free(pc->now);
+	free(pc);
+}
+
+void pl_compiler_get_stats(const struct pl_compiler *pc, struct pl_compiler_stats *st)
+{
+	*st = pc->st;
+}
+
+/* The served listeners of this compile: one lcache each, kept while the Gateways are the same. */
+static void lcs_setup(struct ctx *c)
+{
+	struct pl_compiler *pc = c->pc;
+	c->lc_base = aarr(c->tmp, c->n_gws, sizeof(size_t));
+	size_t n = 0;
+	for (size_t g = 0; g < c->n_gws; g++) {
+		c->lc_base[g] = n;
+		n += c->gws[g].n;
+	}
+	if (pc->lc) {
+		PL_BUG_ON(pc->n_lc != n);   /* only a change of Gateways changes listeners: a full compile */
 		return;
 	}
-	w_lit(d, pm->type == PL_PATHMOD_FULL ? "{\"type\":\"ReplaceFullPath\",\"value\":"
-					     : "{\"type\":\"ReplacePrefixMatch\",\"value\":");
-	w_str(d, pm->value);
-	w_lit(d, "}");
-}
-
-static void w_filters(struct dumpbuf *d, const struct pl_filter *f, uint32_t n)
-{
-	w_lit(d, "[");
-	for (uint32_t i = 0; i < n; i++) {
-		w_lit(d, i ? ",{" : "{");
-		switch (f[i].type) {
-		case PL_FILTER_REQUEST_HEADER:
-		case PL_FILTER_RESPONSE_HEADER: {
-			const struct pl_header_mod *h = &f[i].u.hdr;
-			w_lit(d, f[i].type == PL_FILTER_REQUEST_HEADER ? "\"type\":\"RequestHeaderModifier\""
-								       : "\"type\":\"ResponseHeaderModifier\"");
-			w_lit(d, ",\"set\":");
-			w_kv(d, h->set, h->n_set);
-			w_lit(d, ",\"add\":");
-			w_kv(d, h->add, h->n_add);
-			w_lit(d, ",\"remove\":[");
-			for (uint32_t k = 0; k < h->n_remove; k++) {
-				if (k)
-					w_lit(d, ",");
-				w_str(d, h->remove[k]);
-			}
-			w_lit(d, "]");
-			break;
-		}
-		case PL_FILTER_REDIRECT: {
-			const struct pl_redirect *rd = &f[i].u.redirect;
-			w_lit(d, "\"type\":\"RequestRedirect\",\"scheme\":");
-			w_str_or_null(d, rd->scheme);
-			w_lit(d, ",\"hostname\":");
-			w_str_or_null(d, rd->hostname);
-			w_lit(d, ",\"port\":");
-			w_int(d, (long long)rd->port);
-			w_lit(d, ",\"path\":");
-			w_pathmod(d, &rd->path);
-			w_lit(d, ",\"statusCode\":");
-			w_int(d, (long long)rd->status_code);
-			break;
-		}
-		case PL_FILTER_REWRITE:
-			w_lit(d, "\"type\":\"URLRewrite\",\"hostname\":");
-			w_str_or_null(d, f[i].u.rewrite.hostname);
-			w_lit(d, ",\"path\":");
-			w_pathmod(d, &f[i].u.rewrite.path);
-			break;
-		case PL_FILTER_MIRROR:
-			w_lit(d, "\"type\":\"RequestMirror\",\"cluster\":");
-			w_str_or_null(d, f[i].u.mirror.cluster ? f[i].u.mirror.cluster->name : NULL);
-			w_lit(d, ",\"numerator\":");
-			w_int(d, (long long)f[i].u.mirror.percent_num);
-			w_lit(d, ",\"denominator\":");
-			w_int(d, (long long)f[i].u.mirror.percent_den);
-			break;
-		}
-		w_lit(d, "}");
-	}
-	w_lit(d, "]");
-}
-
-static void w_kvm(struct dumpbuf *d, const struct pl_kv_match *m, uint32_t n)
-{
-	w_lit(d, "[");
-	for (uint32_t i = 0; i < n; i++) {
-		w_lit(d, i ? ",{" : "{");
-		w_lit(d, m[i].type == PL_MATCH_EXACT ? "\"type\":\"Exact\",\"name\":"
-						     : "\"type\":\"RegularExpression\",\"name\":");
-		w_str(d, m[i].name);
-		w_lit(d, ",\"value\":");
-		w_str(d, m[i].value);
-		w_lit(d, "}");
-	}
-	w_lit(d, "]");
-}
-
-static void w_match(struct dumpbuf *d, const struct pl_match *m)
-{
-	static const char *const pt[] = { "PathPrefix", "Exact", "RegularExpression" };
-	w_lit(d, "{\"path\":{\"type\":\"");
-	w_lit(d, pt[m->path_type]);
-	w_lit(d, "\",\"value\":");
-	w_str(d, m->path);
-	w_lit(d, "}");
-	if (m->method) {
-		w_lit(d, ",\"method\":");
-		w_str(d, m->method);
-	}
-	if (m->n_headers) {
-		w_lit(d, ",\"headers\":");
-		w_kvm(d, m->headers, m->n_headers);
-	}
-	if (m->n_queries) {
-		w_lit(d, ",\"queryParams\":");
-		w_kvm(d, m->queries, m->n_queries);
-	}
-	w_lit(d, "}");
-}
-
-static void w_rule(struct dumpbuf *d, const struct crule *cr, size_t id)
-{
-	const struct pl_rule *r = cr->r;
-	w_lit(d, "{\"id\":");
-	w_int(d, (long long)id);
-	w_lit(d, ",\"route\":");
-	w_str(d, r->route);
-	w_lit(d, ",\"rule\":");
-	w_int(d, (long long)r->rule_index);
-	w_lit(d, ",\"matches\":[");
-	for (uint32_t i = 0; i < cr->nm; i++) {
-		if (i)
-			w_lit(d, ",");
-		w_match(d, &cr->m[i]);
-	}
-	w_lit(d, "]");
-	if (r->n_filters) {
-		w_lit(d, ",\"filters\":");
-		w_filters(d, r->filters, r->n_filters);
-	}
-	w_lit(d, ",\"backends\":[");
-	for (uint32_t i = 0; i < r->n_backends; i++) {
-		w_lit(d, i ? ",{\"cluster\":" : "{\"cluster\":");
-		w_str_or_null(d, r->backends[i].cluster ? r->backends[i].cluster->name : NULL);
-		w_lit(d, ",\"weight\":");
-		w_int(d, (long long)r->backends[i].weight);
-		if (r->backends[i].n_filters) {
-			w_lit(d, ",\"filters\":");
-			w_filters(d, r->backends[i].filters, r->backends[i].n_filters);
-		}
-		w_lit(d, "}");
-	}
-	w_lit(d, "]");
-	if (r->timeout_request_ms || r->timeout_backend_ms) {
-		w_lit(d, ",\"timeouts\":{\"requestMs\":");
-		w_int(d, (long long)r->timeout_request_ms);
-		w_lit(d, ",\"backendRequestMs\":");
-		w_int(d, (long long)r->timeout_backend_ms);
-		w_lit(d, "}");
-	}
-	w_lit(d, "}");
-}
-
-/* table_json(): rule id by rule pointer, sorted by pointer for bsearch. */
-struct rule_id {
-	const struct pl_rule *r;
-	long long id;
-};
-
-static int cmp_rule_id(const void *pa, const void *pb)
-{
-	uintptr_t a = (uintptr_t)((const struct rule_id *)pa)->r, b = (uintptr_t)((const struct rule_id *)pb)->r;
-	return a < b ? -1 : a > b;
+	pc->lc = pl_xcalloc(n ? n : 1, sizeof(*pc->lc));
+	pc->n_lc = n;
+	for (size_t g = 0; g < c->n_gws; g++)
+		for (size_t k = 0; k < c->gws[g].n; k++)
+			if (lst_programmed(&c->gws[g].l[k]))
+				pc->lc[c->lc_base[g] + k] = pl_xcalloc(1, sizeof(struct lcache));
 }
 
 /*
- * The table as JSON for GET /config. Each rule is written once under "rules";
- * a vhost's entries are [rule id, match index] pairs in precedence order, so
- * rules copied into several vhosts (hostname fallbacks) cost a few bytes each.
- * Written straight to a stream: a tree of the whole table would be many times
- * its size.
+ * Routes that went away or came leave or join their listeners; routes in
+ * the table get their rules' table form, made again when a cluster of
+ * theirs was rebuilt (their vhosts then too).
  */
-static char *table_json(struct ctx *c)
+static void routes_update(struct ctx *c)
 {
-	static const char *const ap[] = { "http", "h2c", "ws", "tls" };
-	const struct pl_table *t = c->t;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
-		PL_PANIC("out of memory (open_memstream)");
-
-	/* no other thread sees this stream: skip stdio locking on every write */
-	__fsetlocking(f, FSETLOCKING_BYCALLER);
-
-	/* rule ids: attached routes' rules in route order */
-	size_t nid = 0;
-	for (size_t i = 0; i < c->n_routes; i++)
-		if (c->routes[i].materialized)
-			nid += c->routes[i].n_rules;
-	struct crule **by_id = aarr(c->tmp, nid, sizeof(*by_id));
-	struct rule_id *rule_ids = aarr(c->tmp, nid, sizeof(*rule_ids));
-	nid = 0;
+	for (size_t i = 0; i < c->gone.n; i++)
+		route_attachments(c, c->gone.v[i], 0);
+	for (size_t i = 0; i < c->fresh.n; i++)
+		route_attachments(c, c->fresh.v[i], 1);
+	clusters_refresh(c);
 	for (size_t i = 0; i < c->n_routes; i++) {
-		struct croute *cr = &c->routes[i];
-		if (!cr->materialized)
+		struct croute *cr = c->routes[i];
+		cr->materialized = 0;
+		for (size_t j = 0; j < cr->atts.n && !cr->materialized; j++) {
+			const struct attach *at = cr->atts.v[j];
+			cr->materialized = lc_of(c, at->gi, at->li) != NULL;
+		}
+		if (!cr->materialized) {
+			rinst_free(cr->inst);
+			cr->inst = NULL;
 			continue;
-		for (size_t k = 0; k < cr->n_rules; k++) {
-			by_id[nid] = &cr->rules[k];
-			rule_ids[nid] = (struct rule_id){ .r = cr->rules[k].r, .id = (long long)nid };
-			nid++;
 		}
-	}
-	if (nid)
-		qsort(rule_ids, nid, sizeof(*rule_ids), cmp_rule_id);
-
-	fputs("{\n\"binds\": [", f);
-	for (uint32_t b = 0; b < t->n_binds; b++) {
-		const struct pl_bind *pb = &t->binds[b];
-		fprintf(f, "%s\n {\"address\": ", b ? "," : "");
-		put_json(f, jstr(pb->address));
-		fprintf(f, ", \"port\": %u, \"protocol\": \"%s\", \"listeners\": [", pb->port, proto_str(pb->proto));
-		for (uint32_t i = 0; i < pb->n_listeners; i++) {
-			const struct pl_listener *l = &pb->listeners[i];
-			fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
-			put_json(f, jstr(l->name));
-			fputs(", \"hostname\": ", f);
-			put_json(f, host_json(&l->host));
-			fputs(", \"vhosts\": [", f);
-			for (uint32_t v = 0; v < l->n_vhosts; v++) {
-				const struct pl_vhost *vh = &l->vhosts[v];
-				fprintf(f, "%s\n   {\"hostname\": ", v ? "," : "");
-				put_json(f, host_json(&vh->host));
-				fputs(", \"entries\": [", f);
-				for (uint32_t e = 0; e < vh->n_entries; e++) {
-					const struct pl_route_entry *en = &vh->entries[e];
-					struct rule_id want = { .r = en->rule };
-					const struct rule_id *id = nid ? bsearch(&want, rule_ids, nid, sizeof(*rule_ids),
-										 cmp_rule_id) : NULL;
-					long long idv = id ? id->id : -1, mi = -1;
-					/* the match index: the entry holds a copy of one of the rule's matches */
-					for (uint32_t m = 0; id && m < by_id[idv]->nm && mi < 0; m++)
-						if (by_id[idv]->m[m].path == en->match.path)
-							mi = m;
-					fprintf(f, "%s[%lld, %lld]", e ? ", " : "", idv, mi);
-				}
-				fputs("]}", f);
-			}
-			fputs("]}", f);
-		}
-		fputs("]}", f);
-	}
-	fputs("\n],\n\"rules\": [", f);
-	nid = 0;
-	for (size_t i = 0; i < c->n_routes; i++) {
-		struct croute *cr = &c->routes[i];
-		if (!cr->materialized)
+		if (cr->inst && rinst_current(cr->inst))
 			continue;
-		for (size_t k = 0; k < cr->n_rules; k++) {
-			struct dumpbuf d;
-			d.f = f;
-			d.n = 0;
-			w_lit(&d, nid ? ",\n " : "\n ");
-			w_rule(&d, &cr->rules[k], nid);
-			dump_flush(&d);
-			nid++;
-		}
+		int had = cr->inst != NULL;
+		rinst_build(c, cr);
+		if (had)
+			route_touch(c, cr);
 	}
-	fputs("\n],\n\"clusters\": [", f);
-	/*
-	 * Clusters written field by field (same bytes as a dumped tree): a JSON
-	 * object per endpoint was most of this loop. Only TLS settings, rare,
-	 * still go through a tree.
-	 */
-	for (uint32_t i = 0; i < t->n_clusters; i++) {
-		const struct pl_cluster *cl = t->clusters[i];
-		struct dumpbuf d;
-		char num[32];
-		int nl;
-		d.f = f;
-		d.n = 0;
-		dump_cb(i ? ",\n " : "\n ", i ? 3 : 2, &d);
-		nl = snprintf(num, sizeof(num), "{\"id\":%u,\"name\":", (unsigned)cl->id);
-		dump_cb(num, (size_t)nl, &d);
-		put_value(&d, jstr(cl->name));
-		dump_cb(",\"appProtocol\":", 15, &d);
-		dump_str(&d, ap[cl->app_proto], strlen(ap[cl->app_proto]));
-		if (cl->tls) {
-			json_t *tj = J(json_object());
-			jset(tj, "policy", jstr(cl->tls->policy));
-			jset(tj, "hostname", cl->tls->sni ? jstr(cl->tls->sni) : json_null());
-			jset(tj, "ca", json_string(cl->tls->ca_pem ? "caCertificateRefs" : "System"));
-			json_t *sj = J(json_array());
-			for (uint32_t k = 0; k < cl->tls->n_sans; k++)
-				jpush(sj, jstr(cl->tls->sans[k]));
-			jset(tj, "subjectAltNames", sj);
-			if (cl->tls->error)
-				jset(tj, "error", jstr(cl->tls->error));
-			dump_cb(",\"tls\":", 7, &d);
-			put_value(&d, tj);
-		}
-		dump_cb(",\"endpoints\":[", 14, &d);
-		for (uint32_t k = 0; k < cl->n_eps; k++) {
-			if (k)
-				dump_cb(",", 1, &d);
-			dump_cb("{\"address\":", 11, &d);
-			put_value(&d, jstr(cl->eps[k].text));
-			if (cl->eps[k].ready)
-				dump_cb(",\"ready\":true}", 14, &d);
-			else
-				dump_cb(",\"ready\":false}", 15, &d);
-		}
-		dump_cb("]}", 2, &d);
-		dump_flush(&d);
-	}
-	fputs("\n]\n}\n", f);
-	if (fclose(f) != 0 || !buf)
-		PL_PANIC("out of memory (config json)");
-	char *d = pl_arena_strndup(c->a, buf, len);
-	free(buf);
-	return d;
 }
 
-int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, struct pl_compile_result *r)
+/*
+ * table->rules (attached routes' rules, routes in order), table->clusters
+ * (in the order the rules first name them; ephemeral ids number them), and
+ * the blobs the table keeps.
+ */
+static void table_finish(struct ctx *c)
 {
-	static const struct pl_compile_opts defaults;
-	struct ctx c = { .s = s, .o = opts ? opts : &defaults };
-	c.now = c.o->now ? c.o->now : "1970-01-01T00:00:00Z";
+	struct pl_compiler *pc = c->pc;
+	struct pl_table *t = c->t;
+	size_t nr = 0, nc = 0;
+	for (size_t i = 0; i < c->n_routes; i++) {
+		const struct croute *cr = c->routes[i];
+		if (cr->materialized) {
+			nr += cr->n_rules;
+			nc += cr->inst->n_uses;
+		}
+	}
+	t->rules = aarr(c->a, nr, sizeof(struct pl_rule *));
+	t->clusters = aarr(c->a, nc, sizeof(struct pl_cluster *));
+	for (size_t i = 0; i < c->n_routes; i++) {
+		const struct croute *cr = c->routes[i];
+		if (!cr->materialized)
+			continue;
+		vpush(c->tmp, &c->blobs, cr->blob);
+		vpush(c->tmp, &c->blobs, cr->inst->blob);
+		for (size_t k = 0; k < cr->n_rules; k++)
+			t->rules[t->n_rules++] = cr->inst->rules[k];
+		for (size_t k = 0; k < cr->inst->n_uses; k++) {
+			struct cclu *cc = cr->inst->uses[k].cc;
+			if (cc->mark == pc->runs)
+				continue;
+			cc->mark = pc->runs;
+			if (c->o->ephemeral)
+				cc->cl->id = t->n_clusters + 1;   /* built in this compile: no table holds it yet */
+			t->clusters[t->n_clusters++] = cc->cl;
+			vpush(c->tmp, &c->blobs, cc->blob);
+		}
+	}
+	struct blobrefs *br = pl_arena_alloc(c->a, sizeof(*br));
+	br->v = aarr(c->a, c->blobs.n, sizeof(struct blob *));
+	for (size_t i = 0; i < c->blobs.n; i++) {
+		br->v[i] = c->blobs.v[i];
+		blob_ref(br->v[i]);
+	}
+	br->n = c->blobs.n;
+	if (pl_arena_cleanup_add(c->a, blobrefs_release, br) != 0)
+		PL_PANIC("out of memory");
+}
+
+/* Clusters no route of this table names go; so do the routes replaced or deleted. */
+static void cache_trim(struct ctx *c)
+{
+	struct pl_compiler *pc = c->pc;
+	struct vec old = { 0 };
+	for (size_t i = 0; i < pc->clusters.cap; i++)
+		if (pc->clusters.s[i].k && ((struct cclu *)pc->clusters.s[i].v)->mark != pc->runs)
+			vpush(c->tmp, &old, pc->clusters.s[i].v);
+	for (size_t i = 0; i < old.n; i++) {
+		struct cclu *cc = old.v[i];
+		struct svcc *sc = smap_get(&pc->svc_clusters, cc->svc);
+		hvdel(&sc->v, cc);
+		if (!sc->v.n) {
+			smap_del(&pc->svc_clusters, sc->key);
+			hvfree(&sc->v);
+			free(sc->key);
+			free(sc);
+		}
+		smap_del(&pc->clusters, cc->name);
+		cclu_free(cc);
+	}
+	for (size_t i = 0; i < c->gone.n; i++)
+		route_drop(c->gone.v[i]);
+}
+
+int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_compile_result *r)
+{
+	struct ctx c = { .pc = pc, .s = s, .o = &pc->o, .now = pc->now };
 	memset(r, 0, sizeof(*r));
+	pc->runs++;
+	memset(&pc->st, 0, sizeof(pc->st));
+	const char *stale = cache_stale(pc, s);
+	if (stale) {
+		cache_drop(pc);
+		c.full = 1;
+		pc->st.full = 1;
+		pc->st.why = stale;
+	}
+	c.mark = pc->mark;
 	c.t = pl_table_new();
 	c.a = c.t->arena;
 	c.tmp = pl_arena_new(64 * 1024, PL_ARENA_FATAL);
+	c.dirty_svcs.a = c.tmp;
+	c.ids_gen = cluster_ids_gen();
 	c.gw_index = J(json_object());
 	c.cls_status = J(json_object());
-	c.slices = J(json_object());
-	c.cluster_index = J(json_object());
 	r->statuses = J(json_array());
 
 	pass_classes(&c);
 	pass_gateways(&c);
+	lcs_setup(&c);
 	index_slices(&c);
 	pass_btls(&c);
 	pass_routes(&c);
-	build_table(&c);
+	routes_update(&c);
+	struct vec binds = { 0 };
+	table_binds(&c, &binds);
+	vhosts_update(&c, &binds);
+	build_table(&c, &binds);
+	table_finish(&c);
 	pass_btls_ancestors(&c);
 
 	const struct pl_obj *const *v;
@@ -3973,36 +5122,45 @@ int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, str
 	for (size_t i = 0; i < n; i++) {
 		json_t *st = json_object_get(c.cls_status, v[i]->name);
 		if (st)
-			add_status(r, v[i], json_incref(st));
+			add_status(&c, r, v[i], json_incref(st));
 	}
 	for (size_t i = 0; i < c.n_gws; i++)
-		add_status(r, c.gws[i].o, gateway_status(&c, &c.gws[i]));
+		add_status(&c, r, c.gws[i].o, gateway_status(&c, &c.gws[i]));
 	for (size_t i = 0; i < c.n_routes; i++) {
-		struct croute *cr = &c.routes[i];
-		if (json_array_size(cr->parents)) {
-			json_t *st = J(json_object());
-			jset(st, "parents", json_incref(cr->parents));
-			add_status(r, cr->o, st);
-		}
-		json_decref(cr->parents);
+		const struct croute *cr = c.routes[i];
+		if (!cr->status)
+			continue;
+		if (cr->unhealthy)
+			r->problems++;
+		jpush(r->statuses, json_incref(cr->status));
 	}
 	for (size_t i = 0; i < c.n_btls; i++) {
 		if (json_object_size(c.btls[i].ancestors))
-			add_status(r, c.btls[i].o, btls_status(&c, &c.btls[i]));
+			add_status(&c, r, c.btls[i].o, btls_status(&c, &c.btls[i]));
 		json_decref(c.btls[i].ancestors);
 	}
 	for (size_t i = 0; i < c.n_gws; i++)
 		for (size_t k = 0; k < c.gws[i].n; k++)
 			json_decref(c.gws[i].l[k].supported_kinds);
 
-	c.t->config_json = table_json(&c);
+	cache_trim(&c);
+	cache_record(&c, stale);
+	if (pc->jint.n > 2 * pc->jint_live + 256)
+		jint_gc(pc);
+	pc->mark = c.mark;
 	json_decref(c.gw_index);
 	json_decref(c.cls_status);
-	json_decref(c.slices);
-	json_decref(c.cluster_index);
 	pl_arena_free(c.tmp);
 	r->table = c.t;
 	c.t->compiled_at_ns = pl_now_ns();
+	return 0;
+}
+
+int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, struct pl_compile_result *r)
+{
+	struct pl_compiler *pc = pl_compiler_new(opts);
+	pl_compiler_run(pc, s, r);
+	pl_compiler_free(pc);
 	return 0;
 }
 

@@ -22,6 +22,26 @@
  *   process-wide registry (mutex; any thread), unless opts->ephemeral.
  * - Returns 0. Allocation failure is fatal (control plane).
  * - One compile at a time per store; different stores may compile in parallel.
+ * - The table JSON for GET /config is made on demand: pl_table_json()
+ *   (tabledump.h).
+ *
+ * Incremental compilation (issue 4)
+ * - A struct pl_compiler keeps what one compile computed for the next:
+ *   every route's parsed rules, attachments and status, every cluster's
+ *   endpoints. pl_compiler_run() gives exactly what pl_compile() would for
+ *   the same store and options (table, statuses and problems; the differential
+ *   test in tests/unit/test_incremental.c holds it to that), but recompiles
+ *   only the routes whose object changed (pl_obj.rev) and the endpoints of
+ *   Services whose EndpointSlices changed. A change to anything else a route
+ *   is compiled against (GatewayClasses and Gateways by content; Services,
+ *   ReferenceGrants, Namespaces, BackendTLSPolicies by store epoch; the
+ *   Secrets and ConfigMaps the Gateways and policies read) recompiles
+ *   everything: such changes are rare.
+ * - Tables share the cached data (route rules, endpoint lists) and keep it
+ *   alive themselves: a table may outlive the compiler and later compiles.
+ * - One thread at a time per compiler; it may be used with any store, but it
+ *   only reuses its cache with the store it last ran on. pl_compile() is a
+ *   one-off compiler.
  */
 #ifndef PL_COMPILE_H
 #define PL_COMPILE_H
@@ -53,6 +73,23 @@ struct pl_compile_result {
 int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, struct pl_compile_result *r);
 /* Drops the table reference (if still held) and the statuses; r is zeroed. */
 void pl_compile_result_clear(struct pl_compile_result *r);
+
+struct pl_compiler;
+
+/* A persistent compiler with a copy of opts (NULL: defaults). Allocation failure is fatal. */
+struct pl_compiler *pl_compiler_new(const struct pl_compile_opts *opts);
+void pl_compiler_free(struct pl_compiler *pc);              /* NULL ok; tables made by it stay valid */
+/* As pl_compile(s, opts, r), reusing what earlier runs computed. Returns 0. */
+int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_compile_result *r);
+
+/* What the last pl_compiler_run() did, for tests, benchmarks and logs. */
+struct pl_compiler_stats {
+	int full;                     /* nothing was reused (first run, or a change that needs it all) */
+	const char *why;              /* what made it full: "first run", "Service", "Gateway", ... */
+	size_t routes_compiled, routes_reused;
+	size_t clusters_built, clusters_reused;   /* endpoint lists */
+};
+void pl_compiler_get_stats(const struct pl_compiler *pc, struct pl_compiler_stats *st);
 
 /* Helpers exposed for unit tests. */
 /* Gateway API Duration ("1h30m", "500ms", "0s"): 0 and *ms, or -1. */

@@ -17,17 +17,24 @@
  * only ever replaced by a newer complete compile: an API outage leaves it
  * serving.
  *
- * Status goes out with synchronous requests on a second easy handle (merge
- * patches of the status subresource carrying metadata.resourceVersion, so a
- * concurrent writer makes us retry instead of being overwritten), only by
- * the Lease holder, only when the desired status differs from what the API
- * holds (lastTransitionTime kept when a condition's status did not change),
- * and for routes only our own entries of status.parents.
+ * Status goes out on the same multi handle (merge patches of the status
+ * subresource carrying metadata.resourceVersion, so a concurrent writer makes
+ * us retry instead of being overwritten), only by the Lease holder, only when
+ * the desired status differs from what the API holds (lastTransitionTime kept
+ * when a condition's status did not change), and for routes only our own
+ * entries of status.parents. The Lease rounds and the reads of referenced
+ * Secrets run there too: nothing but the Lease release at shutdown blocks.
+ *
+ * Memory: objects are slimmed on arrival to what the compiler and status
+ * code read (slim()), hash-consed (jintern.h: equal values are held once),
+ * and Secrets and ConfigMaps are watched as metadata, the ones Gateways and
+ * BackendTLSPolicies name read with a GET (docs/kubernetes.md, "Memory").
  */
 #include "pl.h"
 #include "bindreg.h"
 #include "compile.h"
 #include "kube.h"
+#include "jintern.h"
 #include "kubeconf.h"
 #include "log.h"
 #include "status.h"
@@ -42,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LIST_PAGE 500
+#define LIST_PAGE 100                /* a page is parsed whole: this bounds that transient */
 #define MAX_BODY (128u << 20)        /* one list page or one error body */
 #define MAX_LINE (16u << 20)         /* one watch event */
 #define WATCH_TIMEOUT_S 300
@@ -54,6 +61,7 @@
 #define LEASE_RENEW_NS (2ll * 1000000000)
 #define LEASE_RETRY_NS (2ll * 1000000000)
 #define SYNC_TIMEOUT_MS 5000L
+#define FETCH_HOLD_NS (2000ll * 1000000)   /* a compile waits this long at most for referenced Secrets */
 #define MS 1000000ll
 
 /* Features pylon passes (GatewayClass status.supportedFeatures), sorted:
@@ -62,25 +70,42 @@ static const char *const default_features[] = {
 	"BackendTLSPolicy",
 	"BackendTLSPolicySANValidation",
 	"GRPCRoute",
+	"GRPCRouteNamedRouteRule",
 	"Gateway",
+	"GatewayAddressEmpty",
 	"GatewayBackendClientCertificate",
 	"GatewayFrontendClientCertificateValidation",
 	"GatewayFrontendClientCertificateValidationInsecureFallback",
+	"GatewayHTTPListenerIsolation",
 	"GatewayHTTPSListenerDetectMisdirectedRequests",
 	"GatewayPort8080",
+	"GatewayStaticAddresses",
 	"HTTPRoute",
+	"HTTPRoute303RedirectStatusCode",
+	"HTTPRoute307RedirectStatusCode",
+	"HTTPRoute308RedirectStatusCode",
+	"HTTPRouteBackendProtocolH2C",
+	"HTTPRouteBackendProtocolWebSocket",
 	"HTTPRouteBackendRequestHeaderModification",
 	"HTTPRouteBackendTimeout",
+	"HTTPRouteCORS",
+	"HTTPRouteDestinationPortMatching",
 	"HTTPRouteHostRewrite",
 	"HTTPRouteMethodMatching",
+	"HTTPRouteNamedRouteRule",
 	"HTTPRouteParentRefPort",
 	"HTTPRoutePathRedirect",
 	"HTTPRoutePathRewrite",
 	"HTTPRoutePortRedirect",
 	"HTTPRouteQueryParamMatching",
 	"HTTPRouteRequestMirror",
+	"HTTPRouteRequestMultipleMirrors",
+	"HTTPRouteRequestPercentageMirror",
 	"HTTPRouteRequestTimeout",
 	"HTTPRouteResponseHeaderModification",
+	"HTTPRouteRetry",
+	"HTTPRouteRetryBackendTimeout",
+	"HTTPRouteRetryConnectionError",
 	"HTTPRouteSchemeRedirect",
 	"ReferenceGrant",
 	"TCPRoute",
@@ -96,28 +121,29 @@ struct res {
 	const char *versions[3];      /* tried in order; NULL-terminated */
 	const char *plural;
 	int namespaced;
+	int meta_only;                /* watched as metadata; the objects Gateways reference are fetched */
 };
 
 static const struct res resources[] = {
-	{ "GatewayClass", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gatewayclasses", 0 },
-	{ "Gateway", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gateways", 1 },
-	{ "HTTPRoute", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "httproutes", 1 },
-	{ "GRPCRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "grpcroutes", 1 },
-	{ "TLSRoute", "gateway.networking.k8s.io", { "v1", "v1alpha3", "v1alpha2" }, "tlsroutes", 1 },
-	{ "TCPRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "tcproutes", 1 },
-	{ "UDPRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "udproutes", 1 },
-	{ "BackendTLSPolicy", "gateway.networking.k8s.io", { "v1", "v1alpha3" }, "backendtlspolicies", 1 },
-	{ "ReferenceGrant", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "referencegrants", 1 },
-	{ "Namespace", "", { "v1" }, "namespaces", 0 },
-	{ "Service", "", { "v1" }, "services", 1 },
-	{ "EndpointSlice", "discovery.k8s.io", { "v1" }, "endpointslices", 1 },
-	{ "Secret", "", { "v1" }, "secrets", 1 },
-	{ "ConfigMap", "", { "v1" }, "configmaps", 1 },
+	{ "GatewayClass", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gatewayclasses", 0, 0 },
+	{ "Gateway", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gateways", 1, 0 },
+	{ "HTTPRoute", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "httproutes", 1, 0 },
+	{ "GRPCRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "grpcroutes", 1, 0 },
+	{ "TLSRoute", "gateway.networking.k8s.io", { "v1", "v1alpha3", "v1alpha2" }, "tlsroutes", 1, 0 },
+	{ "TCPRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "tcproutes", 1, 0 },
+	{ "UDPRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "udproutes", 1, 0 },
+	{ "BackendTLSPolicy", "gateway.networking.k8s.io", { "v1", "v1alpha3" }, "backendtlspolicies", 1, 0 },
+	{ "ReferenceGrant", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "referencegrants", 1, 0 },
+	{ "Namespace", "", { "v1" }, "namespaces", 0, 0 },
+	{ "Service", "", { "v1" }, "services", 1, 0 },
+	{ "EndpointSlice", "discovery.k8s.io", { "v1" }, "endpointslices", 1, 0 },
+	{ "Secret", "", { "v1" }, "secrets", 1, 1 },
+	{ "ConfigMap", "", { "v1" }, "configmaps", 1, 1 },
 };
 
 enum wstate { W_WAIT = 0, W_LIST, W_WATCH, W_ABSENT };
 
-enum { TAG_WATCH = 1, TAG_STATUS };
+enum { TAG_WATCH = 1, TAG_STATUS, TAG_AREQ };
 
 struct watch {
 	int tag;                     /* TAG_WATCH: CURLOPT_PRIVATE of the multi's handles is a tag first */
@@ -167,6 +193,36 @@ struct wr {                      /* a status we wrote, until the watch shows it 
 	json_t *status;
 };
 
+struct areq;
+typedef void areq_done_fn(struct areq *q, long code);
+
+struct areq {                    /* an asynchronous request on the multi handle (Lease, fetches) */
+	int tag;                     /* TAG_AREQ */
+	struct areq *next;           /* K.areqs: in flight */
+	CURL *h;
+	struct curl_slist *hdrs;
+	char *body;
+	struct sbuf resp;
+	areq_done_fn *done;          /* code 0: transport error; resp holds the body */
+	void *ctx;
+};
+
+/*
+ * A referenced Secret or ConfigMap whose data we need: the watch shows
+ * metadata only, the object itself is read with a GET. Compiles wait for
+ * pending fetches (at most FETCH_HOLD_NS), so a Gateway never compiles
+ * against a Secret we have not read yet.
+ */
+struct fetch {
+	struct fetch *next;
+	enum pl_kind kind;
+	char *ns, *name;
+	struct areq *q;              /* in flight */
+	int again;                   /* the watch showed a change while in flight */
+	unsigned fails;
+	int64_t due_ns, since_ns;
+};
+
 static struct {
 	struct pl_kube_config cfg;
 	char *controller_name, *class_name, *lease_ns, *lease_name, *identity;
@@ -179,23 +235,28 @@ static struct {
 	int running;
 	atomic_int stop;
 	CURLM *multi;
-	CURL *sync;                  /* status and Lease requests */
+	CURL *sync;                  /* the Lease release at shutdown */
 	struct watch *w;
 	size_t nw;
 	struct pl_store *store;
+	struct pl_jintern *jt;       /* store objects and desired statuses are hash-consed */
+	struct areq *areqs;          /* in flight */
+	struct fetch *fetches;
+	json_t *refs;                /* "Kind/ns/name" of the Secrets and ConfigMaps Gateways and policies name */
+	int refs_dirty;
 
 	int dirty;
 	int64_t first_event_ns, compile_at_ns, last_compile_ns, last_trim_ns;
 	int trim_pending;
 	int lease_denied_logged;
-	json_t *desired;             /* statuses of the last compile */
+	json_t *desired;             /* "Kind/ns/name" -> status (interned), from the last compile */
 	int status_due;
 	int64_t status_at_ns, compiled_ns;
 	json_t *written;             /* "Kind/ns/name" -> struct wr (as integer pointer) */
 	json_t *status_keys;         /* "Kind/ns/name" whose status changed, for a partial pass; empty: all */
 	int status_full;             /* next pass covers every object (leadership, failures) */
 	int status_diff;             /* next pass covers what the last compile changed */
-	json_t *prev_desired;        /* "Kind/ns/name" -> status the last full/diff pass worked from */
+	json_t *prev_desired;        /* the desired map the last full/diff pass worked from */
 	char now_str[40];            /* lastTransitionTime for conditions that change in this pass */
 	json_t *assigned;            /* "ns/name" -> pool address */
 	json_t *used_addrs;          /* address -> true */
@@ -205,10 +266,14 @@ static struct {
 	unsigned n_inflight;
 	int waiting_binds;
 	int leader;
-	int64_t lease_due_ns, lease_seen_ns, lease_ok_ns;
+	int64_t lease_due_ns, lease_seen_ns, lease_ok_ns, lease_tick_ns;
+	struct areq *lease_req;      /* the Lease GET, PUT or POST in flight */
 	char lease_seen_rv[64];
 	uint64_t compiles, status_writes;
 } K;
+
+static json_t *api_status(const struct pl_obj *o);
+static struct areq *areq_start(const char *method, const char *path, const json_t *body, areq_done_fn *done, void *ctx);
 
 static atomic_int kube_ready;
 static atomic_int bind_changed;      /* set by the proxy's bind reports (bindreg.h) */
@@ -411,16 +476,21 @@ static void assign_pool_addresses(void)
 			snprintf(key, sizeof(key), "%s/%s", v[i]->ns, v[i]->name);
 			if (json_integer_value(json_object_get(live, key)) != 1)
 				continue;
-			const char *a = pool_alloc(key, json_object_get(v[i]->json, "status"), pass == 0);
+			json_t *st = api_status(v[i]);
+			const char *a = pool_alloc(key, st, pass == 0);
+			json_decref(st);
 			if (!a) {
 				if (pass == 1)
 					pl_warn("Gateway %s: the address pool is exhausted; it binds on 0.0.0.0", key);
 				continue;
 			}
+			/* spec is interned (shared, immutable): our copy gets a spec of its own */
 			json_t *addrs = json_pack("[{s:s, s:s}]", "type", "IPAddress", "value", a);
-			if (!addrs)
+			json_t *spec = json_copy(json_object_get(v[i]->json, "spec"));
+			if (!addrs || !spec)
 				PL_PANIC("out of memory");
-			json_object_set_new(json_object_get(v[i]->json, "spec"), "addresses", addrs);
+			json_object_set_new(spec, "addresses", addrs);
+			json_object_set_new(v[i]->json, "spec", spec);
 			json_object_set_new(v[i]->json, "_pylonPool", json_true());
 			json_object_set_new(live, key, json_integer(2));
 		}
@@ -445,7 +515,11 @@ static void mark_dirty(void)
 	K.compile_at_ns = next > K.first_event_ns ? next : K.first_event_ns;
 }
 
-/* 1 if a and b differ at most in status and bookkeeping metadata (resourceVersion, managedFields). */
+/*
+ * 1 if store objects a and b differ at most in status and resourceVersion
+ * (slim() has dropped the rest of the bookkeeping already). Interned
+ * members make most of it pointer comparisons.
+ */
 static int same_but_status(const json_t *a, const json_t *b)
 {
 	const char *k;
@@ -453,21 +527,15 @@ static int same_but_status(const json_t *a, const json_t *b)
 	for (int pass = 0; pass < 2; pass++) {
 		const json_t *x = pass ? b : a, *y = pass ? a : b;
 		json_object_foreach((json_t *)x, k, v) {
-			if (!strcmp(k, "status"))
+			if (!strcmp(k, "_pylonStatus"))
 				continue;
 			if (!strcmp(k, "metadata")) {
 				const char *mk;
 				json_t *mv;
 				const json_t *ym = json_object_get(y, "metadata");
-				json_object_foreach(v, mk, mv) {
-					if (!strcmp(mk, "resourceVersion") || !strcmp(mk, "managedFields"))
-						continue;
-					if (!json_equal(mv, json_object_get(ym, mk)))
+				json_object_foreach(v, mk, mv)
+					if (strcmp(mk, "resourceVersion") != 0 && !json_equal(mv, json_object_get(ym, mk)))
 						return 0;
-				}
-				if (json_object_size(v) != json_object_size(ym) &&
-				    (json_object_get(v, "managedFields") != NULL) == (json_object_get(ym, "managedFields") != NULL))
-					return 0;
 				continue;
 			}
 			if (!json_equal(v, json_object_get(y, k)))
@@ -475,6 +543,288 @@ static int same_but_status(const json_t *a, const json_t *b)
 		}
 	}
 	return 1;
+}
+
+/* ---------------------------------------------------------------- what the store keeps */
+
+/*
+ * The store keeps what the compiler and this file read, nothing else: at
+ * thousands of objects the rest (managedFields, annotations such as
+ * kubectl's last-applied-configuration, uids, Namespace and Service status,
+ * EndpointSlice topology, the data of Secrets no Gateway names) would be
+ * most of the memory. What is kept, by kind:
+ * - metadata: name, namespace, generation, resourceVersion,
+ *   creationTimestamp; labels of Namespaces (selectors) and EndpointSlices
+ *   (kubernetes.io/service-name);
+ * - Gateway API kinds and Services: spec;
+ * - EndpointSlices: addressType, ports, endpoints (addresses, conditions);
+ * - referenced Secrets: type, data, stringData; referenced ConfigMaps: data;
+ *   other Secrets and ConfigMaps: metadata only, with "_pylonStub";
+ * - status, as its compact JSON text in "_pylonStatus" (read only when a
+ *   status is compared or written), for Gateway API kinds and the published
+ *   Service. Everything else is dropped on arrival.
+ * The compiler reads the kept fields only (compile.c); a new read there of
+ * a field not listed here needs it added.
+ */
+static void keep(json_t *dst, const json_t *src, const char *key)
+{
+	json_t *v = json_object_get(src, key);
+	if (v)
+		json_object_set(dst, key, v);
+}
+
+static int kind_has_status(enum pl_kind k)
+{
+	return k != PL_K_NAMESPACE && k != PL_K_SERVICE && k != PL_K_SECRET && k != PL_K_CONFIGMAP &&
+	       k != PL_K_ENDPOINTSLICE;
+}
+
+static int is_publish_service(enum pl_kind k, const char *ns, const char *name)
+{
+	return k == PL_K_SERVICE && K.publish_name && !strcmp(ns, K.publish_ns) && !strcmp(name, K.publish_name);
+}
+
+/* The slim copy of obj (a new object sharing obj's values; obj is not changed). */
+static json_t *slim(enum pl_kind k, const json_t *obj, int stub, int with_status)
+{
+	json_t *o = json_object(), *md = json_object();
+	if (!o || !md)
+		PL_PANIC("out of memory");
+	keep(o, obj, "apiVersion");
+	keep(o, obj, "kind");
+	const json_t *omd = json_object_get(obj, "metadata");
+	keep(md, omd, "name");
+	keep(md, omd, "namespace");
+	keep(md, omd, "generation");
+	keep(md, omd, "resourceVersion");
+	keep(md, omd, "creationTimestamp");
+	if (k == PL_K_NAMESPACE || k == PL_K_ENDPOINTSLICE)
+		keep(md, omd, "labels");
+	json_object_set_new(o, "metadata", md);
+	if (stub) {
+		json_object_set_new(o, "_pylonStub", json_true());
+		return o;
+	}
+	switch (k) {
+	case PL_K_NAMESPACE:
+		break;
+	case PL_K_ENDPOINTSLICE: {
+		keep(o, obj, "addressType");
+		keep(o, obj, "ports");
+		json_t *eps = json_object_get(obj, "endpoints");
+		if (!json_is_array(eps)) {
+			keep(o, obj, "endpoints");
+			break;
+		}
+		json_t *ne = json_array(), *e;
+		size_t i;
+		json_array_foreach(eps, i, e) {
+			if (!json_is_object(e)) {
+				json_array_append(ne, e);
+				continue;
+			}
+			json_t *x = json_object();
+			keep(x, e, "addresses");
+			keep(x, e, "conditions");
+			json_array_append_new(ne, x);
+		}
+		json_object_set_new(o, "endpoints", ne);
+		break;
+	}
+	case PL_K_SECRET:
+		keep(o, obj, "type");
+		keep(o, obj, "data");
+		keep(o, obj, "stringData");
+		break;
+	case PL_K_CONFIGMAP:
+		keep(o, obj, "data");
+		break;
+	default:
+		keep(o, obj, "spec");
+		break;
+	}
+	json_t *st = json_object_get(obj, "status");
+	if (with_status && st) {
+		char *txt = json_dumps(st, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (!txt)
+			PL_PANIC("out of memory");
+		json_object_set_new(o, "_pylonStatus", json_string(txt));
+		free(txt);
+	}
+	return o;
+}
+
+/*
+ * Interns the members of slim object o, except what is unique to this
+ * version of this object anyway (metadata itself, its resourceVersion):
+ * interning those would cost table space and save nothing.
+ */
+static void intern_slim(json_t *o)
+{
+	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
+		json_t *v = json_object_iter_value(it);
+		if (strcmp(json_object_iter_key(it), "metadata") != 0) {
+			json_object_iter_set_new(o, it, pl_jintern(K.jt, json_incref(v)));
+			continue;
+		}
+		for (void *mi = json_object_iter(v); mi; mi = json_object_iter_next(v, mi))
+			if (strcmp(json_object_iter_key(mi), "resourceVersion") != 0)
+				json_object_iter_set_new(v, mi, pl_jintern(K.jt, json_incref(json_object_iter_value(mi))));
+	}
+}
+
+/* The status the API server holds for o (a new reference), or NULL. */
+static json_t *api_status(const struct pl_obj *o)
+{
+	json_t *t = json_object_get(o->json, "_pylonStatus");
+	return t ? json_loadb(json_string_value(t), json_string_length(t), 0, NULL) : NULL;
+}
+
+static int is_stub(const struct pl_obj *o)
+{
+	return o && json_object_get(o->json, "_pylonStub") != NULL;
+}
+
+/* ---------------------------------------------------------------- referenced Secrets and ConfigMaps */
+
+static void refs_add(json_t *set, const json_t *ref, const char *defkind, const char *ns)
+{
+	const char *g = sget(ref, "group"), *k = sget(ref, "kind"), *n = sget(ref, "namespace"), *nm = sget(ref, "name");
+	if (!nm || (g && *g))
+		return;
+	const char *kinds[2] = { k ? k : defkind, NULL };
+	if (!k && !strcmp(defkind, "?")) {   /* a reference whose default kind we do not know: both */
+		kinds[0] = "Secret";
+		kinds[1] = "ConfigMap";
+	}
+	char key[600];
+	for (int i = 0; i < 2 && kinds[i]; i++) {
+		if (strcmp(kinds[i], "Secret") != 0 && strcmp(kinds[i], "ConfigMap") != 0)
+			continue;
+		snprintf(key, sizeof(key), "%s/%s/%s", kinds[i], n ? n : ns, nm);
+		json_object_set_new(set, key, json_true());
+	}
+}
+
+/*
+ * Every object reference below v: the certificateRefs (Secret by default),
+ * caCertificateRefs (ConfigMap) and clientCertificateRef (Secret) the
+ * compiler follows, and any other {kind: Secret|ConfigMap, name} for good
+ * measure. A superset of what the compiler reads: a Secret kept whole for
+ * nothing costs memory, one kept as a stub that the compiler reads would
+ * cost correctness. defkind: v is (in) a certificate reference list whose
+ * references default to that kind ("?": unknown).
+ */
+static void refs_walk(json_t *set, const json_t *v, const char *ns, const char *defkind, int depth)
+{
+	if (depth > 32)
+		return;
+	if (json_is_array(v)) {
+		size_t i;
+		json_t *e;
+		json_array_foreach((json_t *)v, i, e)
+			refs_walk(set, e, ns, defkind, depth + 1);
+		return;
+	}
+	if (!json_is_object(v))
+		return;
+	if (defkind || sget(v, "kind"))
+		refs_add(set, v, defkind, ns);
+	const char *k;
+	json_t *m;
+	json_object_foreach((json_t *)v, k, m) {
+		const char *dk = NULL;
+		if (!strcmp(k, "certificateRefs") || !strcmp(k, "clientCertificateRef"))
+			dk = "Secret";
+		else if (!strcmp(k, "caCertificateRefs"))
+			dk = "ConfigMap";
+		else if (strstr(k, "ertificateRef"))
+			dk = "?";
+		refs_walk(set, m, ns, dk, depth + 1);
+	}
+}
+
+static void fetch_want(enum pl_kind kind, const char *ns, const char *name);
+static void fetch_cancel(enum pl_kind kind, const char *ns, const char *name);
+
+/* Splits "Kind/ns/name" (ns may be empty). 0 or -1. */
+static int split_key(const char *key, enum pl_kind *k, char *ns, size_t nsz, char *name, size_t nmz)
+{
+	const char *a = strchr(key, '/'), *b = a ? strchr(a + 1, '/') : NULL;
+	if (!a || !b || (size_t)(b - a - 1) >= nsz || strlen(b + 1) >= nmz)
+		return -1;
+	*k = PL_K_N;
+	for (int i = 0; i < PL_K_N; i++)
+		if (strlen(pl_kind_str((enum pl_kind)i)) == (size_t)(a - key) &&
+		    !strncmp(pl_kind_str((enum pl_kind)i), key, (size_t)(a - key)))
+			*k = (enum pl_kind)i;
+	memcpy(ns, a + 1, (size_t)(b - a - 1));
+	ns[b - a - 1] = '\0';
+	snprintf(name, nmz, "%s", b + 1);
+	return *k == PL_K_N ? -1 : 0;
+}
+
+/* Stores the stub of obj (a Secret or ConfigMap: metadata only). */
+static void put_stub(enum pl_kind k, const json_t *obj)
+{
+	json_t *st = slim(k, obj, 1, 0);
+	intern_slim(st);
+	char err[256];
+	if (pl_store_put(K.store, st, "", err, sizeof(err)) < 0)
+		pl_warn("kubernetes: %s ignored: %s", pl_kind_str(k), err);
+	json_decref(st);
+}
+
+/*
+ * Recomputes the referenced set from every Gateway and BackendTLSPolicy
+ * (few objects; only after one of them changed). Newly named stubs are
+ * fetched; objects no longer named go back to stubs (their data is freed;
+ * the compiler did not read them in the compile that dropped the name).
+ */
+static void refs_update(void)
+{
+	if (!K.refs_dirty)
+		return;
+	K.refs_dirty = 0;
+	json_t *set = json_object();
+	if (!set)
+		PL_PANIC("out of memory");
+	static const enum pl_kind from[] = { PL_K_GATEWAY, PL_K_BACKENDTLSPOLICY };
+	for (size_t f = 0; f < PL_ARRAY_LEN(from); f++) {
+		const struct pl_obj *const *v;
+		size_t n = pl_store_list(K.store, from[f], &v);
+		for (size_t i = 0; i < n; i++)
+			refs_walk(set, json_object_get(v[i]->json, "spec"), v[i]->ns, NULL, 0);
+	}
+	const char *key;
+	json_t *val;
+	char ns[256], name[256];
+	enum pl_kind k;
+	json_object_foreach(set, key, val) {
+		if (json_object_get(K.refs, key) || split_key(key, &k, ns, sizeof(ns), name, sizeof(name)) != 0)
+			continue;
+		const struct pl_obj *o = pl_store_get(K.store, k, ns, name);
+		if (is_stub(o))
+			fetch_want(k, ns, name);
+	}
+	json_object_foreach(K.refs, key, val) {
+		if (json_object_get(set, key) || split_key(key, &k, ns, sizeof(ns), name, sizeof(name)) != 0)
+			continue;
+		fetch_cancel(k, ns, name);
+		const struct pl_obj *o = pl_store_get(K.store, k, ns, name);
+		if (o && !is_stub(o))
+			put_stub(k, o->json);
+	}
+	json_decref(K.refs);
+	K.refs = set;
+}
+
+static int referenced(enum pl_kind k, const char *ns, const char *name)
+{
+	refs_update();
+	char key[600];
+	snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(k), ns, name);
+	return json_object_get(K.refs, key) != NULL;
 }
 
 /* A status-only change: no recompile, but check that status against what we want. */
@@ -506,6 +856,29 @@ static void written_prune(enum pl_kind k, const char *ns, const char *name, cons
 	json_object_del(K.written, key);
 }
 
+/*
+ * A Secret or ConfigMap as the metadata watch shows it: unreferenced ones
+ * are kept as stubs (names, so a Gateway naming one later fetches it);
+ * referenced ones are fetched when the watch shows a resourceVersion other
+ * than the one we hold. The stored object changes only when the fetch
+ * returns.
+ */
+static void apply_meta(struct watch *w, json_t *obj, const char *ns, const char *name)
+{
+	if (!referenced(w->kind, ns, name)) {   /* (may change the store: look up afterwards) */
+		put_stub(w->kind, obj);
+		return;
+	}
+	const struct pl_obj *old = pl_store_get(K.store, w->kind, ns, name);
+	const char *rv = sget(json_object_get(obj, "metadata"), "resourceVersion");
+	const char *have = old ? sget(json_object_get(old->json, "metadata"), "resourceVersion") : NULL;
+	if (old && !is_stub(old) && rv && have && !strcmp(rv, have))
+		return;
+	if (!old)
+		put_stub(w->kind, obj);
+	fetch_want(w->kind, ns, name);
+}
+
 /* obj: a reference we own (consumed). */
 static void apply(struct watch *w, json_t *obj, int deleted)
 {
@@ -529,54 +902,66 @@ static void apply(struct watch *w, json_t *obj, int deleted)
 		deleted = 1;
 	written_prune(w->kind, ns, name, deleted ? NULL : sget(md, "resourceVersion"));
 	/* the compiler does not read load-balancer addresses: the next status pass must look at every Gateway */
-	if (w->kind == PL_K_SERVICE && K.publish_name && !strcmp(ns, K.publish_ns) && !strcmp(name, K.publish_name))
+	if (is_publish_service(w->kind, ns, name))
 		K.status_full = 1;
+	if (w->kind == PL_K_GATEWAY || w->kind == PL_K_BACKENDTLSPOLICY)
+		K.refs_dirty = 1;
 	if (deleted) {
-		if (pl_store_delete(K.store, w->kind, ns, name) == 0)
+		const struct pl_obj *old = pl_store_get(K.store, w->kind, ns, name);
+		int stub = is_stub(old);
+		if (w->r->meta_only)
+			fetch_cancel(w->kind, ns, name);
+		if (pl_store_delete(K.store, w->kind, ns, name) == 0 && !stub)
 			mark_dirty();
 		json_decref(obj);
 		return;
 	}
+	/* list items come without kind/apiVersion; metadata-only ones say PartialObjectMetadata */
 	char av[128];
-	if (!sget(obj, "kind"))
+	if (!sget(obj, "kind") || w->r->meta_only)
 		json_object_set_new(obj, "kind", json_string(w->r->kind));
-	if (!sget(obj, "apiVersion")) {
+	if (!sget(obj, "apiVersion") || w->r->meta_only) {
 		if (*w->r->group)
 			snprintf(av, sizeof(av), "%s/%s", w->r->group, w->r->versions[w->ver]);
 		else
 			snprintf(av, sizeof(av), "%s", w->r->versions[w->ver]);
 		json_object_set_new(obj, "apiVersion", json_string(av));
 	}
-	json_object_del(md, "managedFields");   /* the bulk of most objects; never read */
+	if (w->r->meta_only) {
+		apply_meta(w, obj, ns, name);
+		json_decref(obj);
+		return;
+	}
+	json_t *sl = slim(w->kind, obj, 0, kind_has_status(w->kind) || is_publish_service(w->kind, ns, name));
+	json_decref(obj);
+	intern_slim(sl);
 	const struct pl_obj *old = pl_store_get(K.store, w->kind, ns, name);
 	int status_only = 0;
-	if (old && (w->kind == PL_K_GATEWAYCLASS || w->kind == PL_K_GATEWAY || w->kind == PL_K_HTTPROUTE ||
-		    json_object_get(json_object_get(obj, "status"), "parents"))) {
+	if (old) {
 		/* our pool address lives in our copy only: compare against the API's view */
 		json_t *oj = old->json;
-		if (json_object_get(oj, "_pylonPool")) {
-			if (json_object_get(obj, "_pylonPool") == NULL && !json_object_get(json_object_get(obj, "spec"), "addresses"))
-				status_only = -1;   /* decided below on a copy */
-		}
-		if (status_only == 0)
-			status_only = same_but_status(oj, obj);
-		else {
-			json_t *cp = json_deep_copy(oj);
+		if (json_object_get(oj, "_pylonPool") && !json_object_get(json_object_get(sl, "spec"), "addresses")) {
+			json_t *cp = json_copy(oj), *spec = json_copy(json_object_get(oj, "spec"));
+			if (!cp || !spec)
+				PL_PANIC("out of memory");
 			json_object_del(cp, "_pylonPool");
-			json_object_del(json_object_get(cp, "spec"), "addresses");
-			status_only = cp && same_but_status(cp, obj);
+			json_object_del(spec, "addresses");
+			json_object_set_new(cp, "spec", spec);
+			status_only = same_but_status(cp, sl);
 			json_decref(cp);
+		} else {
+			status_only = same_but_status(oj, sl);
 		}
 	}
 	char err[512];
-	int r = pl_store_put(K.store, obj, "", err, sizeof(err));
+	int r = pl_store_put(K.store, sl, "", err, sizeof(err));
 	if (r < 0)
 		pl_warn("kubernetes: %s %s/%s ignored: %s", w->r->kind, ns, name, err);
 	else if (r != PL_STORE_IGNORED && status_only && K.desired)
 		status_touch(w->kind, ns, name);
 	else if (r != PL_STORE_IGNORED)
 		mark_dirty();
-	json_decref(obj);
+	json_decref(sl);
 }
 
 static void set_rv(struct watch *w, const json_t *obj)
@@ -695,7 +1080,24 @@ static void watch_start(struct watch *w)
 			 base, w->r->plural, w->rv, WATCH_TIMEOUT_S - 60 + (int)(random() % 120));
 	}
 	curl_easy_reset(w->h);
-	w->hdrs = pl_kconf_setup(&K.kc, w->h, path, NULL);
+	struct curl_slist *accept = NULL;
+	if (w->r->meta_only) {
+		/* names and resourceVersions only (what a Secret holds is read when a Gateway names it) */
+		accept = curl_slist_append(NULL, w->st == W_LIST
+			? "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+			: "Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json");
+		if (!accept) {
+			w->st = W_WAIT;
+			w->due_ns = pl_now_ns() + backoff_ns(++w->fails);
+			return;
+		}
+	}
+	w->hdrs = pl_kconf_setup(&K.kc, w->h, path, accept);
+	if (w->cap > 65536) {   /* the last stream's largest event: do not keep it */
+		free(w->buf);
+		w->buf = NULL;
+		w->cap = 0;
+	}
 	if (!w->hdrs) {
 		w->st = W_WAIT;
 		w->due_ns = pl_now_ns() + backoff_ns(++w->fails);
@@ -735,6 +1137,9 @@ static void list_page_done(struct watch *w)
 {
 	json_error_t je;
 	json_t *list = json_loadb(w->buf, w->len, 0, &je);
+	free(w->buf);   /* a page is up to MAX_BODY: not kept between pages */
+	w->buf = NULL;
+	w->len = w->cap = 0;
 	if (!json_is_object(list)) {
 		json_decref(list);
 		free(w->cont);
@@ -744,8 +1149,10 @@ static void list_page_done(struct watch *w)
 	}
 	json_t *items = json_object_get(list, "items"), *it;
 	size_t i;
-	json_array_foreach(items, i, it)
+	json_array_foreach(items, i, it) {
 		apply(w, json_incref(it), 0);
+		json_array_set_new(items, i, json_null());   /* what the store did not keep goes now */
+	}
 	json_t *md = json_object_get(list, "metadata");
 	const char *cont = sget(md, "continue");
 	free(w->cont);
@@ -934,6 +1341,243 @@ static long request(const char *method, const char *path, const json_t *body, co
 	return code;
 }
 
+/* ---------------------------------------------------------------- asynchronous requests */
+
+static void areq_free(struct areq *q)
+{
+	if (q->h)
+		curl_easy_cleanup(q->h);
+	curl_slist_free_all(q->hdrs);
+	free(q->body);
+	free(q->resp.p);
+	free(q);
+}
+
+/*
+ * Starts method path [JSON body] on the multi handle; done(q, code) runs when
+ * it completes, then q is freed. NULL when it could not start (done is not
+ * called).
+ */
+static struct areq *areq_start(const char *method, const char *path, const json_t *body, areq_done_fn *done, void *ctx)
+{
+	struct areq *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->tag = TAG_AREQ;
+	q->done = done;
+	q->ctx = ctx;
+	q->h = curl_easy_init();
+	struct curl_slist *ct = body ? curl_slist_append(NULL, "Content-Type: application/json") : NULL;
+	if (!q->h || (body && !ct)) {
+		curl_slist_free_all(ct);
+		areq_free(q);
+		return NULL;
+	}
+	q->hdrs = pl_kconf_setup(&K.kc, q->h, path, ct);
+	if (!q->hdrs || (body && !(q->body = json_dumps(body, JSON_COMPACT)))) {
+		areq_free(q);
+		return NULL;
+	}
+	if (q->body)
+		curl_easy_setopt(q->h, CURLOPT_POSTFIELDS, q->body);
+	if (strcmp(method, "GET") != 0)
+		curl_easy_setopt(q->h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(q->h, CURLOPT_WRITEFUNCTION, on_sync_data);
+	curl_easy_setopt(q->h, CURLOPT_WRITEDATA, &q->resp);
+	curl_easy_setopt(q->h, CURLOPT_PRIVATE, q);
+	curl_easy_setopt(q->h, CURLOPT_TIMEOUT_MS, SYNC_TIMEOUT_MS);
+	if (curl_multi_add_handle(K.multi, q->h) != CURLM_OK) {
+		areq_free(q);
+		return NULL;
+	}
+	q->next = K.areqs;
+	K.areqs = q;
+	return q;
+}
+
+static void areq_unlink(struct areq *q)
+{
+	for (struct areq **pp = &K.areqs; *pp; pp = &(*pp)->next) {
+		if (*pp == q) {
+			*pp = q->next;
+			return;
+		}
+	}
+}
+
+static void areq_finish(struct areq *q, CURLcode res)
+{
+	long code = 0;
+	if (res == CURLE_OK)
+		curl_easy_getinfo(q->h, CURLINFO_RESPONSE_CODE, &code);
+	else
+		pl_debug("kubernetes: request: %s", curl_easy_strerror(res));
+	curl_multi_remove_handle(K.multi, q->h);
+	areq_unlink(q);
+	q->done(q, code);
+	areq_free(q);
+}
+
+/* Stops q without calling its done. */
+static void areq_cancel(struct areq *q)
+{
+	curl_multi_remove_handle(K.multi, q->h);
+	areq_unlink(q);
+	areq_free(q);
+}
+
+/* ---------------------------------------------------------------- fetching referenced objects */
+
+static struct fetch *fetch_find(enum pl_kind kind, const char *ns, const char *name)
+{
+	for (struct fetch *f = K.fetches; f; f = f->next)
+		if (f->kind == kind && !strcmp(f->ns, ns) && !strcmp(f->name, name))
+			return f;
+	return NULL;
+}
+
+static void fetch_unlink(struct fetch *f)
+{
+	for (struct fetch **pp = &K.fetches; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			return;
+		}
+	}
+}
+
+static void fetch_free(struct fetch *f)
+{
+	if (f->q)
+		areq_cancel(f->q);
+	free(f->ns);
+	free(f->name);
+	free(f);
+}
+
+/* The object is (still) needed: read it now, or again once the read in flight ends. */
+static void fetch_want(enum pl_kind kind, const char *ns, const char *name)
+{
+	struct fetch *f = fetch_find(kind, ns, name);
+	if (f) {
+		if (f->q)
+			f->again = 1;
+		return;
+	}
+	f = pl_xcalloc(1, sizeof(*f));
+	f->kind = kind;
+	f->ns = pl_xstrdup(ns);
+	f->name = pl_xstrdup(name);
+	f->since_ns = pl_now_ns();
+	f->next = K.fetches;
+	K.fetches = f;
+	curl_multi_wakeup(K.multi);
+}
+
+static void fetch_cancel(enum pl_kind kind, const char *ns, const char *name)
+{
+	struct fetch *f = fetch_find(kind, ns, name);
+	if (f) {
+		fetch_unlink(f);
+		fetch_free(f);
+	}
+}
+
+/* 1 while a compile should wait for fetches (each one holds it FETCH_HOLD_NS at most). */
+static int fetch_holding(int64_t now, int64_t *until)
+{
+	int hold = 0;
+	for (struct fetch *f = K.fetches; f; f = f->next) {
+		if (now - f->since_ns < FETCH_HOLD_NS) {
+			hold = 1;
+			if (until && f->since_ns + FETCH_HOLD_NS < *until)
+				*until = f->since_ns + FETCH_HOLD_NS;
+		}
+	}
+	return hold;
+}
+
+static void fetch_got(struct areq *q, long code)
+{
+	struct fetch *f = q->ctx;
+	f->q = NULL;
+	fetch_unlink(f);   /* ours while we decide: the store changes below may recompute the references */
+	const struct watch *w = watch_of_kind(f->kind);
+	if (code == 200 && w) {
+		json_t *obj = json_loadb(q->resp.p, q->resp.n, 0, NULL);
+		const char *name = sget(json_object_get(obj, "metadata"), "name");
+		const char *ns = sget(json_object_get(obj, "metadata"), "namespace");
+		if (json_is_object(obj) && name && ns && !strcmp(name, f->name) && !strcmp(ns, f->ns) &&
+		    referenced(f->kind, f->ns, f->name)) {
+			json_t *sl = slim(f->kind, obj, 0, 0);
+			intern_slim(sl);
+			char err[512];
+			if (pl_store_put(K.store, sl, "", err, sizeof(err)) < 0)
+				pl_warn("kubernetes: %s %s/%s ignored: %s", w->r->kind, f->ns, f->name, err);
+			else
+				mark_dirty();
+			json_decref(sl);
+			pl_debug("kubernetes: read %s %s/%s", w->r->kind, f->ns, f->name);
+		}
+		json_decref(obj);
+		if (!f->again || !referenced(f->kind, f->ns, f->name)) {
+			fetch_free(f);
+			return;
+		}
+		f->again = 0;
+		f->due_ns = 0;
+	} else if (code == 404 || !w) {
+		/* gone: the watch will say so too */
+		const struct pl_obj *o = pl_store_get(K.store, f->kind, f->ns, f->name);
+		if (o && pl_store_delete(K.store, f->kind, f->ns, f->name) == 0)
+			mark_dirty();
+		fetch_free(f);
+		return;
+	} else {
+		f->fails++;
+		int64_t d = backoff_ns(f->fails);
+		if (f->fails == 1)
+			pl_warn("kubernetes: %s %s/%s: cannot read it (HTTP %ld); retrying in %lld ms", w->r->kind, f->ns,
+				f->name, code, (long long)(d / MS));
+		f->due_ns = pl_now_ns() + d;
+		f->again = 0;
+	}
+	f->next = K.fetches;
+	K.fetches = f;
+}
+
+/* Starts the fetches that are due; returns when the next one is (INT64_MAX: none waiting). */
+static int64_t fetch_pump(void)
+{
+	int64_t now = pl_now_ns(), next = INT64_MAX;
+	char path[1024], base[256];
+	for (struct fetch *f = K.fetches; f; f = f->next) {
+		if (f->q)
+			continue;
+		if (f->due_ns > now) {
+			if (f->due_ns < next)
+				next = f->due_ns;
+			continue;
+		}
+		const struct watch *w = watch_of_kind(f->kind);
+		if (!w)
+			continue;
+		base_path(w->r, w->ver, base, sizeof(base));
+		char *en = curl_easy_escape(NULL, f->ns, 0), *em = curl_easy_escape(NULL, f->name, 0);
+		if (en && em)
+			snprintf(path, sizeof(path), "%s/namespaces/%s/%s/%s", base, en, w->r->plural, em);
+		curl_free(en);
+		curl_free(em);
+		f->q = en && em ? areq_start("GET", path, NULL, fetch_got, f) : NULL;
+		if (!f->q) {
+			f->due_ns = now + backoff_ns(++f->fails);
+			if (f->due_ns < next)
+				next = f->due_ns;
+		}
+	}
+	return next;
+}
+
 /* ---------------------------------------------------------------- leader election */
 
 static void lease_path(char *out, size_t n, int item)
@@ -963,41 +1607,63 @@ static void become(int leader, const char *why)
 	}
 }
 
-static void lease_tick(void)
+/* The next Lease round: every 2 s while we hold it (renewal), as often while we wait for it. */
+static void lease_next(void)
 {
+	K.lease_due_ns = K.lease_tick_ns + (K.leader ? LEASE_RENEW_NS : LEASE_RETRY_NS);
+}
+
+/* The Lease could not be read or renewed: the holder steps down before it could expire. */
+static void lease_failed(long code)
+{
+	if ((code == 401 || code == 403) && !K.lease_denied_logged) {
+		pl_err("kubernetes: Lease %s/%s: HTTP %ld; status is written only by the Lease holder: grant get/create/"
+		       "update on coordination.k8s.io leases, or run one replica with --no-leader-election",
+		       K.lease_ns, K.lease_name, code);
+		K.lease_denied_logged = 1;
+	}
+	if (K.leader && pl_now_ns() - K.lease_ok_ns > (int64_t)(LEASE_DURATION_S - 5) * 1000 * MS)
+		become(0, "cannot renew the Lease");
+}
+
+static void lease_written(struct areq *q, long code)
+{
+	(void)q;
+	K.lease_req = NULL;
+	if (code == 200 || code == 201) {
+		K.lease_ok_ns = K.lease_tick_ns;
+		become(1, "");
+	} else if (code == 409) {
+		become(0, "the Lease changed hands");
+	} else {
+		lease_failed(code);
+	}
+	lease_next();
+}
+
+static void lease_got(struct areq *q, long code)
+{
+	K.lease_req = NULL;
 	int64_t now = pl_now_ns();
 	char path[512], t[40];
 	now_rfc3339(t, sizeof(t), 1);
-	json_t *cur = NULL;
-	lease_path(path, sizeof(path), 1);
-	long code = request("GET", path, NULL, NULL, &cur);
 	if (code == 404) {
-		json_decref(cur);   /* the Status body of the 404 */
 		json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:i, s:s, s:s, s:i}}", "apiVersion",
 				      "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", K.lease_name,
 				      "namespace", K.lease_ns, "spec", "holderIdentity", K.identity, "leaseDurationSeconds",
 				      LEASE_DURATION_S, "acquireTime", t, "renewTime", t, "leaseTransitions", 0);
 		lease_path(path, sizeof(path), 0);
-		code = o ? request("POST", path, o, "application/json", NULL) : 0;
+		K.lease_req = o ? areq_start("POST", path, o, lease_written, NULL) : NULL;
 		json_decref(o);
-		if (code == 201 || code == 200) {
-			K.lease_ok_ns = now;
-			become(1, "");
-		}
-		K.lease_due_ns = now + (K.leader ? LEASE_RENEW_NS : LEASE_RETRY_NS);
+		if (!K.lease_req)
+			lease_next();
 		return;
 	}
-	if (code != 200 || !json_is_object(cur)) {
+	json_t *cur = code == 200 ? json_loadb(q->resp.p, q->resp.n, 0, NULL) : NULL;
+	if (!json_is_object(cur)) {
 		json_decref(cur);
-		if ((code == 401 || code == 403) && !K.lease_denied_logged) {
-			pl_err("kubernetes: Lease %s/%s: HTTP %ld; status is written only by the Lease holder: grant get/create/"
-			       "update on coordination.k8s.io leases, or run one replica with --no-leader-election",
-			       K.lease_ns, K.lease_name, code);
-			K.lease_denied_logged = 1;
-		}
-		if (K.leader && now - K.lease_ok_ns > (int64_t)(LEASE_DURATION_S - 5) * 1000 * MS)
-			become(0, "cannot renew the Lease");
-		K.lease_due_ns = now + LEASE_RETRY_NS;
+		lease_failed(code);
+		lease_next();
 		return;
 	}
 	json_t *spec = json_object_get(cur, "spec");
@@ -1026,20 +1692,38 @@ static void lease_tick(void)
 		json_object_set_new(spec, "holderIdentity", json_string(K.identity));
 		json_object_set_new(spec, "renewTime", json_string(t));
 		json_object_set_new(spec, "leaseDurationSeconds", json_integer(LEASE_DURATION_S));
-		code = request("PUT", path, cur, "application/json", NULL);
-		if (code == 200) {
-			K.lease_ok_ns = now;
-			become(1, "");
-		} else if (code == 409) {
-			become(0, "the Lease changed hands");
-		} else if (K.leader && now - K.lease_ok_ns > (int64_t)(LEASE_DURATION_S - 5) * 1000 * MS) {
-			become(0, "cannot renew the Lease");
+		lease_path(path, sizeof(path), 1);
+		K.lease_req = areq_start("PUT", path, cur, lease_written, NULL);
+		if (!K.lease_req) {
+			lease_failed(0);
+			lease_next();
 		}
 	} else {
 		become(0, "another replica holds the Lease");
+		lease_next();
 	}
 	json_decref(cur);
-	K.lease_due_ns = now + (K.leader ? LEASE_RENEW_NS : LEASE_RETRY_NS);
+}
+
+/*
+ * One Lease round: GET, then PUT (renew or take over) or POST (create), on
+ * the multi handle like everything else, so a slow API server delays the
+ * Lease and nothing else. One round at a time; each request times out after
+ * 5 s, and the holder steps down when it could not renew for 10 s.
+ */
+static void lease_tick(void)
+{
+	if (K.lease_req)
+		return;
+	K.lease_tick_ns = pl_now_ns();
+	K.lease_due_ns = INT64_MAX;   /* set again when the round ends */
+	char path[512];
+	lease_path(path, sizeof(path), 1);
+	K.lease_req = areq_start("GET", path, NULL, lease_got, NULL);
+	if (!K.lease_req) {
+		lease_failed(0);
+		lease_next();
+	}
 }
 
 static void lease_release(void)
@@ -1193,8 +1877,8 @@ static void published_addresses(json_t *st, const struct pl_obj *o)
 	if (json_array_size(json_object_get(json_object_get(o->json, "spec"), "addresses")) > 0)
 		return;
 	const struct pl_obj *svc = pl_store_get(K.store, PL_K_SERVICE, K.publish_ns, K.publish_name);
-	json_t *ing = json_object_get(json_object_get(json_object_get(svc ? svc->json : NULL, "status"), "loadBalancer"),
-				      "ingress");
+	json_t *sst = svc ? api_status(svc) : NULL;
+	json_t *ing = json_object_get(json_object_get(sst, "loadBalancer"), "ingress");
 	json_t *addrs = json_array(), *e;
 	size_t i;
 	json_array_foreach(ing, i, e) {
@@ -1203,6 +1887,7 @@ static void published_addresses(json_t *st, const struct pl_obj *o)
 		else if (sget(e, "hostname"))
 			json_array_append_new(addrs, json_pack("{s:s, s:s}", "type", "Hostname", "value", sget(e, "hostname")));
 	}
+	json_decref(sst);
 	json_object_set_new(st, "addresses", addrs);
 	if (json_array_size(addrs) == 0)
 		set_cond(json_object_get(st, "conditions"), "Programmed", "False", "AddressNotAssigned",
@@ -1276,12 +1961,12 @@ static void written_clear(void)
 
 /*
  * Patches one object's status to want (a full status for classes and
- * Gateways: only the keys we own are compared; a full parents list for
- * routes). 1 written, 0 nothing to do, -1 failed (retry later).
+ * Gateways: only the keys we own are compared with cur, the status the API
+ * holds; a full parents list for routes). 1 written, 0 nothing to do, -1
+ * failed (retry later).
  */
-static int status_write(const struct pl_obj *o, json_t *want)
+static int status_write(const struct pl_obj *o, const json_t *cur, json_t *want)
 {
-	json_t *cur = json_object_get(o->json, "status");
 	int same = 1;
 	const char *k;
 	json_t *v;
@@ -1433,8 +2118,8 @@ static void status_done(struct sreq *q, CURLcode res)
  * gained, a write failed, listeners pending), what the last compile changed
  * (desired status differs from the previous compile's, or vanished), and the
  * objects whose status someone else changed (status_keys). Unchanged objects
- * cost one json_equal, so a compile at 10,000 routes does not re-examine
- * 10,000 statuses.
+ * cost one pointer comparison (desired statuses are interned), so a compile
+ * at 10,000 routes does not re-examine 10,000 statuses.
  */
 static void status_pass(void)
 {
@@ -1454,36 +2139,26 @@ static void status_pass(void)
 	pl_debug("kubernetes: status pass (%s)", full ? "all objects" : diff ? "changed by the compile" : "changed objects");
 	struct pl_table *t = pl_table_acquire();
 	int failed = 0, waiting = 0;
-	json_t *done = json_object();
-	size_t i;
-	json_t *e;
-	char key[600];
-	json_array_foreach(K.desired, i, e) {
-		const char *kind = sget(e, "kind");
-		json_t *md = json_object_get(e, "metadata");
-		const char *name = sget(md, "name"), *ns = sget(md, "namespace");
-		snprintf(key, sizeof(key), "%s/%s/%s", kind ? kind : "", ns ? ns : "", name ? name : "");
-		json_object_set_new(done, key, json_true());
+	const char *key;
+	json_t *st;
+	char ns[256], name[256];
+	json_object_foreach(K.desired, key, st) {
 		json_t *prev = json_object_get(K.prev_desired, key);
-		if (!full && !json_object_get(only, key) &&
-		    !(diff && (!prev || !json_equal(prev, json_object_get(e, "status")))))
+		if (!full && !json_object_get(only, key) && !(diff && (!prev || !json_equal(prev, st))))
 			continue;
-		enum pl_kind pk = PL_K_N;
-		for (int k = 0; k < PL_K_N; k++)
-			if (kind && strcmp(pl_kind_str((enum pl_kind)k), kind) == 0)
-				pk = (enum pl_kind)k;
-		if (pk == PL_K_N || !name)
+		enum pl_kind pk;
+		if (split_key(key, &pk, ns, sizeof(ns), name, sizeof(name)) != 0)
 			continue;
-		const struct pl_obj *o = pl_store_get(K.store, pk, ns ? ns : "", name);
+		const struct pl_obj *o = pl_store_get(K.store, pk, ns, name);
 		if (!o)
 			continue;
-		json_t *want = json_deep_copy(json_object_get(e, "status"));
-		json_t *cur = json_object_get(o->json, "status");
+		json_t *want = json_deep_copy(st);
+		json_t *cur = api_status(o);
 		int rc;
 		if (json_object_get(want, "parents")) {
 			json_t *p = merge_parents(json_object_get(cur, "parents"), json_object_get(want, "parents"));
 			json_t *w2 = json_pack("{s:o}", "parents", p);
-			rc = status_write(o, w2);
+			rc = status_write(o, cur, w2);
 			json_decref(w2);
 		} else {
 			if (pk == PL_K_GATEWAYCLASS)
@@ -1493,6 +2168,7 @@ static void status_pass(void)
 				if (gateway_binds(want, o, t) && now - K.compiled_ns < PENDING_BIND_NS) {
 					waiting = 1;
 					json_decref(want);
+					json_decref(cur);
 					continue;
 				}
 				json_t *ls = json_object_get(want, "listeners"), *l;
@@ -1503,54 +2179,52 @@ static void status_pass(void)
 				}
 			}
 			keep_ltt(json_object_get(want, "conditions"), json_object_get(cur, "conditions"));
-			rc = status_write(o, want);
+			rc = status_write(o, cur, want);
 		}
 		json_decref(want);
+		json_decref(cur);
 		if (rc < 0)
 			failed++;
 	}
 	/* routes that no longer name a Gateway of ours: take our entries out of status.parents */
+	char k2[600];
 	for (int k = 0; k < PL_K_N; k++) {
-		if (k == PL_K_GATEWAYCLASS || k == PL_K_GATEWAY)
+		if (k == PL_K_GATEWAYCLASS || k == PL_K_GATEWAY || !kind_has_status((enum pl_kind)k))
 			continue;
 		const struct pl_obj *const *v;
 		size_t n = pl_store_list(K.store, (enum pl_kind)k, &v);
 		for (size_t j = 0; j < n; j++) {
-			snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(v[j]->kind), v[j]->ns, v[j]->name);
-			if (json_object_get(done, key))
+			snprintf(k2, sizeof(k2), "%s/%s/%s", pl_kind_str(v[j]->kind), v[j]->ns, v[j]->name);
+			if (json_object_get(K.desired, k2))
 				continue;
-			if (!full && !json_object_get(only, key) && !(diff && json_object_get(K.prev_desired, key)))
+			if (!full && !json_object_get(only, k2) && !(diff && json_object_get(K.prev_desired, k2)))
 				continue;
-			json_t *parents = json_object_get(json_object_get(v[j]->json, "status"), "parents");
-			if (!json_is_array(parents))
+			/* without our controller name in its text the status has no entry of ours */
+			const char *txt = sget(v[j]->json, "_pylonStatus");
+			if (!txt || !strstr(txt, K.controller_name))
 				continue;
+			json_t *cur = api_status(v[j]);
+			json_t *parents = json_object_get(cur, "parents");
 			int mine = 0;
 			size_t q;
 			json_t *p;
 			json_array_foreach(parents, q, p) mine |= ours(p);
-			if (!mine)
-				continue;
-			json_t *empty = json_array();
-			json_t *w2 = json_pack("{s:o}", "parents", merge_parents(parents, empty));
-			json_decref(empty);
-			if (status_write(v[j], w2) < 0)
-				failed++;
-			json_decref(w2);
+			if (mine) {
+				json_t *empty = json_array();
+				json_t *w2 = json_pack("{s:o}", "parents", merge_parents(parents, empty));
+				json_decref(empty);
+				if (status_write(v[j], cur, w2) < 0)
+					failed++;
+				json_decref(w2);
+			}
+			json_decref(cur);
 		}
 	}
 	/* what this pass stood on: the next compile is compared with it */
 	if (full || diff) {
-		json_t *idx = json_object();
-		json_array_foreach(K.desired, i, e) {
-			json_t *md = json_object_get(e, "metadata");
-			snprintf(key, sizeof(key), "%s/%s/%s", sget(e, "kind") ? sget(e, "kind") : "",
-				 sget(md, "namespace") ? sget(md, "namespace") : "", sget(md, "name") ? sget(md, "name") : "");
-			json_object_set(idx, key, json_object_get(e, "status"));
-		}
 		json_decref(K.prev_desired);
-		K.prev_desired = idx;
+		K.prev_desired = json_incref(K.desired);
 	}
-	json_decref(done);
 	json_decref(only);
 	if (t)
 		pl_table_unref(t);
@@ -1572,6 +2246,125 @@ static int all_synced(void)
 	return 1;
 }
 
+/*
+ * The compiler's statuses as "Kind/ns/name" -> status, interned: a status
+ * equal to the previous compile's is the same value, and the statuses of
+ * thousands of routes attached the same way are one value between them. A
+ * status that changed is interned as a copy made here, so what is kept lives
+ * in this thread's arena, not among the compile's garbage.
+ */
+static json_t *desired_map(json_t *statuses, const json_t *prev)
+{
+	json_t *m = json_object(), *e;
+	if (!m)
+		PL_PANIC("out of memory");
+	size_t i;
+	char key[600];
+	json_array_foreach(statuses, i, e) {
+		json_t *md = json_object_get(e, "metadata"), *st = json_object_get(e, "status");
+		const char *kind = sget(e, "kind"), *ns = sget(md, "namespace"), *name = sget(md, "name");
+		if (!kind || !name || !st)
+			continue;
+		snprintf(key, sizeof(key), "%s/%s/%s", kind, ns ? ns : "", name);
+		json_t *p = json_object_get(prev, key);
+		if (p && json_equal(p, st))
+			json_object_set(m, key, p);
+		else
+			json_object_set_new(m, key, pl_jintern(K.jt, json_deep_copy(st)));
+	}
+	return m;
+}
+
+/*
+ * The compile runs on a thread of its own while this one waits for it.
+ * glibc gives each thread its own malloc arena: the compile's transient
+ * garbage (every status as a JSON tree, scratch indexes: several times the
+ * store at thousands of routes) is freed into that arena, where the idle
+ * malloc_trim() can give its pages back, instead of being interleaved with
+ * the store's small long-lived values, which would keep most of those pages
+ * resident.
+ */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	int running, busy, quit;
+	const struct pl_compile_opts *o;
+	struct pl_compile_result *r;
+} CT = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/*
+ * The store compiled incrementally (compile.h): only the routes that changed
+ * are compiled again, an EndpointSlice change rebuilds only its clusters.
+ * One compile at a time (compile_store() waits for it); o is the same every
+ * time.
+ */
+static struct pl_compiler *compiler;
+
+static void compile_run(const struct pl_compile_opts *o, struct pl_compile_result *r)
+{
+	if (!compiler)
+		compiler = pl_compiler_new(o);
+	pl_compiler_run(compiler, K.store, r);
+}
+
+static void *compile_thread(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&CT.mu);
+	for (;;) {
+		while (!CT.busy && !CT.quit)
+			pthread_cond_wait(&CT.cv, &CT.mu);
+		if (CT.quit)
+			break;
+		pthread_mutex_unlock(&CT.mu);
+		compile_run(CT.o, CT.r);
+		pthread_mutex_lock(&CT.mu);
+		CT.busy = 0;
+		pthread_cond_broadcast(&CT.cv);
+	}
+	pthread_mutex_unlock(&CT.mu);
+	return NULL;
+}
+
+/* compile_run(o, r) on the compile thread (here when it could not be started). */
+static void compile_store(const struct pl_compile_opts *o, struct pl_compile_result *r)
+{
+	if (!CT.running) {
+		compile_run(o, r);
+		return;
+	}
+	pthread_mutex_lock(&CT.mu);
+	CT.o = o;
+	CT.r = r;
+	CT.busy = 1;
+	pthread_cond_broadcast(&CT.cv);
+	while (CT.busy)
+		pthread_cond_wait(&CT.cv, &CT.mu);
+	pthread_mutex_unlock(&CT.mu);
+}
+
+static void compile_thread_start(void)
+{
+	CT.quit = CT.busy = 0;
+	int e = pthread_create(&CT.th, NULL, compile_thread, NULL);
+	if (e != 0)
+		pl_warn("kubernetes: compile thread: %s; compiling on the controller thread", strerror(e));
+	CT.running = e == 0;
+}
+
+static void compile_thread_stop(void)
+{
+	if (!CT.running)
+		return;
+	pthread_mutex_lock(&CT.mu);
+	CT.quit = 1;
+	pthread_cond_broadcast(&CT.cv);
+	pthread_mutex_unlock(&CT.mu);
+	pthread_join(CT.th, NULL);
+	CT.running = 0;
+}
+
 static void compile_publish(void)
 {
 	int64_t t0 = pl_now_ns();
@@ -1582,7 +2375,7 @@ static void compile_publish(void)
 	/* a fixed time: lastTransitionTime is filled in when status is written (keep_ltt) */
 	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z" };
 	struct pl_compile_result r;
-	pl_compile(K.store, &o, &r);
+	compile_store(&o, &r);
 	struct pl_table *t = r.table;
 	r.table = NULL;
 	unsigned nb = t->n_binds, nc = t->n_clusters;
@@ -1590,7 +2383,7 @@ static void compile_publish(void)
 	int64_t t1 = pl_now_ns();
 	K.compiles++;
 	json_t *old = K.desired;   /* freed after the log line: not part of the latency */
-	K.desired = json_incref(r.statuses);
+	K.desired = desired_map(r.statuses, old);
 	K.compiled_ns = t1;
 	K.status_diff = 1;
 	K.status_due = 1;
@@ -1633,8 +2426,11 @@ static void *kube_main(void *arg)
 		}
 		if (!K.cfg.no_leader_election && K.lease_due_ns <= now)
 			lease_tick();
+		refs_update();
+		int64_t fetch_next = fetch_pump(), hold_until = INT64_MAX;
 		now = pl_now_ns();
-		if (K.dirty && all_synced() && now >= K.compile_at_ns)
+		int holding = fetch_holding(now, &hold_until);
+		if (K.dirty && all_synced() && !holding && now >= K.compile_at_ns)
 			compile_publish();
 		if (K.status_due && pl_now_ns() >= K.status_at_ns)
 			status_pass();
@@ -1645,6 +2441,7 @@ static void *kube_main(void *arg)
 		 */
 		if (!K.dirty && !K.status_due && K.trim_pending && pl_now_ns() - K.last_compile_ns > 1000 * MS &&
 		    pl_now_ns() - K.last_trim_ns > 5000 * MS) {
+			pl_jintern_gc(K.jt);
 			malloc_trim(0);
 			K.trim_pending = 0;
 			K.last_trim_ns = pl_now_ns();
@@ -1655,8 +2452,13 @@ static void *kube_main(void *arg)
 		for (size_t i = 0; i < K.nw; i++)
 			if ((K.w[i].st == W_WAIT || K.w[i].st == W_ABSENT) && K.w[i].due_ns < next)
 				next = K.w[i].due_ns;
-		if (K.dirty && all_synced() && K.compile_at_ns < next)
-			next = K.compile_at_ns;
+		if (K.dirty && all_synced()) {
+			int64_t at = holding && hold_until > K.compile_at_ns ? hold_until : K.compile_at_ns;
+			if (at < next)
+				next = at;
+		}
+		if (fetch_next < next)
+			next = fetch_next;
 		if (K.status_due && K.status_at_ns < next)
 			next = K.status_at_ns;
 		if (!K.cfg.no_leader_election && K.lease_due_ns < next)
@@ -1678,6 +2480,8 @@ static void *kube_main(void *arg)
 				watch_done(priv, res);
 			else if (priv && *(int *)priv == TAG_STATUS)
 				status_done(priv, res);
+			else if (priv && *(int *)priv == TAG_AREQ)
+				areq_finish(priv, res);
 		}
 		status_pump();
 		/* a status write waiting for binds: the bind hook woke us, decide now */
@@ -1761,12 +2565,14 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 		return -1;
 	}
 	K.store = pl_store_new();
+	K.jt = pl_jintern_new();
+	K.refs = json_object();
 	K.multi = curl_multi_init();
 	K.written = json_object();
 	K.status_keys = json_object();
 	K.assigned = json_object();
 	K.used_addrs = json_object();
-	if (!K.store || !K.multi || !K.written || !K.status_keys || !K.assigned || !K.used_addrs)
+	if (!K.store || !K.multi || !K.written || !K.status_keys || !K.assigned || !K.used_addrs || !K.refs)
 		PL_PANIC("out of memory");
 	curl_multi_setopt(K.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 	K.w = pl_xcalloc(PL_ARRAY_LEN(resources), sizeof(*K.w));
@@ -1800,6 +2606,7 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 	r.table = NULL;
 	pl_compile_result_clear(&r);
 
+	compile_thread_start();
 	pl_bindreg_on_change(on_bind_change, NULL);
 	pl_info("kubernetes: API server %s; controllerName %s%s%s; %s", K.kc.server, K.controller_name,
 		K.class_name ? ", GatewayClass " : "", K.class_name ? K.class_name : "",
@@ -1821,7 +2628,16 @@ void pl_kube_stop(void)
 	atomic_store(&K.stop, 1);
 	curl_multi_wakeup(K.multi);
 	pthread_join(K.thread, NULL);
+	compile_thread_stop();
 	pl_bindreg_on_change(NULL, NULL);
+	while (K.fetches) {
+		struct fetch *f = K.fetches;
+		K.fetches = f->next;
+		fetch_free(f);
+	}
+	while (K.areqs)
+		areq_cancel(K.areqs);   /* the Lease round in flight */
+	K.lease_req = NULL;
 	lease_release();
 	for (size_t i = 0; i < K.nw; i++) {
 		struct watch *w = &K.w[i];
@@ -1855,7 +2671,11 @@ void pl_kube_stop(void)
 	json_decref(K.used_addrs);
 	json_decref(K.desired);
 	json_decref(K.prev_desired);
+	json_decref(K.refs);
+	pl_compiler_free(compiler);
+	compiler = NULL;
 	pl_store_free(K.store);
+	pl_jintern_free(K.jt);
 	pl_kconf_free(&K.kc);
 	free(K.controller_name);
 	free(K.class_name);

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -359,10 +360,15 @@ struct curl_slist *pl_kconf_setup(struct pl_kconf *c, CURL *h, const char *path,
 	}
 	refresh_token(c);
 	struct curl_slist *hl = extra, *t;
-	t = curl_slist_append(hl, "Accept: application/json");
-	if (!t)
-		goto oom;
-	hl = t;
+	int have_accept = 0;
+	for (t = extra; t; t = t->next)
+		have_accept |= strncasecmp(t->data, "Accept:", 7) == 0;
+	if (!have_accept) {
+		t = curl_slist_append(hl, "Accept: application/json");
+		if (!t)
+			goto oom;
+		hl = t;
+	}
 	if (c->token) {
 		size_t tn = strlen(c->token) + 32;
 		char *hv = malloc(tn);

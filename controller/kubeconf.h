@@ -14,7 +14,8 @@
  * - Both return 0, or -1 with a reason in err. pl_kconf_free() releases.
  * - pl_kconf_setup() prepares an easy handle for server + path (path begins
  *   with '/', query included): URL, TLS material, auth and Accept headers,
- *   plus the extra headers given (the list is taken over). Returns the
+ *   plus the extra headers given (the list is taken over; an Accept among
+ *   them replaces the default application/json). Returns the
  *   header list the caller frees with curl_slist_free_all() after the
  *   transfer, or NULL on allocation failure. Controller thread only.
  */

@@ -13,6 +13,14 @@ struct kindset {
 struct pl_store {
 	struct kindset k[PL_K_N];
 	uint64_t next_seq;
+	uint64_t rev;              /* puts and deletes so far */
+	uint64_t epoch[PL_K_N];    /* rev of the last put/delete of each kind */
+	uint64_t id;
+	uint64_t log_lost;         /* the log misses changes up to this rev */
+	struct change {            /* ring of the last PL_STORE_LOG changes: change rev is at rev % PL_STORE_LOG */
+		enum pl_kind kind;
+		char *ns, *name;
+	} *log;
 	size_t total;
 	json_t *ignored_logged;    /* "group/kind" seen and logged once */
 };
@@ -61,9 +69,11 @@ int pl_kind_namespaced(enum pl_kind k)
 
 struct pl_store *pl_store_new(void)
 {
+	static _Atomic uint64_t ids;
 	struct pl_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
+	s->id = ++ids;
 	s->ignored_logged = json_object();
 	if (!s->ignored_logged) {
 		free(s);
@@ -86,6 +96,11 @@ void pl_store_free(struct pl_store *s)
 {
 	if (!s)
 		return;
+	for (size_t i = 0; s->log && i < PL_STORE_LOG; i++) {
+		free(s->log[i].ns);
+		free(s->log[i].name);
+	}
+	free(s->log);
 	for (int k = 0; k < PL_K_N; k++) {
 		for (size_t i = 0; i < s->k[k].n; i++)
 			obj_free(s->k[k].v[i]);
@@ -141,6 +156,57 @@ size_t pl_store_count(const struct pl_store *s)
 	return s->total;
 }
 
+uint64_t pl_store_epoch(const struct pl_store *s, enum pl_kind k)
+{
+	return (unsigned)k < PL_K_N ? s->epoch[k] : 0;
+}
+
+uint64_t pl_store_id(const struct pl_store *s)
+{
+	return s->id;
+}
+
+uint64_t pl_store_rev(const struct pl_store *s)
+{
+	return s->rev;
+}
+
+/*
+ * Counts a change of kind k to (ns, name) and logs it. The log is best
+ * effort: without memory for it, readers are told it does not reach back
+ * (log_lost) and fall back to looking at everything.
+ */
+static void changed(struct pl_store *s, enum pl_kind k, const char *ns, const char *name)
+{
+	s->epoch[k] = ++s->rev;
+	if (!s->log)
+		s->log = calloc(PL_STORE_LOG, sizeof(*s->log));
+	if (!s->log) {
+		s->log_lost = s->rev;
+		return;
+	}
+	struct change *c = &s->log[s->rev % PL_STORE_LOG];
+	free(c->ns);
+	free(c->name);
+	c->kind = k;
+	c->ns = strdup(ns);
+	c->name = strdup(name);
+	if (!c->ns || !c->name)
+		s->log_lost = s->rev;
+}
+
+int pl_store_changes(const struct pl_store *s, uint64_t since,
+		     void (*fn)(enum pl_kind k, const char *ns, const char *name, void *arg), void *arg)
+{
+	if (since > s->rev || s->rev - since > PL_STORE_LOG || since < s->log_lost)
+		return -1;
+	for (uint64_t r = since + 1; r <= s->rev; r++) {
+		const struct change *c = &s->log[r % PL_STORE_LOG];
+		fn(c->kind, c->ns, c->name, arg);
+	}
+	return 0;
+}
+
 int pl_store_delete(struct pl_store *s, enum pl_kind k, const char *ns, const char *name)
 {
 	if ((unsigned)k >= PL_K_N)
@@ -149,6 +215,7 @@ int pl_store_delete(struct pl_store *s, enum pl_kind k, const char *ns, const ch
 	size_t i = lower_bound(ks, ns, name);
 	if (i >= ks->n || keycmp(ks->v[i], ns, name) != 0)
 		return -1;
+	changed(s, k, ns, name);   /* first: ns and name may be the object's own */
 	obj_free(ks->v[i]);
 	memmove(&ks->v[i], &ks->v[i + 1], (ks->n - i - 1) * sizeof(ks->v[0]));
 	ks->n--;
@@ -316,6 +383,8 @@ int pl_store_put(struct pl_store *s, json_t *obj, const char *origin, char *err,
 		const char *ts = json_string_value(json_object_get(md, "creationTimestamp"));
 		if (!ts || pl_parse_rfc3339(ts, &o->created_ns) != 0)
 			o->created_ns = INT64_MAX;
+		changed(s, (enum pl_kind)k, ns, name);
+		o->rev = s->rev;
 		return PL_STORE_REPLACED;
 	}
 
@@ -350,6 +419,8 @@ int pl_store_put(struct pl_store *s, json_t *obj, const char *origin, char *err,
 	ks->v[i] = o;
 	ks->n++;
 	s->total++;
+	changed(s, (enum pl_kind)k, ns, name);
+	o->rev = s->rev;
 	return PL_STORE_ADDED;
 }
 

@@ -18,6 +18,17 @@
  *   (no kind/apiVersion/metadata.name, bad types).
  * - Load order: every added object gets the next seq; creationTimestamp, when
  *   present and RFC 3339, is kept as created_ns for precedence tie-breaks.
+ * - Change tracking (for the incremental compiler): the store counts every
+ *   put (added or replaced, even by an identical object) and delete. An
+ *   object's rev is the count at its last put: unique across the store's
+ *   objects and versions, never 0. pl_store_epoch(k) is the count at the
+ *   last put or delete of kind k (0: none yet), pl_store_rev() the count
+ *   itself. pl_store_id() is unique per store in the process, so state kept
+ *   for one store is never used with another that reuses its address.
+ * - pl_store_changes() replays the keys put or deleted after count since,
+ *   oldest first (a key may come more than once), from a log of the last
+ *   PL_STORE_LOG changes: 0, or -1 (fn not called) when the log no longer
+ *   reaches back to since.
  */
 #ifndef PL_STORE_H
 #define PL_STORE_H
@@ -52,6 +63,7 @@ struct pl_obj {
 	uint64_t seq;         /* load order */
 	int64_t created_ns;   /* metadata.creationTimestamp (Unix ns), INT64_MAX when absent */
 	char *origin;         /* "file:line" of the definition, "" if unknown */
+	uint64_t rev;         /* the store's change count at the last put of this object */
 };
 
 enum { PL_STORE_IGNORED = 0, PL_STORE_ADDED = 1, PL_STORE_REPLACED = 2 };
@@ -67,6 +79,12 @@ const struct pl_obj *pl_store_get(const struct pl_store *s, enum pl_kind k, cons
 /* Objects of kind k in (namespace, name) order. */
 size_t pl_store_list(const struct pl_store *s, enum pl_kind k, const struct pl_obj *const **out);
 size_t pl_store_count(const struct pl_store *s);
+uint64_t pl_store_epoch(const struct pl_store *s, enum pl_kind k);
+uint64_t pl_store_rev(const struct pl_store *s);
+uint64_t pl_store_id(const struct pl_store *s);
+#define PL_STORE_LOG 4096
+int pl_store_changes(const struct pl_store *s, uint64_t since,
+		     void (*fn)(enum pl_kind k, const char *ns, const char *name, void *arg), void *arg);
 
 /* "HTTPRoute", ... */
 const char *pl_kind_str(enum pl_kind k);

@@ -7,6 +7,7 @@
 #include "common/pl.h"
 #include "common/log.h"
 #include "common/table.h"
+#include "common/tabledump.h"
 #include "controller/compile.h"
 #include "controller/status.h"
 #include "controller/store.h"
@@ -48,7 +49,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pl_status_print(devnull, r.statuses);
 		fclose(devnull);
 	}
-	PL_BUG_ON(!r.table->config_json);
+	char *js = pl_table_json(r.table, NULL);
+	PL_BUG_ON(!js);
+	free(js);
 	pl_compile_result_clear(&r);
 	pl_store_free(s);
 	return 0;

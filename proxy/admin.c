@@ -3,6 +3,7 @@
 #include "log.h"
 #include "stats.h"
 #include "table.h"
+#include "tabledump.h"
 #include "admin.h"
 #include "worker.h"
 
@@ -123,6 +124,22 @@ static void metrics_route(const struct pl_route_stats *rs, void *data)
 	}
 }
 
+/* Added (retry): route retries started (proxy/retry.h), routes that made any. */
+static void metrics_retries(const struct pl_route_stats *rs, void *data)
+{
+	struct sb *s = data;
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < PL_MAX_WORKERS; i++)
+		sum += atomic_load_explicit(&rs->w[i].retries, memory_order_relaxed);
+	if (sum == 0)
+		return;
+	sb_add(s, "pylon_retries_total{listener=\"", 30);
+	sb_label(s, rs->listener);
+	sb_add(s, "\",route=\"", 9);
+	sb_label(s, rs->name);
+	sb_printf(s, "\"} %llu\n", (unsigned long long)sum);
+}
+
 static void metrics(struct sb *s)
 {
 	uint64_t up_err = 0, rejected = 0;
@@ -135,6 +152,9 @@ static void metrics(struct sb *s)
 	sb_printf(s, "# HELP pylon_requests_total Responses sent, by listener, route and status class.\n"
 		     "# TYPE pylon_requests_total counter\n");
 	pl_stats_foreach(metrics_route, s);
+	sb_printf(s, "# HELP pylon_retries_total Backend requests sent again by a route's retry policy.\n"
+		     "# TYPE pylon_retries_total counter\n");
+	pl_stats_foreach(metrics_retries, s);
 	sb_printf(s, "# HELP pylon_upstream_errors_total Backend connect, I/O, protocol and timeout errors.\n"
 		     "# TYPE pylon_upstream_errors_total counter\n"
 		     "pylon_upstream_errors_total %llu\n", (unsigned long long)up_err);
@@ -243,12 +263,15 @@ static void handle(struct adm_conn *c)
 		free(s.p);
 	} else if (IS("/config")) {
 		struct pl_table *t = pl_table_acquire();
+		size_t len = 0;
+		char *js = t ? pl_table_json(t, &len) : NULL;
 		if (!t)
 			respond(c, 503, "Service Unavailable", "text/plain", "no configuration yet\n", 21, head_only);
-		else if (!t->config_json)
-			respond(c, 200, "OK", "application/json", "{}\n", 3, head_only);
+		else if (!js)
+			respond(c, 500, "Internal Server Error", "text/plain", "out of memory\n", 14, head_only);
 		else
-			respond(c, 200, "OK", "application/json", t->config_json, strlen(t->config_json), head_only);
+			respond(c, 200, "OK", "application/json", js, len, head_only);
+		free(js);
 		pl_table_unref(t);
 	} else {
 		respond(c, 404, "Not Found", "text/plain", "not found\n", 10, head_only);

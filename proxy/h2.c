@@ -4,12 +4,14 @@
 #include "stats.h"
 #include "table.h"
 #include "buf.h"
+#include "cors.h"
 #include "h1scan.h"
 #include "h2.h"
 #include "h2up.h"
 #include "mirror.h"
 #include "reqhead.h"
 #include "reqview.h"
+#include "retry.h"
 #include "rewrite.h"
 #include "router.h"
 #include "tls.h"
@@ -86,6 +88,7 @@ struct h2s {
 	struct pl_route_stats *stats;
 	const struct pl_header_mod *resp_mods[PL_RH_MAX_MODS];
 	unsigned n_resp_mods;
+	struct pl_cors_fields cors;  /* the CORS filter's resp_mods entry (pl_rh_cors_actual) */
 	char mname[24];
 	char target[96];
 	int status;
@@ -110,6 +113,11 @@ struct h2s {
 	uint8_t t_value, t_over;
 
 	uint8_t chunked, req_done, is_head, discard;
+	/* RequestMirror of a request with a body: its HTTP/1.1 head, then the body as it comes, until END_STREAM */
+	struct pl_buf mbuf;
+	uint32_t mhead_len;
+	uint8_t n_mirrors, mchunked;
+	const struct pl_mirror *mirrors[PL_RH_MAX_MIRRORS];
 	uint8_t n_req_trailers;  /* request trailer fields written after the last chunk */
 	uint32_t req_trailer_bytes;
 	uint8_t resp_any, resp_head_sent, resp_done, up_eof, up_wblocked;
@@ -120,6 +128,7 @@ struct h2s {
 	uint32_t ws_head;        /* bytes of the upgrade request not yet written: client DATA waits behind them */
 	char ws_accept[32];      /* the Sec-WebSocket-Accept the backend must answer with */
 	ev_tstamp start, conn_start, req_done_at, rule_deadline, last_io;
+	struct pl_retry_st rt;   /* route retries (retry.h): the request is kept in up_out while rt.replay */
 };
 
 struct pl_h2conn {
@@ -141,6 +150,7 @@ struct pl_h2conn {
 	int32_t resets[16];      /* streams we reset lately: their late trailers are not an error */
 	unsigned n_resets;
 	uint8_t wblocked, eof, fatal, werr, in_run, goaway, lingering;
+	uint8_t bad_settings;    /* the client's SETTINGS were refused (an h2c upgrade's HTTP2-Settings) */
 	ev_tstamp linger_until;
 	size_t linger_bytes;
 	char peer[64];
@@ -150,6 +160,10 @@ static void conn_close(struct pl_h2conn *c);
 static void conn_run(struct pl_h2conn *c);
 static void up_cb(struct pl_upconn *u, int ev);
 static void upstream_fail(struct h2s *st, int status, const char *why);
+static void conn_error(struct h2s *st, int status, const char *why);
+static int retry_later(struct h2s *st, int status, const char *why);
+static int retry_status(struct h2s *st, int status, const char *backend);
+static void replay_release(struct h2s *st);
 
 /* ---------------------------------------------------------------- utils */
 
@@ -243,6 +257,7 @@ static struct h2s *stream_new(struct pl_h2conn *c, int32_t id)
 	st->start = st->last_io = ev_now(c->w->loop);
 	pl_buf_init(&st->up_out, &c->budget);
 	pl_buf_init(&st->rbody, &c->budget);
+	pl_buf_init(&st->mbuf, &c->budget);
 	snprintf(st->target, sizeof(st->target), "-");
 	st->next = c->streams;
 	if (c->streams)
@@ -295,6 +310,8 @@ static void stream_finish(struct h2s *st)
 	/* the budget is the connection's: give it back now, not at the end of the run */
 	pl_buf_free(&st->up_out);
 	pl_buf_free(&st->rbody);
+	pl_buf_free(&st->mbuf);
+	st->n_mirrors = 0;
 	if (st->unacked && c->s) {
 		nghttp2_session_consume_connection(c->s, (size_t)st->unacked);
 		st->unacked = 0;
@@ -321,6 +338,7 @@ static void stream_free(struct h2s *st)
 {
 	pl_buf_free(&st->up_out);
 	pl_buf_free(&st->rbody);
+	pl_buf_free(&st->mbuf);
 	free(st->hb);
 	free(st->tb);
 	free(st->unv);
@@ -528,6 +546,30 @@ static void send_redirect(struct h2s *st, const struct pl_redirect *rd, const st
 	free(loc);
 }
 
+/* A CORS preflight on a rule with the CORS filter: answered here, never forwarded. */
+static void send_preflight(struct h2s *st, const struct pl_cors *cors, const struct pl_req_view *view)
+{
+	struct pl_h2conn *c = st->c;
+	int status = pl_cors_preflight(&st->cors, cors, view);
+	const struct pl_header_mod *m = &st->cors.mod;
+	if (status != 200) {
+		pl_info("%s \"%s %s\" (h2) %d: CORS preflight from an origin the rule does not allow", c->peer,
+			st->mname, st->target, status);
+		local_reply(st, status, "vary", m->add[0].value, m->add[0].value_len, 1);
+		return;
+	}
+	pl_debug("%s \"%s %s\" (h2) 200 CORS preflight", c->peer, st->mname, st->target);
+	nghttp2_nv nv[1 + PL_CORS_MAX_FIELDS];
+	struct nvfill f = { nv, 0, PL_ARRAY_LEN(nv) };
+	nv[f.n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE };
+	pl_rh_mods_each(&m, 1, 0, nv_kv, &f);
+	go_local(st);
+	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
+	if (nghttp2_submit_response(c->s, st->id, nv, f.n, NULL) != 0)
+		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+	count_status(st, 200);
+}
+
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_KEY_LEN 24            /* base64 of 16 bytes */
 
@@ -715,7 +757,7 @@ static void connect_failed(struct h2s *st, const char *why)
 		pl_up_close(st->up);
 		st->up = NULL;
 	}
-	if (!st->ep_retried && st->cluster->n_eps > 1) {
+	if (!st->ep_retried && st->cluster->n_eps > 1 && !st->rt.replay) {
 		const struct pl_endpoint *ep = pl_router_endpoint(st->cluster);
 		if (ep && ep != st->ep) {
 			pl_info("%s \"%s %s\" (h2): %s; trying %s", st->c->peer, st->mname, st->target, why, ep->text);
@@ -728,7 +770,7 @@ static void connect_failed(struct h2s *st, const char *why)
 		}
 	}
 	st->retry_ok = 0;
-	upstream_fail(st, 502, why);
+	conn_error(st, 502, why);
 }
 
 /* ------------------------------------------------------ h2c backends */
@@ -863,7 +905,12 @@ static int h2c_can_retry(const struct h2s *st)
  */
 static void h2c_connect_failed(struct h2s *st, const char *why)
 {
-	if (h2c_can_retry(st)) {
+	if (st->rt.replay && st->unv) {
+		if (retry_later(st, 0, why)) {
+			kick(st);
+			return;
+		}
+	} else if (h2c_can_retry(st)) {
 		const struct pl_endpoint *ep = pl_router_endpoint(st->cluster);
 		if (ep && ep != st->ep) {
 			pl_info("%s \"%s %s\" (h2): %s; trying %s", st->c->peer, st->mname, st->target, why, ep->text);
@@ -885,9 +932,14 @@ static void h2u_on_head(void *data, int status, const nghttp2_nv *in, size_t n_i
 	struct pl_h2conn *c = st->c;
 	st->last_io = ev_now(c->w->loop);
 	st->resp_any = 1;
-	unv_free(st);   /* the session is connected: no retry elsewhere */
+	if (st->st == S_PROXY && retry_status(st, status, "h2c backend")) {
+		kick(st);
+		return;
+	}
+	if (!st->rt.replay)
+		unv_free(st);   /* the session is connected: no retry elsewhere */
 	int interim = status < 200;
-	static __thread nghttp2_nv nv[MAX_HDRS + 2 * PL_RH_MAX_MODS * 8 + 1];
+	static __thread nghttp2_nv nv[MAX_HDRS + 2 * PL_RH_MAX_MODS * 8 + PL_CORS_MAX_FIELDS + 1];
 	size_t nn = 0;
 	char sbuf[4];
 	snprintf(sbuf, sizeof(sbuf), "%03d", status);
@@ -983,6 +1035,8 @@ static void h2u_on_close(void *data, int failed, const char *why)
 	if (failed) {
 		if (failed == PL_H2UP_UNSENT && !st->resp_any) {
 			h2c_connect_failed(st, why);
+		} else if (retry_later(st, 0, why)) {
+			/* the backoff runs: nothing more here */
 		} else if (!st->resp_head_sent) {
 			unv_free(st);
 			upstream_fail(st, 502, why);
@@ -1020,10 +1074,14 @@ static void h2u_on_close(void *data, int failed, const char *why)
 static size_t h2u_read_body(void *data, uint8_t *buf, size_t len, int *eof)
 {
 	struct h2s *st = data;
-	size_t n = PL_MIN(len, pl_buf_size(&st->up_out));
+	size_t kept = st->rt.replay ? st->up_sent : 0;   /* a kept request is read, not consumed */
+	size_t n = PL_MIN(len, pl_buf_size(&st->up_out) - kept);
 	if (n) {
-		memcpy(buf, pl_buf_rptr(&st->up_out), n);
-		pl_buf_consume(&st->up_out, n);
+		memcpy(buf, pl_buf_rptr(&st->up_out) + kept, n);
+		if (st->rt.replay)
+			st->up_sent += n;
+		else
+			pl_buf_consume(&st->up_out, n);
 		uint64_t credit = PL_MIN(st->unacked, (uint64_t)n);
 		if (credit) {
 			ack_body(st, credit);
@@ -1032,7 +1090,7 @@ static size_t h2u_read_body(void *data, uint8_t *buf, size_t len, int *eof)
 		st->last_io = ev_now(st->c->w->loop);
 		kick(st);
 	}
-	*eof = st->req_done && pl_buf_empty(&st->up_out);
+	*eof = st->req_done && pl_buf_size(&st->up_out) == (st->rt.replay ? st->up_sent : 0);
 	return n;
 }
 
@@ -1053,14 +1111,98 @@ static void dispatch_h2(struct h2s *st)
 	if (st->unv)
 		st->h2u = pl_h2up_open(c->w, st->cluster->id, st->ep, st->cluster->name, st->unv, st->n_unv, has_body,
 				       &h2u_ops, st, &why);
-	/* the head is kept only while a failed connect could still send it elsewhere */
-	if (!h2c_can_retry(st))
+	/* the head is kept only while a failed connect (or a route retry) could still send it again */
+	if (!h2c_can_retry(st) && !st->rt.replay)
 		unv_free(st);
 	if (!st->h2u) {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "h2c backend %s (%s): %s", st->ep->text, st->cluster->name, why);
 		h2c_connect_failed(st, msg);
 	}
+}
+
+/* ------------------------------------------------------------ mirrors */
+
+/*
+ * RequestMirror (mirror.h), as for HTTP/1 requests: the mirror gets the
+ * HTTP/1.1 head an HTTP/1.1 backend gets (hl bytes at the front of up_out;
+ * also built for h2c clusters) and the whole body, which for an HTTP/2
+ * request comes after its head: up to PL_MIRROR_MAX_BODY bytes of DATA are
+ * copied to st->mbuf and the mirrors start at END_STREAM. A larger body (or
+ * a content-length above the bound) skips the mirrors, as from HTTP/1.
+ */
+static void mirror_begin(struct h2s *st, const struct pl_rh_filters *f, size_t hl)
+{
+	struct pl_h2conn *c = st->c;
+	if (st->req_done) {
+		for (unsigned i = 0; i < f->n_mirrors; i++)
+			pl_mirror_start(c->w, f->mirrors[i], pl_buf_rptr(&st->up_out), hl, NULL, 0);
+		return;
+	}
+	if ((st->has_cl && st->cl > PL_MIRROR_MAX_BODY) || pl_buf_reserve(&st->mbuf, hl) != 0) {
+		pl_debug("%s \"%s %s\" (h2): body over %u bytes: mirror skipped", c->peer, st->mname, st->target,
+			 (unsigned)PL_MIRROR_MAX_BODY);
+		return;
+	}
+	pl_buf_put(&st->mbuf, pl_buf_rptr(&st->up_out), hl);
+	st->mhead_len = (uint32_t)hl;
+	st->mchunked = st->chunked;   /* the head says Transfer-Encoding: chunked */
+	st->n_mirrors = (uint8_t)f->n_mirrors;
+	memcpy(st->mirrors, f->mirrors, f->n_mirrors * sizeof(f->mirrors[0]));
+}
+
+static void mirror_drop(struct h2s *st, const char *why)
+{
+	if (!st->n_mirrors)
+		return;
+	pl_debug("%s \"%s %s\" (h2): %s: mirror skipped", st->c->peer, st->mname, st->target, why);
+	st->n_mirrors = 0;
+	pl_buf_free(&st->mbuf);
+}
+
+/* Request DATA for the mirrors. */
+static void mirror_body(struct h2s *st, const uint8_t *p, size_t n)
+{
+	if (!st->n_mirrors || !n)
+		return;
+	if (pl_buf_size(&st->mbuf) - st->mhead_len + n > PL_MIRROR_MAX_BODY) {
+		mirror_drop(st, "body over the mirror bound");
+		return;
+	}
+	if (pl_buf_reserve(&st->mbuf, n) != 0) {
+		mirror_drop(st, "no memory for the body");
+		return;
+	}
+	pl_buf_put(&st->mbuf, p, n);
+}
+
+/* END_STREAM: the body is whole; the mirrors start (trailers are not mirrored). */
+static void mirror_end(struct h2s *st)
+{
+	if (!st->n_mirrors)
+		return;
+	const char *head = pl_buf_rptr(&st->mbuf);
+	const char *body = head + st->mhead_len;
+	size_t blen = pl_buf_size(&st->mbuf) - st->mhead_len;
+	char *framed = NULL;
+	if (st->mchunked) {
+		/* the head promised chunked framing: one chunk and the last-chunk */
+		framed = malloc(blen + 32);
+		if (!framed) {
+			mirror_drop(st, "no memory for the body");
+			return;
+		}
+		int k = blen ? snprintf(framed, 32, "%zx\r\n", blen) : 0;
+		memcpy(framed + k, body, blen);
+		memcpy(framed + k + blen, blen ? "\r\n0\r\n\r\n" : "0\r\n\r\n", blen ? 7 : 5);
+		body = framed;
+		blen += (size_t)k + (blen ? 7 : 5);
+	}
+	for (unsigned i = 0; i < st->n_mirrors; i++)
+		pl_mirror_start(st->c->w, st->mirrors[i], head, st->mhead_len, body, blen);
+	free(framed);
+	st->n_mirrors = 0;
+	pl_buf_free(&st->mbuf);
 }
 
 /*
@@ -1193,10 +1335,15 @@ static void head_done(struct h2s *st)
 	st->rule = rt.rule;
 	if (st->rule)
 		st->stats = st->rule->stats;
+	pl_rh_cors_actual(&rt.f, &view, &st->cors);
 	memcpy(st->resp_mods, rt.f.resp_mods, sizeof(st->resp_mods));
 	st->n_resp_mods = rt.f.n_resp_mods;
 	if (how == PL_RH_LOCAL) {
 		respond_local(st, rt.status, rt.why);
+		return;
+	}
+	if (how == PL_RH_CORS) {
+		send_preflight(st, rt.f.cors, &view);
 		return;
 	}
 	const struct pl_rh_filters *f = &rt.f;
@@ -1231,10 +1378,16 @@ static void head_done(struct h2s *st)
 			respond_local(st, 500, err);
 			return;
 		}
-		if (f->n_mirrors)
-			pl_debug("%s \"%s %s\" (h2): h2c backend: mirror skipped", c->peer, st->mname, st->target);
+		if (f->n_mirrors) {
+			/* mirrors get the HTTP/1.1 head the other path would send, as from the h1 bridge */
+			ssize_t hl = emit_req_head(st, &ri, f, &err);
+			if (hl >= 0)
+				mirror_begin(st, f, (size_t)hl);
+			pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
+		}
 		st->h2c_up = 1;
 		st->chunked = 0;   /* HTTP/2 frames the body itself */
+		pl_retry_start(&st->rt, st->rule, now, 0, st->req_done || st->has_cl, st->req_done ? 0 : st->cl, 0);
 		if (st->req_done)
 			st->req_done_at = now;
 		st->st = S_PROXY;
@@ -1247,17 +1400,13 @@ static void head_done(struct h2s *st)
 		respond_local(st, 500, err);
 		return;
 	}
-	if (f->n_mirrors && !st->ws) {
-		if (st->req_done) {
-			for (unsigned i = 0; i < f->n_mirrors; i++)
-				pl_mirror_start(w, f->mirrors[i], pl_buf_rptr(&st->up_out), (size_t)hl, NULL, 0);
-		} else {
-			pl_debug("%s \"%s %s\" (h2): body streaming: mirror skipped", c->peer, st->mname, st->target);
-		}
-	}
+	if (f->n_mirrors && !st->ws)
+		mirror_begin(st, f, (size_t)hl);
 	/* the header block is forwarded: its copy is no longer needed */
 	st->retry_ok = st->req_done && !st->ws && !name_is(st->mname, strlen(st->mname), "POST") &&
 		       !name_is(st->mname, strlen(st->mname), "PATCH");
+	pl_retry_start(&st->rt, st->rule, now, st->ws, st->req_done || st->has_cl, st->req_done ? 0 : st->cl,
+		       (size_t)hl);
 	if (st->ws)
 		st->ws_head = (uint32_t)hl;
 	if (st->req_done || st->ws)
@@ -1447,8 +1596,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *fr, void *ud)
 		head_done(st);
 		return 0;
 	}
-	if (end)
+	if (end) {
 		req_end(st);
+		mirror_end(st);
+	}
 	return 0;
 }
 
@@ -1456,6 +1607,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 {
 	struct pl_h2conn *c = ud;
 	struct h2s *st = nghttp2_session_get_stream_user_data(s, id);
+	if (st && !st->req_done)
+		mirror_body(st, data, len);   /* whatever becomes of the request: mirrors are independent */
 	if (!st || (st->st != S_PROXY && st->st != S_TUNNEL) || st->discard || st->req_done) {
 		nghttp2_session_consume(s, id, len);
 		return 0;
@@ -1475,6 +1628,11 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 		pl_buf_put(b, data, len);
 	}
 	st->unacked += len;
+	if (st->rt.replay && !pl_retry_fits(&st->rt, pl_buf_size(b))) {
+		pl_debug("%s \"%s %s\" (h2): request body over %u bytes: not kept for retries", c->peer, st->mname,
+			 st->target, (unsigned)PL_RETRY_MAX_BODY);
+		replay_release(st);
+	}
 	if (st->h2u)
 		pl_h2up_resume(st->h2u);
 	return 0;
@@ -1493,6 +1651,8 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *fr, int err
 	struct pl_h2conn *c = ud;
 	pl_debug("%s: h2 invalid frame type %u on stream %d: %s", c->peer, fr->hd.type, fr->hd.stream_id,
 		 nghttp2_strerror(err));
+	if (fr->hd.type == NGHTTP2_SETTINGS)
+		c->bad_settings = 1;
 	return 0;
 }
 
@@ -1812,6 +1972,8 @@ static void resp_head(struct h2s *st, size_t head_len)
 		upstream_fail(st, 502, why);
 		return;
 	}
+	if (retry_status(st, status, "backend"))
+		return;
 	int tunnel = status == 101;
 	/* connection tokens name more hop-by-hop fields */
 	struct ctok ctok[16];
@@ -1839,7 +2001,7 @@ static void resp_head(struct h2s *st, size_t head_len)
 		}
 	}
 	int interim = status < 200 && !tunnel;
-	static __thread nghttp2_nv nv[MAX_HDRS + 2 * PL_RH_MAX_MODS * 8 + 1];
+	static __thread nghttp2_nv nv[MAX_HDRS + 2 * PL_RH_MAX_MODS * 8 + PL_CORS_MAX_FIELDS + 1];
 	size_t nn = 0;
 	char sbuf[4];
 	snprintf(sbuf, sizeof(sbuf), "%03u", (unsigned)status % 1000u);   /* 100..999 here */
@@ -1933,7 +2095,7 @@ static int step_resp(struct h2s *st)
 				}
 			}
 			if (st->up_eof) {
-				upstream_fail(st, 502, "backend closed the connection in the response head");
+				conn_error(st, 502, "backend closed the connection in the response head");
 				return 1;
 			}
 			return progress;
@@ -1992,10 +2154,102 @@ static int step_resp(struct h2s *st)
 	return progress;
 }
 
+/* ------------------------------------------------------- route retries */
+
+/*
+ * Route retries (retry.h): while st->rt.replay holds, up_out keeps every
+ * byte of the backend request (st->up_sent of them sent or read by h2up)
+ * until the final response head says whether the request goes out again.
+ */
+
+/* The request will not be sent again: the bytes kept of it (those already sent) are let go. */
+static void replay_release(struct h2s *st)
+{
+	st->rt.replay = 0;
+	if (!st->retry_ok && st->up_sent) {
+		pl_buf_consume(&st->up_out, st->up_sent);
+		st->up_sent = 0;
+	}
+}
+
+/*
+ * The attempt failed (status: the backend's, or 0 for a connection error)
+ * before the response head went to the client: when the route's retry
+ * policy allows another, the backend is let go and the stream waits out
+ * the backoff (T_RETRY). 1 if so.
+ */
+static int retry_later(struct h2s *st, int status, const char *why)
+{
+	struct pl_h2conn *c = st->c;
+	if (st->st != S_PROXY || st->resp_head_sent || !st->rt.replay)
+		return 0;
+	double delay = pl_retry_next(&st->rt, st->rule, status, ev_now(c->w->loop), stream_stats(st), c->w->id);
+	if (delay < 0)
+		return 0;
+	h2u_drop(st);
+	if (st->up) {
+		pl_up_close(st->up);
+		st->up = NULL;
+	}
+	st->up_sent = 0;
+	st->rule_deadline = st->rt.req_deadline;   /* no attempt runs: only the request timeout */
+	pl_debug("%s \"%s %s\" (h2 stream %d): %s; retry %u/%u in %.0f ms", c->peer, st->mname, st->target, st->id,
+		 why, st->rt.n, st->rule->retry->attempts, delay * 1000.0);
+	return 1;
+}
+
+/*
+ * A final response head with status from the backend (h1) or h2c backend:
+ * 1 if the route retries it (the caller drops the response), else the kept
+ * request is let go and the response goes on to the client.
+ */
+static int retry_status(struct h2s *st, int status, const char *backend)
+{
+	char why[64];
+	if (status < 200 || !st->rt.replay)
+		return 0;
+	snprintf(why, sizeof(why), "%s answered %d", backend, status);
+	if (retry_later(st, status, why))
+		return 1;
+	replay_release(st);
+	return 0;
+}
+
+/* The backoff is over: the kept request goes out again (conn_run), to another endpoint where there is one. */
+static void retry_fire(struct h2s *st)
+{
+	ev_tstamp now = ev_now(st->c->w->loop);
+	st->rt.at = 0;
+	st->ep = pl_retry_endpoint(st->cluster, st->ep);
+	st->rule_deadline = pl_retry_attempt_deadline(&st->rt, st->rule, now);
+	if (st->req_done)
+		st->req_done_at = now;   /* the proxy's backend timeout counts per attempt too */
+	st->resp_any = 0;
+	st->up_sent = 0;
+	st->want_dispatch = 1;
+}
+
+static int stale_replay_ok(const struct h2s *st)
+{
+	return st->up && st->up->reused && st->retry_ok && !st->retried && !st->resp_any;
+}
+
+/*
+ * A connection error before a complete response head (connect failure or
+ * timeout, reset, close, per-attempt timeout): the route's retry policy
+ * first, unless the free replay of a stale pooled connection applies.
+ */
+static void conn_error(struct h2s *st, int status, const char *why)
+{
+	if (!stale_replay_ok(st) && retry_later(st, 0, why))
+		return;
+	upstream_fail(st, status, why);
+}
+
 static void upstream_fail(struct h2s *st, int status, const char *why)
 {
 	struct pl_upconn *u = st->up;
-	if (u && u->reused && st->retry_ok && !st->retried && !st->resp_any) {
+	if (stale_replay_ok(st)) {
 		pl_debug("%s \"%s %s\" (h2): %s on a reused connection; retrying", st->c->peer, st->mname, st->target,
 			 why);
 		pl_up_close(u);
@@ -2107,7 +2361,7 @@ static void up_read(struct h2s *st)
 		if (!st->resp_any) {
 			st->resp_any = 1;
 			st->retry_ok = 0;
-			if (st->up_sent) {
+			if (st->up_sent && !st->rt.replay) {
 				pl_buf_consume(&st->up_out, st->up_sent);
 				st->up_sent = 0;
 			}
@@ -2135,11 +2389,11 @@ static void up_read(struct h2s *st)
 			snprintf(why, sizeof(why), "backend %s closed the connection without responding", u->peer);
 		else
 			snprintf(why, sizeof(why), "backend %s: read error: %s", u->peer, strerror((int)-n));
-		upstream_fail(st, 502, why);
+		conn_error(st, 502, why);
 		return;
 	}
 	if (n < 0 && !st->resp_head_sent) {
-		upstream_fail(st, 502, "read error from backend");
+		conn_error(st, 502, "read error from backend");
 		return;
 	}
 	st->up_eof = 1;
@@ -2163,7 +2417,7 @@ static int flush_up(struct h2s *st)
 	ssize_t n = pl_up_send(u, pl_buf_rptr(&st->up_out) + st->up_sent, avail);
 	if (n > 0) {
 		st->last_io = ev_now(st->c->w->loop);
-		if (st->retry_ok)
+		if (st->retry_ok || st->rt.replay)
 			st->up_sent += (size_t)n;
 		else
 			pl_buf_consume(&st->up_out, (size_t)n);
@@ -2192,7 +2446,7 @@ static int flush_up(struct h2s *st)
 	}
 	char why[160];
 	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(n < 0 ? (int)-n : EPIPE));
-	upstream_fail(st, 502, why);
+	conn_error(st, 502, why);
 	return 1;
 }
 
@@ -2344,7 +2598,7 @@ static int flush_client(struct pl_h2conn *c)
 
 /* ------------------------------------------------------------- timers */
 
-enum tmo { T_NONE = 0, T_IDLE, T_CONNECT, T_BACKEND, T_RULE, T_INACTIVE };
+enum tmo { T_NONE = 0, T_IDLE, T_CONNECT, T_BACKEND, T_RULE, T_INACTIVE, T_RETRY };
 
 static ev_tstamp stream_deadline(const struct h2s *st, const struct pl_proxy_config *cfg, enum tmo *why)
 {
@@ -2354,6 +2608,13 @@ static ev_tstamp stream_deadline(const struct h2s *st, const struct pl_proxy_con
 #define CONSIDER(val, reason) do { ev_tstamp v_ = (val); if (*why == T_NONE || v_ < d) { d = v_; *why = (reason); } } while (0)
 	/* a WebSocket's request is complete with its head; once open, only inactivity ends it (as in http1.c) */
 	int req_complete = st->req_done || st->ws;
+	if (st->st == S_PROXY && st->rt.at) {
+		/* a retry waits out its backoff: only the route's request timeout runs besides */
+		CONSIDER(st->rt.at, T_RETRY);
+		if (st->rule_deadline)
+			CONSIDER(st->rule_deadline, T_RULE);
+		return d;
+	}
 	if (st->st == S_PROXY) {
 		if (st->up && st->up->st == PL_UP_CONNECTING && cfg->connect_timeout_ms)
 			CONSIDER(st->conn_start + (double)cfg->connect_timeout_ms / 1000.0, T_CONNECT);
@@ -2420,14 +2681,18 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		case T_CONNECT:
 			snprintf(w_s, sizeof(w_s), "connect to %s timed out", st->up ? st->up->peer : "?");
 			st->retry_ok = 0;
-			upstream_fail(st, 504, w_s);
+			conn_error(st, 504, w_s);
 			break;
 		case T_BACKEND:
 		case T_RULE:
 			snprintf(w_s, sizeof(w_s), "%s timeout waiting for %s", why == T_RULE ? "route" : "backend",
 				 st->up ? st->up->peer : "backend");
 			st->retry_ok = 0;
-			upstream_fail(st, 504, w_s);
+			/* timeouts.request is final; a per-attempt one (backendRequest, the proxy's) may be retried */
+			conn_error(st, 504, w_s);
+			break;
+		case T_RETRY:
+			retry_fire(st);
 			break;
 		default:
 			pl_info("%s \"%s %s\" (h2 stream %d): idle timeout in state %s; resetting", c->peer, st->mname,
@@ -2620,22 +2885,29 @@ static void on_write(struct ev_loop *loop, ev_io *io, int revents)
 	conn_run(c);
 }
 
-void pl_h2_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_tlsconn *tls,
-		  const char *data, size_t len)
+/*
+ * A connection's state and server session, SETTINGS queued, before it owns
+ * a socket: data[0, len) are client bytes already read. NULL when out of
+ * memory.
+ */
+static struct pl_h2conn *conn_new(struct pl_worker *w, const char *peer, const char *data, size_t len)
 {
 	pthread_once(&cbs_once, cbs_init);
 	struct pl_h2conn *c = calloc(1, sizeof(*c));
 	if (!c)
-		goto fail;
+		return NULL;
+	c->w = w;
+	c->fd = -1;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "unknown");
 	c->budget.limit = CONN_BUDGET;
 	pl_buf_init(&c->in, &c->budget);
 	pl_buf_init(&c->out, &c->budget);
 	if (len && (pl_buf_reserve(&c->in, PL_MAX(len, (size_t)PL_BUF_STD)) != 0))
-		goto fail_c;
+		goto fail;
 	if (len)
 		pl_buf_put(&c->in, data, len);
 	if (nghttp2_session_server_new2(&c->s, cbs, c, opts) != 0)
-		goto fail_c;
+		goto fail;
 	uint32_t max_hl = (uint32_t)PL_MIN(w->cfg->max_header_bytes + 4096, (size_t)UINT32_MAX);
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS },
@@ -2648,16 +2920,41 @@ void pl_h2_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *
 	if (nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, PL_ARRAY_LEN(iv)) != 0 ||
 	    nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
 		nghttp2_session_del(c->s);
-		goto fail_c;
+		goto fail;
 	}
+	return c;
+fail:
+	pl_buf_free(&c->in);
+	free(c);
+	return NULL;
+}
+
+/* Undoes conn_new() (and a stream made before conn_attach()). */
+static void conn_discard(struct pl_h2conn *c)
+{
+	while (c->streams) {
+		struct h2s *st = c->streams;
+		c->streams = st->next;
+		if (st->wt)
+			pl_wtable_put(st->wt);
+		stream_free(st);
+	}
+	nghttp2_session_del(c->s);
+	pl_buf_free(&c->in);
+	pl_buf_free(&c->out);
+	free(c);
+}
+
+/* The connection takes fd (and tls) and joins the worker's list. */
+static void conn_attach(struct pl_h2conn *c, struct pl_lsock *ls, int fd, struct pl_tlsconn *tls)
+{
+	struct pl_worker *w = c->w;
 	c->tls = tls;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->w = w;
 	c->ls = ls;
 	pl_lsock_get(ls);
 	c->fd = fd;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "unknown");
 	ev_io_init(&c->rio, on_read, fd, EV_READ);
 	ev_io_init(&c->wio, on_write, fd, EV_WRITE);
 	ev_init(&c->timer, on_timer);
@@ -2672,16 +2969,172 @@ void pl_h2_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *
 		c->goaway = 1;
 		nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
 	}
+}
+
+void pl_h2_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_tlsconn *tls,
+		  const char *data, size_t len)
+{
+	struct pl_h2conn *c = conn_new(w, peer, data, len);
+	if (!c) {
+		pl_warn("%s: out of memory setting up an HTTP/2 connection", peer ? peer : "?");
+		if (tls)
+			pl_tls_conn_free(tls);
+		close(fd);
+		return;
+	}
+	conn_attach(c, ls, fd, tls);
 	conn_run(c);
-	return;
-fail_c:
-	pl_buf_free(&c->in);
-	free(c);
-fail:
-	pl_warn("%s: out of memory setting up an HTTP/2 connection", peer ? peer : "?");
-	if (tls)
-		pl_tls_conn_free(tls);
-	close(fd);
+}
+
+/* ------------------------------------------------------------ h2c upgrade */
+
+ssize_t pl_h2_b64url_decode(const char *src, size_t n, unsigned char *dst, size_t cap)
+{
+	while (n && src[n - 1] == '=')
+		n--;
+	if (n % 4 == 1)
+		return -1;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	size_t out = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = src[i];
+		unsigned v;
+		if (ch >= 'A' && ch <= 'Z')
+			v = (unsigned)(ch - 'A');
+		else if (ch >= 'a' && ch <= 'z')
+			v = (unsigned)(ch - 'a') + 26;
+		else if (ch >= '0' && ch <= '9')
+			v = (unsigned)(ch - '0') + 52;
+		else if (ch == '-')
+			v = 62;
+		else if (ch == '_')
+			v = 63;
+		else
+			return -1;
+		acc = (acc << 6) | v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (out == cap)
+				return -1;
+			dst[out++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (acc != 0)
+		return -1;   /* non-zero leftover bits: not a canonical encoding */
+	return (ssize_t)out;
+}
+
+/* Appends a span of bytes to the stream's header block: 0, or -1 (too large / no memory). */
+static int up_field(struct h2s *st, struct span *sp, const char *n, size_t nl, const char *v, size_t vl, int lower)
+{
+	size_t limit = (size_t)st->c->w->cfg->max_header_bytes + 1024;
+	if (hb_add(st, (const uint8_t *)n, nl, &sp->no, limit) != 0 ||
+	    hb_add(st, (const uint8_t *)v, vl, &sp->vo, limit) != 0)
+		return -1;
+	sp->nl = (uint32_t)nl;
+	sp->vl = (uint32_t)vl;
+	for (size_t i = 0; lower && i < nl; i++)
+		st->hb[sp->no + i] = pl_lower(st->hb[sp->no + i]);
+	return 0;
+}
+
+/* 1 if a Connection field of rq names the field n[0, nl). */
+static int up_conn_named(const struct pl_h2_upreq *rq, const char *n, size_t nl)
+{
+	for (uint32_t i = 0; i < rq->n_hdrs; i++) {
+		const struct pl_hdr *h = &rq->hdrs[i];
+		const char *q = h->value, *t;
+		size_t tn;
+		if (!name_is(h->name, h->name_len, "connection"))
+			continue;
+		while (next_token(&q, h->value + h->value_len, &t, &tn))
+			if (tn == nl && pl_strncaseeq(t, n, nl))
+				return 1;
+	}
+	return 0;
+}
+
+/*
+ * Stream 1 of an upgraded connection: the HTTP/1.1 request as the header
+ * block an HTTP/2 client would have sent (RFC 9113 8.2.2: no
+ * connection-specific fields, Host as :authority, lower-case names).
+ */
+static struct h2s *upgrade_stream(struct pl_h2conn *c, const struct pl_h2_upreq *rq)
+{
+	struct h2s *st = stream_new(c, 1);
+	if (!st)
+		return NULL;
+	size_t ml = strlen(rq->method);
+	int bad = up_field(st, &st->method, ":method", 7, rq->method, ml, 0) != 0 ||
+		  up_field(st, &st->scheme, ":scheme", 7, "http", 4, 0) != 0 ||
+		  up_field(st, &st->authority, ":authority", 10, rq->authority, rq->authority_len, 0) != 0 ||
+		  up_field(st, &st->path, ":path", 5, rq->path, rq->path_len, 0) != 0;
+	if (!bad && rq->query) {
+		/* the query continues the path's bytes in hb */
+		uint32_t off;
+		bad = hb_add(st, (const uint8_t *)"?", 1, &off, SIZE_MAX) != 0 ||
+		      hb_add(st, (const uint8_t *)rq->query, rq->query_len, &off, SIZE_MAX) != 0;
+		st->path.vl += (uint32_t)(1 + rq->query_len);
+	}
+	st->has_method = st->has_scheme = st->has_authority = st->has_path = 1;
+	for (uint32_t i = 0; i < rq->n_hdrs && !bad; i++) {
+		const struct pl_hdr *h = &rq->hdrs[i];
+		const char *v = h->value;
+		size_t vl = h->value_len;
+		if (name_is(h->name, h->name_len, "te")) {
+			if (!has_token(v, vl, "trailers"))
+				continue;
+			v = "trailers";   /* the only TE value HTTP/2 allows */
+			vl = 8;
+		} else if (conn_specific(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
+			   up_conn_named(rq, h->name, h->name_len)) {
+			continue;
+		}
+		if (st->nh == MAX_HDRS) {
+			bad = 1;
+			break;
+		}
+		bad = up_field(st, &st->h[st->nh++], h->name, h->name_len, v, vl, 1) != 0;
+	}
+	st->too_big = (uint8_t)bad;   /* head_done answers 431 */
+	st->req_done = 1;
+	c->max_sid = 1;
+	nghttp2_session_set_stream_user_data(c->s, 1, st);
+	return st;
+}
+
+int pl_h2_upgrade(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, const struct pl_h2_upreq *rq,
+		  const char *data, size_t len)
+{
+	static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+	unsigned char set[32 * 6];   /* SETTINGS entries: at most 32 (nghttp2_option_set_max_settings) */
+	ssize_t sl = pl_h2_b64url_decode(rq->settings, rq->settings_len, set, sizeof(set));
+	if (sl < 0 || sl % 6 != 0)
+		return -EINVAL;
+	struct pl_h2conn *c = conn_new(w, peer, data, len);
+	if (!c)
+		return -ENOMEM;
+	/* nghttp2 answers invalid values (on_invalid_frame) with a GOAWAY: refused here instead */
+	int head = name_is(rq->method, strlen(rq->method), "HEAD");
+	if (nghttp2_session_upgrade2(c->s, set, (size_t)sl, head, NULL) != 0 || c->bad_settings) {
+		conn_discard(c);
+		return -EINVAL;
+	}
+	struct h2s *st;
+	if (pl_buf_reserve(&c->out, sizeof(sw)) != 0 || !(st = upgrade_stream(c, rq))) {
+		conn_discard(c);
+		return -ENOMEM;
+	}
+	/* the 101 goes before the server preface (our SETTINGS), which the next produce() adds */
+	pl_buf_put(&c->out, sw, sizeof(sw) - 1);
+	conn_attach(c, ls, fd, NULL);
+	pl_debug("%s: \"%s %s\" upgraded to h2c", c->peer, rq->method, rq->path);
+	head_done(st);
+	conn_run(c);
+	return 0;
 }
 
 void pl_h2_reap(struct pl_worker *w)

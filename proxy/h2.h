@@ -1,8 +1,10 @@
 /*
  * Downstream HTTP/2 (RFC 9113) with nghttp2: h2c with prior knowledge on
  * HTTP listeners (http1.c hands a connection over when its first bytes are
- * the connection preface) and h2 over TLS when ALPN chose "h2" (http1.c hands
- * the established pl_tlsconn over).
+ * the connection preface), h2c by "Upgrade: h2c" from an HTTP/1.1 request on
+ * them (RFC 7540 3.2; http1.c hands the connection and the request over),
+ * and h2 over TLS when ALPN chose "h2" (http1.c hands the established
+ * pl_tlsconn over).
  *
  * Each stream is routed like an HTTP/1 request (router.h, rewrite.h) and
  * bridged to an HTTP/1.1 backend connection from the worker's pool
@@ -40,6 +42,7 @@
 #define PL_H2_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct pl_worker;
 struct pl_lsock;
@@ -59,6 +62,37 @@ int pl_h2_preface(const char *p, size_t n);
  */
 void pl_h2_accept(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, struct pl_tlsconn *tls,
 		  const char *data, size_t len);
+/*
+ * The HTTP/1.1 request of an h2c upgrade (RFC 7540 3.2), for pl_h2_upgrade().
+ * Everything points into the caller's buffers and is copied.
+ */
+struct pl_hdr;
+struct pl_h2_upreq {
+	const char *method;                     /* NUL-terminated */
+	const char *path, *query, *authority;   /* origin-form path; query without '?', NULL: none */
+	size_t path_len, query_len, authority_len;
+	const struct pl_hdr *hdrs;              /* all the request's fields (connection-specific ones are dropped) */
+	uint32_t n_hdrs;
+	const char *settings;                   /* the HTTP2-Settings value: base64url, padding optional */
+	size_t settings_len;
+};
+
+/*
+ * h2c upgrade: takes over the plaintext connection fd whose bodyless
+ * request rq asked for "Upgrade: h2c". Writes "101 Switching Protocols" and
+ * serves HTTP/2 on the connection: rq becomes stream 1 (half-closed remote),
+ * routed and answered like any stream. data[0, len) are bytes read after the
+ * request (the client preface may be among them), copied. Returns 0 when it
+ * took fd; -EINVAL when the settings are not a valid SETTINGS payload, or
+ * -ENOMEM: then nothing was taken or written and the caller goes on with
+ * HTTP/1.1.
+ */
+int pl_h2_upgrade(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *peer, const struct pl_h2_upreq *rq,
+		  const char *data, size_t len);
+
+/* base64url (RFC 4648 5, trailing '=' optional) src[0, n) into dst[0, cap): the decoded length, or -1. */
+ssize_t pl_h2_b64url_decode(const char *src, size_t n, unsigned char *dst, size_t cap);
+
 /* Frees connections closed during the last loop iteration. */
 void pl_h2_reap(struct pl_worker *w);
 /* Shutdown: GOAWAY to every connection; each closes when its streams are done. */

@@ -4,6 +4,7 @@
 #include "stats.h"
 #include "table.h"
 #include "buf.h"
+#include "cors.h"
 #include "h1scan.h"
 #include "h2.h"
 #include "h2up.h"
@@ -11,6 +12,7 @@
 #include "mirror.h"
 #include "reqhead.h"
 #include "reqview.h"
+#include "retry.h"
 #include "rewrite.h"
 #include "router.h"
 #include "tls.h"
@@ -60,7 +62,7 @@ static const char *state_str(enum h1_state s)
 }
 
 enum { RP_HEAD = 0, RP_BODY };
-enum tmo { T_NONE = 0, T_IDLE, T_HEAD, T_CONNECT, T_BACKEND, T_RULE, T_INACTIVE, T_LINGER };
+enum tmo { T_NONE = 0, T_IDLE, T_HEAD, T_CONNECT, T_BACKEND, T_RULE, T_INACTIVE, T_LINGER, T_RETRY };
 
 /* Per-request state, zeroed when a request ends. */
 struct h1_req {
@@ -73,6 +75,7 @@ struct h1_req {
 	struct pl_route_stats *stats;
 	const struct pl_header_mod *resp_mods[PL_RH_MAX_MODS];
 	unsigned n_resp_mods;
+	struct pl_cors_fields cors;             /* the CORS filter's resp_mods entry (pl_rh_cors_actual) */
 	const char *method;
 	char target[96];                        /* for logs */
 	int status;                             /* final status sent; 0 until then */
@@ -88,6 +91,7 @@ struct h1_req {
 	uint8_t h2_nobody;                      /* the final response has no body: DATA is dropped */
 	uint8_t h2_trailed;                     /* the last chunk and trailer section are written */
 	ev_tstamp start, conn_start, req_done_at, rule_deadline;
+	struct pl_retry_st rt;                  /* route retries (retry.h): bytes kept in up_out while rt.replay */
 };
 
 struct pl_h1conn {
@@ -152,6 +156,9 @@ static void upstream_fail(struct pl_h1conn *c, int status, const char *why);
 static void backend_drop(struct pl_h1conn *c);
 static void h2nv_free(struct pl_h1conn *c);
 static void h2_dispatch(struct pl_h1conn *c);
+static int retry_later(struct pl_h1conn *c, int status, const char *why);
+static void conn_error(struct pl_h1conn *c, int status, const char *why);
+static void replay_release(struct pl_h1conn *c);
 
 /* ---------------------------------------------------------------- utils */
 
@@ -174,7 +181,9 @@ static int hdr_kind(const char *n, size_t len)
 			return H_CONNECTION;
 		return pl_strncaseeq(n, "keep-alive", 10) ? H_HOP : H_OTHER;
 	case 14:
-		return pl_strncaseeq(n, "content-length", 14) ? H_CL : H_OTHER;
+		if (pl_strncaseeq(n, "content-length", 14))
+			return H_CL;
+		return pl_strncaseeq(n, "http2-settings", 14) ? H_HOP : H_OTHER;
 	case 15:
 		return pl_strncaseeq(n, "x-forwarded-for", 15) ? H_XFF : H_OTHER;
 	case 16:
@@ -606,6 +615,30 @@ static void send_redirect(struct pl_h1conn *c, const struct pl_redirect *rd, con
 	free(loc);
 }
 
+/* A CORS preflight on a rule with the CORS filter: answered here, never forwarded. */
+static void send_preflight(struct pl_h1conn *c, const struct pl_cors *cors, const struct pl_req_view *view)
+{
+	struct h1_req *r = &c->req;
+	int status = pl_cors_preflight(&r->cors, cors, view);
+	const struct pl_header_mod *m = &r->cors.mod;
+	size_t len = pl_rh_mods_size(&m, 1);
+	char *extra = malloc(len);
+	if (!extra) {
+		conn_close(c);
+		return;
+	}
+	struct pl_wr w = { extra, extra + len, 0 };
+	pl_rh_mods_emit(&w, &m, 1, 0);
+	PL_BUG_ON(w.over);
+	if (status == 200)
+		pl_debug("%s \"%s %s\" 200 CORS preflight", c->peer, r->method, r->target);
+	else
+		pl_info("%s \"%s %s\" %d: CORS preflight from an origin the rule does not allow", c->peer, r->method,
+			r->target, status);
+	local_reply(c, status, extra, len, status != 200);
+	free(extra);
+}
+
 /*
  * Writes the request head for the backend into up_out. Returns its length,
  * or -1 (the reason is logged by the caller's 500).
@@ -759,13 +792,13 @@ static void connect_failed(struct pl_h1conn *c, const char *why)
 		pl_up_close(c->up);
 		c->up = NULL;
 	}
-	if (retry_endpoint(c, why)) {
+	if (!r->rt.replay && retry_endpoint(c, why)) {
 		c->up_sent = 0;
 		dispatch(c, 0);
 		return;
 	}
 	r->retry_ok = 0;
-	upstream_fail(c, 502, why);
+	conn_error(c, 502, why);
 }
 
 /*
@@ -798,6 +831,150 @@ static void start_mirrors(struct pl_h1conn *c, const struct pl_rh_filters *f, si
 
 static void h2_start(struct pl_h1conn *c, const struct target *t, const struct pl_rh_filters *f,
 		     const struct pl_hdr *host_hdr, size_t head_len);
+static int upgrade_h2c_only(void);
+
+/*
+ * "Upgrade: h2c" (RFC 7540 3.2) on a plaintext connection: a request without
+ * a body whose Connection field names HTTP2-Settings and that carries exactly
+ * one HTTP2-Settings field hands the connection to h2.c, which answers 101
+ * and serves the request as stream 1. 1 if it did (c is closed); 0: the
+ * request goes on as HTTP/1.1 and the upgrade is ignored (RFC 9110 7.8), as
+ * it is over TLS and for requests with a body (their body would have to be
+ * read before the switch, as nghttp2-based servers also refuse to do).
+ */
+static int h2c_upgrade(struct pl_h1conn *c, const struct target *t, const struct pl_hdr *host_hdr, size_t head_len)
+{
+	struct h1_req *r = &c->req;
+	if (c->tls || r->minor < 1 || !r->req_done || c->w->draining || !in_ctok("http2-settings", 14))
+		return 0;
+	const struct pl_hdr *set = NULL;
+	for (uint32_t i = 0; i < S.n; i++) {
+		const struct pl_hdr *h = &S.hdrs[i];
+		if (h->name_len != 14 || !pl_strncaseeq(h->name, "http2-settings", 14))
+			continue;
+		if (set)
+			return 0;
+		set = h;
+	}
+	if (!set)
+		return 0;
+	struct pl_h2_upreq rq = {
+		.method = r->method,
+		.path = t->path, .path_len = t->path_len, .query = t->query, .query_len = t->query_len,
+		.authority = t->authority ? t->authority : host_hdr ? host_hdr->value : "",
+		.authority_len = t->authority ? t->authority_len : host_hdr ? host_hdr->value_len : 0,
+		.hdrs = S.hdrs, .n_hdrs = S.n,
+		.settings = set->value, .settings_len = set->value_len,
+	};
+	int rc = pl_h2_upgrade(c->w, c->ls, c->fd, c->peer, &rq, pl_buf_rptr(&c->in) + head_len,
+			       pl_buf_size(&c->in) - head_len);
+	if (rc != 0) {
+		pl_debug("%s \"%s %s\": Upgrade: h2c ignored: %s", c->peer, r->method, r->target,
+			 rc == -EINVAL ? "invalid HTTP2-Settings" : strerror(-rc));
+		return 0;
+	}
+	c->fd = -1;   /* now h2's */
+	ev_io_stop(c->w->loop, &c->rio);
+	ev_io_stop(c->w->loop, &c->wio);
+	conn_close(c);
+	return 1;
+}
+
+/* ---------------------------------------------------------- route retries */
+
+/*
+ * Route retries (retry.h): while r->rt.replay holds, up_out keeps every byte
+ * of the backend request (c->up_sent of them sent) until the final response
+ * head says whether the request goes out again.
+ */
+static void retry_setup(struct pl_h1conn *c, size_t head)
+{
+	struct h1_req *r = &c->req;
+	int has_len = r->req_done || (c->rp.flags & F_CONTENT_LENGTH);
+	pl_retry_start(&r->rt, r->rule, r->start, r->upgrade, has_len, r->req_done ? 0 : c->rp.content_length, head);
+}
+
+/* The request will not be sent again: the bytes kept of it (those already sent) are let go. */
+static void replay_release(struct pl_h1conn *c)
+{
+	c->req.rt.replay = 0;
+	if (!c->req.retry_ok && c->up_sent) {
+		pl_buf_consume(&c->up_out, c->up_sent);
+		c->up_sent = 0;
+	}
+}
+
+/*
+ * Room for more body in up_out while the request is kept: it grows (within
+ * the connection's budget) instead of draining. 0 when the kept bytes
+ * outgrow the bound or the budget: the caller stops keeping them.
+ */
+static int replay_room(struct pl_h1conn *c)
+{
+	struct h1_req *r = &c->req;
+	if (!pl_retry_fits(&r->rt, pl_buf_size(&c->up_out)))
+		return 0;
+	if (pl_buf_space(&c->up_out) >= 2 * BODY_MARGIN)
+		return 1;
+	return pl_buf_reserve(&c->up_out, PL_BUF_STD) == 0;
+}
+
+/*
+ * The attempt failed (status: the backend's, or 0 for a connection error)
+ * before anything of its response went to the client: when the route's
+ * retry policy allows another, the backend is let go and the request waits
+ * out the backoff (T_RETRY). 1 if so.
+ */
+static int retry_later(struct pl_h1conn *c, int status, const char *why)
+{
+	struct h1_req *r = &c->req;
+	if (c->st != H1_PROXY || r->resp_started || !r->rt.replay)
+		return 0;
+	double delay = pl_retry_next(&r->rt, r->rule, status, ev_now(c->w->loop), req_stats(c), c->w->id);
+	if (delay < 0)
+		return 0;
+	backend_drop(c);
+	c->up_sent = 0;
+	r->rule_deadline = r->rt.req_deadline;   /* no attempt runs: only the request timeout */
+	pl_debug("%s \"%s %s\": %s; retry %u/%u in %.0f ms", c->peer, r->method, r->target, why, r->rt.n,
+		 r->rule->retry->attempts, delay * 1000.0);
+	return 1;
+}
+
+/*
+ * A final response head with status from the backend (h1) or h2c backend:
+ * 1 if the route retries it (the caller drops the response), else the kept
+ * request is let go and the response goes on to the client.
+ */
+static int retry_status(struct pl_h1conn *c, int status, const char *backend)
+{
+	char why[64];
+	if (status < 200 || !c->req.rt.replay || c->req.resp_started)
+		return 0;
+	snprintf(why, sizeof(why), "%s answered %d", backend, status);
+	if (retry_later(c, status, why))
+		return 1;
+	replay_release(c);
+	return 0;
+}
+
+/* The backoff is over: the kept request goes out again, to another endpoint where there is one. */
+static void retry_fire(struct pl_h1conn *c)
+{
+	struct h1_req *r = &c->req;
+	ev_tstamp now = ev_now(c->w->loop);
+	r->rt.at = 0;
+	r->ep = pl_retry_endpoint(r->cluster, r->ep);
+	r->rule_deadline = pl_retry_attempt_deadline(&r->rt, r->rule, now);
+	if (r->req_done)
+		r->req_done_at = now;   /* the proxy's backend timeout counts per attempt too */
+	r->resp_any = 0;
+	c->up_sent = 0;
+	if (r->cluster->app_proto == PL_APP_H2C)
+		r->h2_dispatch = 1;
+	else
+		dispatch(c, 0);
+}
 
 /*
  * A complete request head of head_len bytes is at the front of c->in: parse,
@@ -866,8 +1043,11 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		respond_local(c, 405, "CONNECT is not supported");
 		return;
 	}
-	r->upgrade = c->rp.upgrade && r->minor >= 1;
-	if (c->rp.upgrade && !r->upgrade) {
+	classify_headers();
+	/* Upgrade: h2c concerns this hop only (RFC 7540 3.2): taken below or ignored, never forwarded */
+	int h2c_up = c->rp.upgrade && upgrade_h2c_only();
+	r->upgrade = c->rp.upgrade && !h2c_up && r->minor >= 1;
+	if (c->rp.upgrade && !h2c_up && !r->upgrade) {
 		r->keepalive = 0;
 		respond_local(c, 400, "upgrade from HTTP/1.0");
 		return;
@@ -876,7 +1056,6 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		respond_local(c, 400, "upgrade request with a body");
 		return;
 	}
-	classify_headers();
 	if ((c->rp.flags & F_TRANSFER_ENCODING) && !te_is_chunked_only()) {
 		r->keepalive = 0;
 		respond_local(c, 501, "unsupported transfer-coding");
@@ -920,6 +1099,8 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		return;
 	}
 	S.host_len = (uint32_t)hrc;
+	if (h2c_up && h2c_upgrade(c, &t, host_hdr, head_len))
+		return;
 
 	struct pl_req_view view = {
 		.method = r->method, .method_len = (uint32_t)strlen(r->method),
@@ -936,12 +1117,17 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 	r->rule = rt.rule;
 	if (r->rule)
 		r->stats = r->rule->stats;
+	pl_rh_cors_actual(&rt.f, &view, &r->cors);
 	memcpy(r->resp_mods, rt.f.resp_mods, sizeof(r->resp_mods));
 	r->n_resp_mods = rt.f.n_resp_mods;
 	if (how == PL_RH_LOCAL) {
 		if (rt.close)
 			r->keepalive = 0;
 		respond_local(c, rt.status, rt.why);
+		return;
+	}
+	if (how == PL_RH_CORS) {
+		send_preflight(c, rt.f.cors, &view);
 		return;
 	}
 	const struct pl_rh_filters *f = &rt.f;
@@ -969,6 +1155,7 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 		start_mirrors(c, f, (size_t)hl, head_len);
 	/* a request without a body that fails on a reused connection can be replayed */
 	r->retry_ok = r->req_done && !r->upgrade && c->rp.method != HTTP_POST && c->rp.method != HTTP_PATCH;
+	retry_setup(c, (size_t)hl);
 	if (r->req_done)
 		r->req_done_at = now;
 	set_state(c, H1_PROXY);
@@ -1082,6 +1269,8 @@ static void resp_head(struct pl_h1conn *c, size_t head_len)
 		upstream_fail(c, 502, "unsupported transfer-coding from backend");
 		return;
 	}
+	if (retry_status(c, status, "backend"))
+		return;
 	if (status == 101) {
 		if (!r->upgrade) {
 			upstream_fail(c, 502, "unexpected 101 from backend");
@@ -1158,7 +1347,7 @@ static int step_resp(struct pl_h1conn *c)
 				}
 			}
 			if (c->up_eof) {
-				upstream_fail(c, 502, "backend closed the connection in the response head");
+				conn_error(c, 502, "backend closed the connection in the response head");
 				return 1;
 			}
 			return progress;
@@ -1225,6 +1414,11 @@ static int step_req_body(struct pl_h1conn *c)
 		if (!c->up_out.data && pl_buf_reserve(&c->up_out, PL_BUF_STD) != 0) {
 			conn_close(c);
 			return 1;
+		}
+		if (r->rt.replay && !replay_room(c)) {
+			pl_debug("%s \"%s %s\": request body over %u bytes: not kept for retries", c->peer, r->method,
+				 r->target, (unsigned)PL_RETRY_MAX_BODY);
+			replay_release(c);
 		}
 		if (pl_buf_space(&c->up_out) < 2 * BODY_MARGIN)
 			pl_buf_compact(&c->up_out);
@@ -1305,7 +1499,12 @@ static void backend_drop(struct pl_h1conn *c)
 /* Nothing of the request reached the h2c backend: another endpoint (at the next run), else 502. */
 static void h2_unsent(struct pl_h1conn *c, const char *why)
 {
-	if (c->h2nv && retry_endpoint(c, why)) {
+	if (c->h2nv && c->req.rt.replay) {
+		if (retry_later(c, 0, why)) {
+			kick(c);
+			return;
+		}
+	} else if (c->h2nv && retry_endpoint(c, why)) {
 		c->req.h2_dispatch = 1;
 		kick(c);
 		return;
@@ -1404,7 +1603,12 @@ static void h2_on_head(void *data, int status, const nghttp2_nv *nv, size_t n, i
 	struct h1_req *r = &c->req;
 	c->last_io = ev_now(c->w->loop);
 	r->resp_any = 1;
-	h2nv_free(c);   /* the session is connected: no retry elsewhere */
+	if (c->st == H1_PROXY && retry_status(c, status, "h2c backend")) {
+		kick(c);
+		return;
+	}
+	if (!r->rt.replay)
+		h2nv_free(c);   /* the session is connected: no retry elsewhere */
 	if (c->st == H1_PROXY && !r->resp_started) {
 		const char *why = h2_resp_head(c, status, nv, n, end_stream);
 		if (why)
@@ -1483,7 +1687,7 @@ static void h2_on_close(void *data, int failed, const char *why)
 	if (failed) {
 		if (failed == PL_H2UP_UNSENT && !r->resp_any)
 			h2_unsent(c, why);
-		else
+		else if (!retry_later(c, 0, why))
 			upstream_fail(c, 502, why);
 		kick(c);
 		return;
@@ -1506,14 +1710,18 @@ static void h2_on_close(void *data, int failed, const char *why)
 static size_t h2_read_body(void *data, uint8_t *buf, size_t len, int *eof)
 {
 	struct pl_h1conn *c = data;
-	size_t n = PL_MIN(len, pl_buf_size(&c->up_out));
+	size_t kept = c->req.rt.replay ? c->up_sent : 0;   /* a kept request is read, not consumed */
+	size_t n = PL_MIN(len, pl_buf_size(&c->up_out) - kept);
 	if (n) {
-		memcpy(buf, pl_buf_rptr(&c->up_out), n);
-		pl_buf_consume(&c->up_out, n);
+		memcpy(buf, pl_buf_rptr(&c->up_out) + kept, n);
+		if (c->req.rt.replay)
+			c->up_sent += n;
+		else
+			pl_buf_consume(&c->up_out, n);
 		c->last_io = ev_now(c->w->loop);
 		kick(c);   /* room in up_out: read the client again */
 	}
-	*eof = c->req.req_done && pl_buf_empty(&c->up_out);
+	*eof = c->req.req_done && pl_buf_size(&c->up_out) == (c->req.rt.replay ? c->up_sent : 0);
 	return n;
 }
 
@@ -1542,8 +1750,8 @@ static void h2_dispatch(struct pl_h1conn *c)
 		h2_unsent(c, msg);
 		return;
 	}
-	/* the head is kept only while a failed connect could still send it elsewhere */
-	if (r->ep_retried || r->cluster->n_eps < 2)
+	/* the head is kept only while a failed connect (or a route retry) could still send it again */
+	if ((r->ep_retried || r->cluster->n_eps < 2) && !r->rt.replay)
 		h2nv_free(c);
 }
 
@@ -1616,6 +1824,7 @@ static void h2_start(struct pl_h1conn *c, const struct target *t, const struct p
 	}
 	r->chunked = 0;   /* HTTP/2 frames the body itself */
 	c->budget.limit = c->budget_base + H2_OUT_ROOM;
+	retry_setup(c, 0);
 	if (r->req_done)
 		r->req_done_at = ev_now(c->w->loop);
 	set_state(c, H1_PROXY);
@@ -1675,11 +1884,29 @@ static int step_tunnel(struct pl_h1conn *c)
  * connection that has not seen a response byte is replayed once on a fresh
  * connection: the backend probably closed the idle connection as we used it.
  */
+static int stale_replay_ok(const struct pl_h1conn *c)
+{
+	const struct h1_req *r = &c->req;
+	return c->up && c->up->reused && r->retry_ok && !r->retried && !r->resp_any;
+}
+
+/*
+ * A connection error before a complete response head (connect failure or
+ * timeout, reset, close, per-attempt timeout): the route's retry policy
+ * first, unless the free replay of a stale pooled connection applies.
+ */
+static void conn_error(struct pl_h1conn *c, int status, const char *why)
+{
+	if (!stale_replay_ok(c) && retry_later(c, 0, why))
+		return;
+	upstream_fail(c, status, why);
+}
+
 static void upstream_fail(struct pl_h1conn *c, int status, const char *why)
 {
 	struct h1_req *r = &c->req;
 	struct pl_upconn *u = c->up;
-	if (u && u->reused && r->retry_ok && !r->retried && !r->resp_any) {
+	if (stale_replay_ok(c)) {
 		pl_debug("%s \"%s %s\": %s on a reused connection; retrying", c->peer, r->method, r->target, why);
 		pl_up_close(u);
 		c->up = NULL;
@@ -1776,7 +2003,7 @@ static void up_read(struct pl_h1conn *c)
 		if (!r->resp_any) {
 			r->resp_any = 1;
 			r->retry_ok = 0;
-			if (c->up_sent) {
+			if (c->up_sent && !r->rt.replay) {
 				pl_buf_consume(&c->up_out, c->up_sent);
 				c->up_sent = 0;
 			}
@@ -1795,11 +2022,11 @@ static void up_read(struct pl_h1conn *c)
 			snprintf(why, sizeof(why), "backend %s closed the connection without responding", u->peer);
 		else
 			snprintf(why, sizeof(why), "backend %s: read error: %s", u->peer, strerror((int)-n));
-		upstream_fail(c, 502, why);
+		conn_error(c, 502, why);
 		return;
 	}
 	if (n < 0 && !r->resp_started) {
-		upstream_fail(c, 502, "read error from backend");
+		conn_error(c, 502, "read error from backend");
 		return;
 	}
 	c->up_eof = 1;   /* step_resp decides: end of an EOF-delimited body, or truncation */
@@ -1849,7 +2076,7 @@ static int flush_up(struct pl_h1conn *c)
 	ssize_t n = pl_up_send(u, pl_buf_rptr(&c->up_out) + c->up_sent, avail);
 	if (n > 0) {
 		c->last_io = ev_now(c->w->loop);
-		if (c->req.retry_ok && c->st == H1_PROXY)
+		if ((c->req.retry_ok || c->req.rt.replay) && c->st == H1_PROXY)
 			c->up_sent += (size_t)n;
 		else
 			pl_buf_consume(&c->up_out, (size_t)n);
@@ -1868,7 +2095,7 @@ static int flush_up(struct pl_h1conn *c)
 	}
 	char why[160];
 	snprintf(why, sizeof(why), "send to backend %s failed: %s", u->peer, strerror(n < 0 ? (int)-n : EPIPE));
-	upstream_fail(c, 502, why);
+	conn_error(c, 502, why);
 	return 1;
 }
 
@@ -1930,6 +2157,13 @@ static ev_tstamp deadline(struct pl_h1conn *c, enum tmo *why)
 			CONSIDER(c->head_start + (double)cfg->header_timeout_ms / 1000.0, T_HEAD);
 		break;
 	case H1_PROXY:
+		if (r->rt.at) {
+			/* a retry waits out its backoff: only the route's request timeout runs besides */
+			CONSIDER(r->rt.at, T_RETRY);
+			if (r->rule_deadline)
+				CONSIDER(r->rule_deadline, T_RULE);
+			break;
+		}
 		if (c->up && c->up->st == PL_UP_CONNECTING && cfg->connect_timeout_ms)
 			CONSIDER(r->conn_start + (double)cfg->connect_timeout_ms / 1000.0, T_CONNECT);
 		if (r->rule_deadline && !r->resp_done)
@@ -2006,7 +2240,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		char why_s[160];
 		snprintf(why_s, sizeof(why_s), "connect to %s timed out", c->up ? c->up->peer : "?");
 		r->retry_ok = 0;
-		upstream_fail(c, 504, why_s);
+		conn_error(c, 504, why_s);
 		break;
 	}
 	case T_BACKEND:
@@ -2015,9 +2249,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		snprintf(why_s, sizeof(why_s), "%s timeout waiting for %s", why == T_RULE ? "route" : "backend",
 			 c->up ? c->up->peer : r->ep ? r->ep->text : "backend");
 		r->retry_ok = 0;
-		upstream_fail(c, 504, why_s);
+		/* timeouts.request is final; a per-attempt one (backendRequest, the proxy's) may be retried */
+		conn_error(c, 504, why_s);
 		break;
 	}
+	case T_RETRY:
+		retry_fire(c);
+		break;
 	case T_INACTIVE:
 		if (c->st == H1_PROXY && !r->req_done && !r->resp_started) {
 			/* who stalled: the backend (our bytes wait for it) or the client */

@@ -1,6 +1,7 @@
 #include "pl.h"
 #include "table.h"
 #include "reqhead.h"
+#include "cors.h"
 #include "rewrite.h"
 #include "router.h"
 #include "worker.h"
@@ -142,6 +143,10 @@ void pl_rh_collect_filters(struct pl_rh_filters *f, const struct pl_filter *fl, 
 			if (f->n_mirrors < PL_RH_MAX_MIRRORS)
 				f->mirrors[f->n_mirrors++] = &x->u.mirror;
 			break;
+		case PL_FILTER_CORS:
+			if (!f->cors)
+				f->cors = &x->u.cors;
+			break;
 		}
 	}
 }
@@ -176,6 +181,8 @@ int pl_rh_route(struct pl_worker *w, const struct pl_bind *b, const char *sni, c
 		return local(r, 404, "no route matches");
 	r->rule = r->entry->rule;
 	pl_rh_collect_filters(&r->f, r->rule->filters, r->rule->n_filters);
+	if (r->f.cors && pl_cors_is_preflight(view))
+		return PL_RH_CORS;
 	if (r->f.redirect)
 		return PL_RH_REDIRECT;
 	const struct pl_backend *be = pl_router_pick(r->rule);
@@ -198,6 +205,16 @@ int pl_rh_route(struct pl_worker *w, const struct pl_bind *b, const char *sni, c
 			r->rule_deadline = d;
 	}
 	return PL_RH_PROXY;
+}
+
+void pl_rh_cors_actual(struct pl_rh_filters *f, const struct pl_req_view *view, struct pl_cors_fields *store)
+{
+	if (!f->cors)
+		return;
+	const struct pl_header_mod *m = pl_cors_actual(store, f->cors, view);
+	/* the compiler allows one ResponseHeaderModifier per list: rule + backendRef leave room */
+	PL_BUG_ON(f->n_resp_mods >= PL_RH_MAX_MODS);
+	f->resp_mods[f->n_resp_mods++] = m;
 }
 
 int pl_rh_mods_hit(const struct pl_header_mod *const *mods, unsigned n, const char *name, size_t len)

@@ -74,6 +74,7 @@ struct pl_rh_filters {
 	const struct pl_rewrite *rewrite;      /* first one wins */
 	const struct pl_mirror *mirrors[PL_RH_MAX_MIRRORS];
 	unsigned n_mirrors;
+	const struct pl_cors *cors;            /* added (CORS): first one wins */
 };
 
 void pl_rh_collect_filters(struct pl_rh_filters *f, const struct pl_filter *fl, uint32_t n);
@@ -104,10 +105,24 @@ struct pl_rh_route {
 	char whybuf[160];
 };
 
-enum { PL_RH_PROXY = 0, PL_RH_REDIRECT, PL_RH_LOCAL };
+/*
+ * PL_RH_CORS (added): a CORS preflight on a rule with a CORS filter
+ * (r->f.cors), answered by the caller with pl_cors_preflight() (cors.h)
+ * before redirects and whether or not the rule has a usable backend.
+ */
+enum { PL_RH_PROXY = 0, PL_RH_REDIRECT, PL_RH_LOCAL, PL_RH_CORS };
 
 int pl_rh_route(struct pl_worker *w, const struct pl_bind *b, const char *sni, const struct pl_req_view *view,
 		double now, struct pl_rh_route *r);
+
+/*
+ * Added (CORS): when f->cors is set, fills store with the CORS filter's
+ * change to the backend's response for this request (pl_cors_actual()) and
+ * appends it to f->resp_mods, after the rule's and backendRef's modifiers.
+ * store must live as long as the copy of resp_mods the caller keeps.
+ */
+struct pl_cors_fields;
+void pl_rh_cors_actual(struct pl_rh_filters *f, const struct pl_req_view *view, struct pl_cors_fields *store);
 
 /*
  * Header modifiers (RequestHeaderModifier / ResponseHeaderModifier lists).

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/stats.h"
 #include "common/table.h"
+#include "common/tabledump.h"
 #include "controller/compile.h"
 #include "controller/status.h"
 #include "controller/store.h"
@@ -643,7 +644,7 @@ static void test_matches_filters(void)
 				  " {type: RequestRedirect, requestRedirect: {scheme: https}}]}]")
 		ROUTE("bad4", "", "[{timeouts: {request: 1s, backendRequest: 2s}}]")
 		ROUTE("bad5", "", "[{timeouts: {request: 1x}}]")
-		ROUTE("bad6", "", "[{filters: [{type: RequestRedirect, requestRedirect: {statusCode: 307}}]}]")
+		ROUTE("bad6", "", "[{filters: [{type: RequestRedirect, requestRedirect: {statusCode: 305}}]}]")
 		ROUTE("bad7", "", "[{filters: [{type: ExtensionRef, extensionRef: {group: x, kind: y, name: z}}]}]")
 		ROUTE("bad8", "", "[{filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: 'a b', value: x}]}}]}]")
 		ROUTE("bad9", "", "[{matches: [{path: {type: PathPrefix, value: '/a//b'}}]}]")
@@ -724,9 +725,11 @@ static void test_matches_filters(void)
 		CHECK(!strcmp(rd->scheme, "https") && !strcmp(rd->hostname, "x.com") && rd->port == 8443 &&
 		      rd->status_code == 301 && rd->path.type == PL_PATHMOD_FULL && !strcmp(rd->path.value, "/full"));
 	}
-	/* config_json is valid JSON and mentions the clusters */
+	/* the table as JSON is valid and mentions the clusters */
 	json_error_t je;
-	json_t *cj = json_loads(r.table->config_json, 0, &je);
+	char *js = pl_table_json(r.table, NULL);
+	json_t *cj = json_loads(js, 0, &je);
+	free(js);
 	CHECK(cj && json_array_size(json_object_get(cj, "binds")) == 1);
 	CHECK(cj && json_array_size(json_object_get(cj, "clusters")) == 2);
 	json_decref(cj);
@@ -863,6 +866,52 @@ static void test_status_print(void)
 	pl_compile_result_clear(&r);
 }
 
+/* ---------------------------------------------------------------- retry (added) */
+
+static int retry_has(const struct pl_retry *rp, int code)
+{
+	unsigned k = (unsigned)(code - PL_RETRY_CODE_MIN);
+	return rp->codes[k / 64] >> (k % 64) & 1;
+}
+
+static void test_retry(void)
+{
+	const char *y = BASE
+		ROUTE("r1", "", "[{retry: {codes: [500, 502, 503, 504], attempts: 3, backoff: 100ms}}]")
+		ROUTE("r2", "", "[{matches: [{path: {value: /r2}}], retry: {}}]")
+		ROUTE("r3", "", "[{matches: [{path: {value: /r3}}], retry: {codes: [400, 599]}}]")
+		ROUTE("bad1", "", "[{retry: {codes: [600]}}]")
+		ROUTE("bad2", "", "[{retry: {codes: [399]}}]")
+		ROUTE("bad3", "", "[{retry: {attempts: 0}}]")
+		ROUTE("bad4", "", "[{retry: {backoff: 1x}}]")
+		ROUTE("bad5", "", "[{retry: {codes: [500, 500]}}]")
+		ROUTE("bad6", "", "[{retry: {codes: '500'}}]")
+		ROUTE("bad7", "", "[{retry: [500]}]")
+		ROUTE("bad8", "", "[{retry: {attempts: 101}}]");
+	struct pl_compile_result r = run(y);
+	const struct pl_rule *ru = only_rule(&r, "HTTPRoute/default/r1");
+	CHECK(ru && ru->retry && ru->retry->attempts == 3 && ru->retry->backoff_ms == 100);
+	CHECK(ru && ru->retry && retry_has(ru->retry, 500) && retry_has(ru->retry, 504) && !retry_has(ru->retry, 501) &&
+	      !retry_has(ru->retry, 400));
+	ru = only_rule(&r, "HTTPRoute/default/r2");
+	CHECK(ru && ru->retry && ru->retry->attempts == 1 && ru->retry->backoff_ms == 25);
+	CHECK(ru && ru->retry && !ru->retry->codes[0] && !ru->retry->codes[1] && !ru->retry->codes[2] &&
+	      !ru->retry->codes[3]);
+	ru = only_rule(&r, "HTTPRoute/default/r3");
+	CHECK(ru && ru->retry && retry_has(ru->retry, 400) && retry_has(ru->retry, 599) && !retry_has(ru->retry, 500));
+	for (int i = 1; i <= 8; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), "bad%d", i);
+		CHECK(has_cond(route_conds(&r, "default", n, 0), "Accepted", "False", "UnsupportedValue"));
+	}
+	/* GET /config shows the policy */
+	char *js = pl_table_json(r.table, NULL);
+	CHECK(js && strstr(js, "\"retry\":{\"codes\":[500,502,503,504],\"attempts\":3,\"backoffMs\":100}"));
+	CHECK(js && strstr(js, "\"retry\":{\"codes\":[],\"attempts\":1,\"backoffMs\":25}"));
+	free(js);
+	pl_compile_result_clear(&r);
+}
+
 int main(void)
 {
 	pl_log_set_level(PL_LOG_ERROR);
@@ -878,6 +927,7 @@ int main(void)
 	test_weights();
 	test_endpoints();
 	test_status_print();
+	test_retry();
 	if (fails)
 		fprintf(stderr, "test_compiler: %d check(s) failed\n", fails);
 	else

@@ -49,6 +49,7 @@ static void test_kinds(void)
 	CHECK(hdr_kind(STR("Proxy-Connection")) == H_HOP);
 	CHECK(hdr_kind(STR("TE")) == H_HOP);
 	CHECK(hdr_kind(STR("Trailer")) == H_HOP);
+	CHECK(hdr_kind(STR("HTTP2-Settings")) == H_HOP);
 	CHECK(hdr_kind(STR("Upgrade")) == H_UPGRADE);
 	CHECK(hdr_kind(STR("x-forwarded-for")) == H_XFF);
 	CHECK(hdr_kind(STR("X-Forwarded-Proto")) == H_XFP);
