@@ -154,6 +154,17 @@ static void str_or_null(struct out *o, const char *s)
 		lit(o, "null");
 }
 
+static void str_array(struct out *o, char *const *v, uint32_t n)
+{
+	lit(o, "[");
+	for (uint32_t i = 0; i < n; i++) {
+		if (i)
+			lit(o, ",");
+		str(o, v[i]);
+	}
+	lit(o, "]");
+}
+
 static void host(struct out *o, const struct pl_hostname *h)
 {
 	if (h->kind == PL_HOST_ANY) {
@@ -173,16 +184,27 @@ static const char *proto_str(enum pl_proto p)
 	return (unsigned)p < PL_ARRAY_LEN(s) ? s[p] : "?";
 }
 
+/* {"type": type, "name": name, "value": value}, without "type" when type is NULL; a ',' first unless first. */
+static void name_value(struct out *o, int first, const char *type, const char *name, const char *value)
+{
+	lit(o, first ? "{" : ",{");
+	if (type) {
+		lit(o, "\"type\":\"");
+		lit(o, type);
+		lit(o, "\",");
+	}
+	lit(o, "\"name\":");
+	str(o, name);
+	lit(o, ",\"value\":");
+	str(o, value);
+	lit(o, "}");
+}
+
 static void kvs(struct out *o, const struct pl_kv *kv, uint32_t n)
 {
 	lit(o, "[");
-	for (uint32_t i = 0; i < n; i++) {
-		lit(o, i ? ",{\"name\":" : "{\"name\":");
-		str(o, kv[i].name);
-		lit(o, ",\"value\":");
-		str(o, kv[i].value);
-		lit(o, "}");
-	}
+	for (uint32_t i = 0; i < n; i++)
+		name_value(o, i == 0, NULL, kv[i].name, kv[i].value);
 	lit(o, "]");
 }
 
@@ -237,13 +259,8 @@ static void filters(struct out *o, const struct pl_filter *f, uint32_t n)
 			kvs(o, h->set, h->n_set);
 			lit(o, ",\"add\":");
 			kvs(o, h->add, h->n_add);
-			lit(o, ",\"remove\":[");
-			for (uint32_t k = 0; k < h->n_remove; k++) {
-				if (k)
-					lit(o, ",");
-				str(o, h->remove[k]);
-			}
-			lit(o, "]");
+			lit(o, ",\"remove\":");
+			str_array(o, h->remove, h->n_remove);
 			break;
 		}
 		case PL_FILTER_REDIRECT: {
@@ -286,14 +303,8 @@ static void filters(struct out *o, const struct pl_filter *f, uint32_t n)
 static void kv_matches(struct out *o, const struct pl_kv_match *m, uint32_t n)
 {
 	lit(o, "[");
-	for (uint32_t i = 0; i < n; i++) {
-		lit(o, i ? ",{" : "{");
-		lit(o, m[i].type == PL_MATCH_EXACT ? "\"type\":\"Exact\",\"name\":" : "\"type\":\"RegularExpression\",\"name\":");
-		str(o, m[i].name);
-		lit(o, ",\"value\":");
-		str(o, m[i].value);
-		lit(o, "}");
-	}
+	for (uint32_t i = 0; i < n; i++)
+		name_value(o, i == 0, m[i].type == PL_MATCH_EXACT ? "Exact" : "RegularExpression", m[i].name, m[i].value);
 	lit(o, "]");
 }
 
@@ -388,13 +399,8 @@ static void backend_tls(struct out *o, const struct pl_backend_tls *bt)
 	lit(o, ",\"hostname\":");
 	str_or_null(o, bt->sni);
 	lit(o, bt->ca_pem ? ",\"ca\":\"caCertificateRefs\"" : ",\"ca\":\"System\"");
-	lit(o, ",\"subjectAltNames\":[");
-	for (uint32_t k = 0; k < bt->n_sans; k++) {
-		if (k)
-			lit(o, ",");
-		str(o, bt->sans[k]);
-	}
-	lit(o, "]");
+	lit(o, ",\"subjectAltNames\":");
+	str_array(o, bt->sans, bt->n_sans);
 	if (bt->error) {
 		lit(o, ",\"error\":");
 		str(o, bt->error);

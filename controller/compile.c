@@ -5,13 +5,25 @@
  *  1. GatewayClasses we serve.
  *  2. Gateways of those classes: addresses, listeners, conflicts inside a
  *     Gateway, then across Gateways sharing an address:port.
- *  3. HTTPRoutes: rules validated once per route (independent of parents),
- *     then each parentRef attached to the listeners it selects and allows.
+ *  3. Routes: rules validated once per route (independent of parents), then
+ *     each parentRef attached to the listeners it selects and allows.
  *  4. The table: clusters for attached routes only, binds, listeners, vhosts
  *     and entries sorted by the spec's precedence.
- *  5. Statuses, and the table as JSON.
- * Temporaries live in a scratch arena freed at the end; what the proxy reads
- * lives in table->arena.
+ *  5. Statuses.
+ *
+ * Incremental (struct pl_compiler): passes 1 and 2 run every time (a few
+ * objects); while nothing they and the routes depend on changed
+ * (cache_stale()), pass 3 reuses every route whose object is the same
+ * (struct croute: parsed rules, attachments, status, in a refcounted blob)
+ * and pass 4 keeps, from one compile to the next, each served listener's
+ * vhosts (struct lcache/vcache), each cluster (struct cclu) and each route's
+ * rules as tables hold them (struct rinst): a compile rebuilds only the
+ * vhosts whose hostnames a changed route carries, the clusters of Services
+ * whose EndpointSlices changed, and the rules naming those clusters. Tables
+ * share all of that (blobs, released by a cleanup of the table's arena) and
+ * copy only the top: binds, listeners, vhost arrays, rule and cluster lists.
+ * A full compile is the same code with nothing cached.
+ * Temporaries live in a scratch arena freed at the end.
  */
 #include "pl.h"
 #include "arena.h"
@@ -554,6 +566,18 @@ static void smap_free(struct smap *m)
 	m->cap = m->n = 0;
 }
 
+/* Frees a heap map whose keys it owns (heap strings), each value with vfree. */
+static void smap_free_owned(struct smap *m, void (*vfree)(void *))
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->s[i].k)
+			continue;
+		free((char *)m->s[i].k);
+		vfree(m->s[i].v);
+	}
+	smap_free(m);
+}
+
 /* Removes k (linear probing: the entries after it move back so lookups still find them). */
 static void smap_del(struct smap *m, const char *k)
 {
@@ -637,7 +661,7 @@ struct lst {
 	enum from from;
 	json_t *selector;
 	unsigned attached;
-	struct vec att;              /* struct attach *, route order */
+	struct vec att;              /* struct attach *, route order (only with BackendTLSPolicies) */
 	int dup;                     /* duplicate listener name: not reported */
 };
 
@@ -834,7 +858,7 @@ struct ctx {
 	size_t n_gws;
 	json_t *gw_index;            /* "ns/name" -> index into gws */
 	json_t *cls_status;          /* served class name -> status json */
-	struct vec blobs;            /* struct blob * the table points into */
+	struct vec blobs;            /* struct blob * the table points into (in the table's arena) */
 	struct vec deps;             /* struct dep * read by this compile */
 	struct croute **routes;
 	size_t n_routes;
@@ -916,17 +940,30 @@ struct kbuf {
 	int over;                    /* too long: built fresh, not shared */
 };
 
+/* Digits of v in base (10 or 16) ending just before buf + 24 (not terminated); returns where they start. */
+static char *udigits(char *buf, uint64_t v, unsigned base)
+{
+	char *p = buf + 24;
+	do {
+		*--p = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	return p;
+}
+
+/* Appends len, ':' and the bytes of s (lengths make any concatenation unambiguous). */
 static void kput(struct kbuf *k, const char *s, size_t len)
 {
-	char num[24];
-	int nl = snprintf(num, sizeof(num), "%zu:", len);
-	if (k->over || k->n + (size_t)nl + len + 1 >= sizeof(k->b)) {
+	char buf[24], *d = udigits(buf, len, 10);
+	size_t nl = (size_t)(buf + 24 - d);
+	if (k->over || k->n + nl + 1 + len + 1 >= sizeof(k->b)) {
 		k->over = 1;
 		return;
 	}
-	memcpy(k->b + k->n, num, (size_t)nl);
-	memcpy(k->b + k->n + (size_t)nl, s, len);
-	k->n += (size_t)nl + len;
+	memcpy(k->b + k->n, d, nl);
+	k->b[k->n + nl] = ':';
+	memcpy(k->b + k->n + nl + 1, s, len);
+	k->n += nl + 1 + len;
 	k->b[k->n] = '\0';
 }
 
@@ -937,16 +974,16 @@ static void kstr(struct kbuf *k, const char *s)
 
 static void knum(struct kbuf *k, long long v)
 {
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", v);
-	kput(k, num, (size_t)n);
+	char buf[24], *d = udigits(buf, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, 10);
+	if (v < 0)
+		*--d = '-';
+	kput(k, d, (size_t)(buf + 24 - d));
 }
 
 static void kptr(struct kbuf *k, const void *p)
 {
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%p", p);
-	kput(k, num, (size_t)n);
+	char buf[24], *d = udigits(buf, (uintptr_t)p, 16);
+	kput(k, d, (size_t)(buf + 24 - d));
 }
 
 /* A new reference to the value shared under k, or NULL. */
@@ -986,15 +1023,14 @@ static void jint_gc(struct pl_compiler *pc)
 	pc->jint_live = pc->jint.n;
 }
 
+static void jdecref(void *v)
+{
+	json_decref(v);
+}
+
 static void jint_clear(struct pl_compiler *pc)
 {
-	for (size_t i = 0; i < pc->jint.cap; i++) {
-		if (!pc->jint.s[i].k)
-			continue;
-		free((char *)pc->jint.s[i].k);
-		json_decref(pc->jint.s[i].v);
-	}
-	smap_free(&pc->jint);
+	smap_free_owned(&pc->jint, jdecref);
 }
 
 /* A string value, shared. */
@@ -1916,6 +1952,7 @@ struct rctx {
 	const char *refs_reason;     /* NULL: resolved */
 	char refs_msg[256];
 	json_t *parents;             /* status.parents */
+	int unhealthy;               /* some condition in parents is */
 };
 
 static int bad(struct rctx *rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1940,6 +1977,57 @@ static void route_refs(struct rctx *rc, const char *reason, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(rc->refs_msg, sizeof(rc->refs_msg), fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * Where in a route a field is, for error messages ("%.128s%s" and
+ * "%.128s%s[%zu]"): built for every field parsed, so without snprintf,
+ * which was a tenth of a compile.
+ */
+/* The concatenation of the n strings in parts, in arena a (names built per route and endpoint). */
+static char *acat(struct pl_arena *a, const char *const *parts, size_t n)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(parts[i]);
+	char *d = pl_arena_alloc(a, len + 1), *p = d;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(parts[i]);
+		memcpy(p, parts[i], l);
+		p += l;
+	}
+	return d;
+}
+
+/* Appends s[0..len) to w (n bytes, NUL-terminated) at *at, cutting what does not fit. */
+static void wput(char *w, size_t n, size_t *at, const char *s, size_t len)
+{
+	size_t room = n - 1 - *at;
+	if (len > room)
+		len = room;
+	memcpy(w + *at, s, len);
+	*at += len;
+	w[*at] = '\0';
+}
+
+static char *wcat(char *w, size_t n, const char *what, const char *suffix)
+{
+	size_t at = 0;
+	w[0] = '\0';
+	wput(w, n, &at, what, strnlen(what, 128));
+	wput(w, n, &at, suffix, strlen(suffix));
+	return w;
+}
+
+static char *widx(char *w, size_t n, const char *what, const char *suffix, size_t i)
+{
+	char buf[24], *d = udigits(buf, i, 10);
+	wcat(w, n, what, suffix);
+	size_t at = strlen(w);
+	wput(w, n, &at, "[", 1);
+	wput(w, n, &at, d, (size_t)(buf + 24 - d));
+	wput(w, n, &at, "]", 1);
+	return w;
 }
 
 static void regex_cleanup(void *p)
@@ -2045,7 +2133,7 @@ static int parse_kv_matches(struct rctx *rc, json_t *arr, const char *what, int 
 		} else if (strcmp(type, "RegularExpression") == 0) {
 			m->type = PL_MATCH_REGEX;
 			char w[256];
-			snprintf(w, sizeof(w), "%.128s[%zu]", what, i);
+			widx(w, sizeof(w), what, "", i);
 			m->re = compile_regex(rc, w, val);
 			if (!m->re)
 				return -1;
@@ -2085,7 +2173,7 @@ static int parse_match(struct rctx *rc, json_t *jm, struct pl_match *m, const ch
 		m->path = pl_arena_strdup(a, val);
 		m->path_len = (uint32_t)strlen(val);
 		char w[256];
-		snprintf(w, sizeof(w), "%.128s.path", what);
+		wcat(w, sizeof(w), what, ".path");
 		m->path_re = compile_regex(rc, w, val);
 		if (!m->path_re)
 			return -1;
@@ -2109,10 +2197,10 @@ static int parse_match(struct rctx *rc, json_t *jm, struct pl_match *m, const ch
 	if (b)
 		return bad(rc, "%s: headers and queryParams must be lists", what);
 	char w[256];
-	snprintf(w, sizeof(w), "%.128s.headers", what);
+	wcat(w, sizeof(w), what, ".headers");
 	if (parse_kv_matches(rc, hs, w, 1, &m->headers, &m->n_headers) != 0)
 		return -1;
-	snprintf(w, sizeof(w), "%.128s.queryParams", what);
+	wcat(w, sizeof(w), what, ".queryParams");
 	if (parse_kv_matches(rc, qs, w, 0, &m->queries, &m->n_queries) != 0)
 		return -1;
 	return 0;
@@ -2181,7 +2269,7 @@ static int parse_grpc_match(struct rctx *rc, json_t *jm, struct pl_match *m, uin
 				m->path = pl_arena_printf(a, "/%s", svc);
 			} else {
 				char w[256];
-				snprintf(w, sizeof(w), "%.128s.method", what);
+				wcat(w, sizeof(w), what, ".method");
 				m->path_type = PL_PATH_REGEX;
 				m->path = pl_arena_printf(a, "/[^/]+/%s", meth);
 				m->path_re = compile_regex(rc, w, m->path);
@@ -2190,7 +2278,7 @@ static int parse_grpc_match(struct rctx *rc, json_t *jm, struct pl_match *m, uin
 			}
 		} else if (strcmp(type, "RegularExpression") == 0) {
 			char w[256];
-			snprintf(w, sizeof(w), "%.128s.method", what);
+			wcat(w, sizeof(w), what, ".method");
 			/* each part alone first, so a bad one is named and cannot leak into the other */
 			if ((svc && !compile_regex(rc, w, svc)) || (meth && !compile_regex(rc, w, meth)))
 				return -1;
@@ -2209,7 +2297,7 @@ static int parse_grpc_match(struct rctx *rc, json_t *jm, struct pl_match *m, uin
 	if (b)
 		return bad(rc, "%s: headers must be a list", what);
 	char w[256];
-	snprintf(w, sizeof(w), "%.128s.headers", what);
+	wcat(w, sizeof(w), what, ".headers");
 	return parse_kv_matches(rc, hs, w, 1, &m->headers, &m->n_headers);
 }
 
@@ -2251,10 +2339,10 @@ static int parse_header_mod(struct rctx *rc, json_t *j, const char *what, struct
 	if (b)
 		return bad(rc, "%s: set, add and remove must be lists", what);
 	char w[256];
-	snprintf(w, sizeof(w), "%.128s.set", what);
+	wcat(w, sizeof(w), what, ".set");
 	if (parse_kv_list(rc, set, w, &h->set, &h->n_set) != 0)
 		return -1;
-	snprintf(w, sizeof(w), "%.128s.add", what);
+	wcat(w, sizeof(w), what, ".add");
 	if (parse_kv_list(rc, add, w, &h->add, &h->n_add) != 0)
 		return -1;
 	size_t n = json_array_size(rm), i;
@@ -2547,13 +2635,13 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 	if (strcmp(type, "RequestHeaderModifier") == 0) {
 		f->type = PL_FILTER_REQUEST_HEADER;
 		bit = F_REQHDR;
-		snprintf(w, sizeof(w), "%.128s.requestHeaderModifier", what);
+		wcat(w, sizeof(w), what, ".requestHeaderModifier");
 		if (parse_header_mod(rc, json_object_get(jf, "requestHeaderModifier"), w, &f->u.hdr) != 0)
 			return -1;
 	} else if (strcmp(type, "ResponseHeaderModifier") == 0) {
 		f->type = PL_FILTER_RESPONSE_HEADER;
 		bit = F_RESPHDR;
-		snprintf(w, sizeof(w), "%.128s.responseHeaderModifier", what);
+		wcat(w, sizeof(w), what, ".responseHeaderModifier");
 		if (parse_header_mod(rc, json_object_get(jf, "responseHeaderModifier"), w, &f->u.hdr) != 0)
 			return -1;
 	} else if (backend_level) {
@@ -2587,7 +2675,7 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 		if (r < 0 || (v != 301 && v != 302 && v != 303 && v != 307 && v != 308))
 			return bad(rc, "%s.requestRedirect.statusCode: must be 301, 302, 303, 307 or 308", what);
 		rd->status_code = (int)v;
-		snprintf(w, sizeof(w), "%.128s.requestRedirect.path", what);
+		wcat(w, sizeof(w), what, ".requestRedirect.path");
 		if (parse_path_mod(rc, json_object_get(j, "path"), w, &rd->path) != 0)
 			return -1;
 	} else if (strcmp(type, "URLRewrite") == 0) {
@@ -2606,7 +2694,7 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 				return bad(rc, "%s.urlRewrite.hostname: invalid", what);
 			rw->hostname = pl_arena_strdup(rc->a, hb);
 		}
-		snprintf(w, sizeof(w), "%.128s.urlRewrite.path", what);
+		wcat(w, sizeof(w), what, ".urlRewrite.path");
 		if (parse_path_mod(rc, json_object_get(j, "path"), w, &rw->path) != 0)
 			return -1;
 	} else if (strcmp(type, "CORS") == 0) {
@@ -2620,7 +2708,7 @@ static int parse_filter(struct rctx *rc, json_t *jf, const char *what, struct pl
 		f->type = PL_FILTER_MIRROR;
 		if (!json_is_object(j))
 			return bad(rc, "%s.requestMirror is required", what);
-		snprintf(w, sizeof(w), "%.128s.requestMirror.backendRef", what);
+		wcat(w, sizeof(w), what, ".requestMirror.backendRef");
 		if (resolve_ref(rc, json_object_get(j, "backendRef"), w, fm) != 0)
 			return -1;
 		long long pct = 0;
@@ -2770,7 +2858,8 @@ static int parse_retry(struct rctx *rc, const json_t *jt, uint32_t index, const 
 static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule *out)
 {
 	struct pl_arena *a = rc->a;
-	char w[256];
+	char w[256], rp[32];
+	widx(rp, sizeof(rp), "spec.rules", "", index);
 	if (!json_is_object(jr))
 		return bad(rc, "spec.rules[%u]: not a mapping", index);
 	struct pl_rule *r = pl_arena_alloc(a, sizeof(*r));
@@ -2799,7 +2888,7 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 	}
 	json_t *e;
 	json_array_foreach(ms, i, e) {
-		snprintf(w, sizeof(w), "spec.rules[%u].matches[%zu]", index, i);
+		widx(w, sizeof(w), rp, ".matches", i);
 		if (rc->cr->grpc ? parse_grpc_match(rc, e, &out->m[i], &out->grank[i], w) != 0
 				 : parse_match(rc, e, &out->m[i], w) != 0)
 			return -1;
@@ -2809,7 +2898,7 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 	r->filters = aarr(a, nf, sizeof(struct pl_filter));
 	out->fm = aarr(a, nf, sizeof(struct bref));
 	json_array_foreach(fs, i, e) {
-		snprintf(w, sizeof(w), "spec.rules[%u].filters[%zu]", index, i);
+		widx(w, sizeof(w), rp, ".filters", i);
 		if (parse_filter(rc, e, w, &r->filters[i], &out->fm[i], 0, &seen) != 0)
 			return -1;
 		if (r->filters[i].type == PL_FILTER_MIRROR)
@@ -2845,7 +2934,7 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 	out->bk = aarr(a, nb, sizeof(struct bref));
 	json_array_foreach(bs, i, e) {
 		struct pl_backend *be = &r->backends[i];
-		snprintf(w, sizeof(w), "spec.rules[%u].backendRefs[%zu]", index, i);
+		widx(w, sizeof(w), rp, ".backendRefs", i);
 		if (resolve_ref(rc, e, w, &out->bk[i]) != 0)
 			return -1;
 		long long wt = 1;
@@ -2862,7 +2951,7 @@ static int parse_rule(struct rctx *rc, json_t *jr, uint32_t index, struct crule 
 		unsigned bseen = 0;
 		json_array_foreach(bfs, j, bf) {
 			char w2[256];
-			snprintf(w2, sizeof(w2), "%.128s.filters[%zu]", w, j);
+			widx(w2, sizeof(w2), w, ".filters", j);
 			if (parse_filter(rc, bf, w2, &be->filters[j], NULL, 1, &bseen) != 0)
 				return -1;
 		}
@@ -3126,6 +3215,9 @@ static void route_parent(struct rctx *rc, json_t *pr)
 		snprintf(msg, sizeof(msg), "%zu rule(s) dropped: %s", rc->n_dropped, rc->drop_msg);
 		cv[ncv++] = cond(c, cr->o, "PartiallyInvalid", 1, "UnsupportedValue", msg);
 	}
+	/* the conditions just made, in their unhealthy state (what unhealthy() looks for) */
+	if (reason || rc->refs_reason || (rc->n_dropped && cr->n_rules))
+		rc->unhealthy = 1;
 	json_t *echo = parent_ref_echo(c, pr, group, kind);
 	struct kbuf k = { .n = 0 };
 	kstr(&k, "p");
@@ -3179,8 +3271,8 @@ static struct croute *route_build(struct ctx *c, const struct pl_obj *o, size_t 
 	json_t *prs = aget(json_object_get(o->json, "spec"), "parentRefs", &bd), *pr;
 	if (!json_array_size(prs))
 		return cr;
-	cr->key = pl_arena_printf(b->a, "%s/%s", o->ns, o->name);
-	cr->full = pl_arena_printf(b->a, "%s/%s/%s", cr->kind, o->ns, o->name);
+	cr->key = acat(b->a, (const char *[]){ o->ns, "/", o->name }, 3);
+	cr->full = acat(b->a, (const char *[]){ cr->kind, "/", o->ns, "/", o->name }, 5);
 	struct rctx rc = { .c = c, .cr = cr, .a = b->a };
 	rc.parents = J(json_array());
 	parse_route(&rc);
@@ -3201,7 +3293,7 @@ static struct croute *route_build(struct ctx *c, const struct pl_obj *o, size_t 
 			jset(st, "parents", json_incref(rc.parents));
 			jint_keep(c, &kb, st);
 		}
-		cr->unhealthy = unhealthy(st);
+		cr->unhealthy = rc.unhealthy;
 		cr->status = obj_header(c, o, st);
 	}
 	json_decref(rc.parents);
@@ -3299,7 +3391,8 @@ static void pass_routes(struct ctx *c)
 		for (size_t j = 0; j < cr->atts.n; j++) {
 			struct attach *a = cr->atts.v[j];
 			struct lst *l = &c->gws[a->gi].l[a->li];
-			vpush(c->tmp, &l->att, a);
+			if (c->n_btls)   /* pass_btls_ancestors() walks them */
+				vpush(c->tmp, &l->att, a);
 			l->attached++;
 		}
 	}
@@ -3339,13 +3432,7 @@ static void slices_clear(struct pl_compiler *pc)
 		free(ss);
 	}
 	smap_free(&pc->slices);
-	for (size_t i = 0; i < pc->slice_svc.cap; i++) {
-		if (!pc->slice_svc.s[i].k)
-			continue;
-		free((char *)pc->slice_svc.s[i].k);
-		free(pc->slice_svc.s[i].v);
-	}
-	smap_free(&pc->slice_svc);
+	smap_free_owned(&pc->slice_svc, free);
 	pc->have_slices = 0;
 }
 
@@ -3565,8 +3652,10 @@ static void add_endpoints(struct ctx *c, const json_t *sport, const struct vec *
 				sin6->sin6_port = htons((uint16_t)port);
 				len = sizeof(*sin6);
 			}
-			char *text = fam == AF_INET ? pl_arena_printf(c->tmp, "%s:%lld", ip, port)
-						    : pl_arena_printf(c->tmp, "[%s]:%lld", ip, port);
+			char pbuf[25], *pd = udigits(pbuf, (uint64_t)port, 10);
+			pbuf[24] = '\0';
+			char *text = fam == AF_INET ? acat(c->tmp, (const char *[]){ ip, ":", pd }, 3)
+						    : acat(c->tmp, (const char *[]){ "[", ip, "]:", pd }, 4);
 			if (ep_seen(c, &seen, &eps, text))
 				continue;
 			json_t *rd = json_object_get(json_object_get(ej, "conditions"), "ready");
@@ -3875,10 +3964,12 @@ static char *cluster_name(struct ctx *c, struct pl_arena *a, const struct bref *
 	const char *sp = sget(b->port, "protocol"), *ap = sget(b->port, "appProtocol");
 	int infer_h2c = b->grpc && (!ap || !*ap);
 	const char *sfx = sp && !strcmp(sp, "UDP") ? "/UDP" : infer_h2c ? "/h2c" : "";
+	char pbuf[25], *pd = udigits(pbuf, port < 0 ? 0 : (uint64_t)port, 10);
+	pbuf[24] = '\0';
 	if (cg)
-		return pl_arena_printf(a, "%s/%s:%lld%s/gw=%s/%s", b->svc->ns, b->svc->name, port, sfx, cg->o->ns,
-				       cg->o->name);
-	return pl_arena_printf(a, "%s/%s:%lld%s", b->svc->ns, b->svc->name, port, sfx);
+		return acat(a, (const char *[]){ b->svc->ns, "/", b->svc->name, ":", pd, sfx, "/gw=", cg->o->ns, "/",
+					     cg->o->name }, 10);
+	return acat(a, (const char *[]){ b->svc->ns, "/", b->svc->name, ":", pd, sfx }, 6);
 }
 
 /* A copy of a BackendTLSPolicy's settings in arena a: clusters outlive the compile that made them. */
@@ -4073,19 +4164,11 @@ static void rinst_build(struct ctx *c, struct croute *cr)
 		const struct crule *ru = &cr->rules[i];
 		const struct pl_rule *t = ru->r;
 		struct pl_rule *r = pl_arena_alloc(a, sizeof(*r));
-		r->route = t->route;
-		r->rule_index = t->rule_index;
-		r->stats = cr->stats;
-		r->filters = t->filters;
-		r->n_filters = t->n_filters;
-		r->schedule = t->schedule;
-		r->n_schedule = t->n_schedule;
+		/* every field as parsed (templates never reach a table, their cursor is untouched) ... */
+		memcpy(r, t, sizeof(*r));
+		/* ... then what is this route's and this table's */
 		atomic_init(&r->sched_pos, 0);
-		r->timeout_request_ms = t->timeout_request_ms;
-		r->timeout_backend_ms = t->timeout_backend_ms;
-	r->retry = t->retry;   /* added (retry): in the blob's arena, like filters */
-		r->matches = t->matches;
-		r->n_matches = t->n_matches;
+		r->stats = cr->stats;
 		r->backends = aarr(a, t->n_backends, sizeof(struct pl_backend));
 		r->n_backends = t->n_backends;
 		for (uint32_t b = 0; b < t->n_backends; b++) {
@@ -4573,6 +4656,16 @@ static void vhosts_update(struct ctx *c, struct vec *binds)
 static void build_table(struct ctx *c, struct vec *binds)
 {
 	struct pl_table *t = c->t;
+	/* the blobs the table keeps, at most: its vhosts', and each attached route's, rules' and clusters' */
+	size_t nb = 0;
+	for (size_t i = 0; i < c->pc->n_lc; i++)
+		if (c->pc->lc[i])
+			nb += c->pc->lc[i]->sorted.n;
+	for (size_t i = 0; i < c->n_routes; i++)
+		if (c->routes[i]->materialized)
+			nb += 2 + c->routes[i]->inst->n_uses;
+	c->blobs.v = aarr(c->a, nb, sizeof(void *));
+	c->blobs.cap = nb;
 	t->binds = aarr(c->a, binds->n, sizeof(struct pl_bind));
 	t->n_binds = (uint32_t)binds->n;
 	for (size_t b = 0; b < binds->n; b++) {
@@ -5044,13 +5137,12 @@ static void table_finish(struct ctx *c)
 			vpush(c->tmp, &c->blobs, cc->blob);
 		}
 	}
+	PL_BUG_ON(c->blobs.n > c->blobs.cap);   /* sized by build_table(): still in the table's arena */
 	struct blobrefs *br = pl_arena_alloc(c->a, sizeof(*br));
-	br->v = aarr(c->a, c->blobs.n, sizeof(struct blob *));
-	for (size_t i = 0; i < c->blobs.n; i++) {
-		br->v[i] = c->blobs.v[i];
-		blob_ref(br->v[i]);
-	}
+	br->v = (struct blob **)c->blobs.v;
 	br->n = c->blobs.n;
+	for (size_t i = 0; i < br->n; i++)
+		blob_ref(br->v[i]);
 	if (pl_arena_cleanup_add(c->a, blobrefs_release, br) != 0)
 		PL_PANIC("out of memory");
 }

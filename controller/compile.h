@@ -2,7 +2,8 @@
  * The Gateway API compiler: a store of objects in, a routing table (table-t.h)
  * and the status every object would carry out. Pure: no I/O besides logging,
  * no clock except table->compiled_at_ns; the same store gives the same table
- * and statuses (byte for byte, config_json included).
+ * and statuses (byte for byte, as pl_table_json() and json_dumps() write
+ * them; table->clusters in the order table->rules first name them).
  *
  * Contract
  * - pl_compile() reads s (store.h) and fills r. r->table is a fresh table
@@ -37,8 +38,12 @@
  *   ReferenceGrants, Namespaces, BackendTLSPolicies by store epoch; the
  *   Secrets and ConfigMaps the Gateways and policies read) recompiles
  *   everything: such changes are rare.
- * - Tables share the cached data (route rules, endpoint lists) and keep it
- *   alive themselves: a table may outlive the compiler and later compiles.
+ * - Tables share the cached data (route rules, clusters, vhost entries) and
+ *   keep it alive themselves: a table may outlive the compiler and later
+ *   compiles, on any thread. So do statuses: r->statuses shares its values
+ *   (identical conditions, parents, whole statuses are one JSON value, and an
+ *   unchanged route's entry is the same json_t as in the previous result);
+ *   change a deep copy, never them.
  * - One thread at a time per compiler; it may be used with any store, but it
  *   only reuses its cache with the store it last ran on. pl_compile() is a
  *   one-off compiler.

@@ -1017,7 +1017,7 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *data)
 	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &code);
 	size_t limit = (w->st == W_WATCH && code == 200) ? MAX_LINE : MAX_BODY;
 	if (w->len + n + 1 > w->cap) {
-		size_t nc = w->cap ? w->cap : 65536;
+		size_t nc = w->cap ? w->cap : 4096;   /* most events are small; 14 streams */
 		while (nc < w->len + n + 1)
 			nc *= 2;
 		if (nc > limit + 1 || w->len + n > limit) {
@@ -2136,6 +2136,8 @@ static void status_pass(void)
 		return;
 	}
 	now_rfc3339(K.now_str, sizeof(K.now_str), 0);
+	if (full)
+		K.trim_pending = 1;
 	pl_debug("kubernetes: status pass (%s)", full ? "all objects" : diff ? "changed by the compile" : "changed objects");
 	struct pl_table *t = pl_table_acquire();
 	int failed = 0, waiting = 0;
@@ -2414,6 +2416,15 @@ static void on_bind_change(void *data)
 	wake(data);
 }
 
+#define TRIM_QUIET_NS (250 * MS)
+#define TRIM_EVERY_NS (5000 * MS)
+
+static int64_t trim_at(void)
+{
+	int64_t a = K.last_compile_ns + TRIM_QUIET_NS, b = K.last_trim_ns + TRIM_EVERY_NS;
+	return a > b ? a : b;
+}
+
 static void *kube_main(void *arg)
 {
 	(void)arg;
@@ -2436,11 +2447,11 @@ static void *kube_main(void *arg)
 			status_pass();
 		status_pump();
 		/*
-		 * Compiles free large JSON trees; glibc keeps the pages. Give them back
-		 * once things are quiet, at most every 5 s.
+		 * Compiles and full status passes free large JSON trees; glibc keeps
+		 * the pages. Give them back once things are quiet, at most every 5 s
+		 * (the next compile faults them in again).
 		 */
-		if (!K.dirty && !K.status_due && K.trim_pending && pl_now_ns() - K.last_compile_ns > 1000 * MS &&
-		    pl_now_ns() - K.last_trim_ns > 5000 * MS) {
+		if (!K.dirty && !K.status_due && K.trim_pending && pl_now_ns() >= trim_at()) {
 			pl_jintern_gc(K.jt);
 			malloc_trim(0);
 			K.trim_pending = 0;
@@ -2459,6 +2470,8 @@ static void *kube_main(void *arg)
 		}
 		if (fetch_next < next)
 			next = fetch_next;
+		if (K.trim_pending && !K.dirty && !K.status_due && trim_at() < next)
+			next = trim_at();
 		if (K.status_due && K.status_at_ns < next)
 			next = K.status_at_ns;
 		if (!K.cfg.no_leader_election && K.lease_due_ns < next)

@@ -240,10 +240,18 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
 	}
 	int eof = 0;
 	size_t n = st->ops->read_body(st->data, buf, length, &eof);
-	if (eof)
+	if (eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
-	else if (n == 0)
+		if (st->ops && st->ops->read_trailers) {
+			/* trailers end the stream instead of this DATA frame (submitted from here, as nghttp2 asks) */
+			nghttp2_nv nv[PL_H2UP_MAX_TRAILERS];
+			size_t nt = st->ops->read_trailers(st->data, nv, PL_ARRAY_LEN(nv));
+			if (nt && nghttp2_submit_trailer(s, id, nv, PL_MIN(nt, PL_ARRAY_LEN(nv))) == 0)
+				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		}
+	} else if (n == 0) {
 		return NGHTTP2_ERR_DEFERRED;
+	}
 	return (ssize_t)n;
 }
 

@@ -13,7 +13,8 @@
  * owner calls pl_h2up_consume(), so the owner's buffer bounds what a stream
  * holds (its window, 64 KiB). The request body is pulled from the owner
  * (ops->read_body) when the backend's window allows; the owner calls
- * pl_h2up_resume() when it has more.
+ * pl_h2up_resume() when it has more. Request trailers, if the owner has
+ * any, are pulled after the body's end (ops->read_trailers).
  *
  * Lifetime: a stream handle belongs to its owner from pl_h2up_open() until
  * ops->on_close() (the response ended, or failed), or until the owner calls
@@ -58,12 +59,25 @@ struct pl_h2up_ops {
 	void (*on_close)(void *data, int failed, const char *why);
 	/* Copies up to len request body bytes to buf; sets *eof at the end. 0 bytes and no eof: wait. */
 	size_t (*read_body)(void *data, uint8_t *buf, size_t len, int *eof);
+	/*
+	 * Optional (NULL: no request trailers). Called when read_body has set
+	 * *eof: fills at most cap request trailer fields into nv (lower-case
+	 * names, valid field bytes; the strings need to live only during the
+	 * call, they are copied) and returns how many; they follow the body in
+	 * a HEADERS frame that ends the stream. 0: the body ends the stream. May
+	 * be called again for the same request (a retry).
+	 */
+	size_t (*read_trailers)(void *data, nghttp2_nv *nv, size_t cap);
 };
+
+#define PL_H2UP_MAX_TRAILERS 32   /* cap passed to read_trailers */
 
 /*
  * Opens a stream to ep of cluster cluster_id carrying the request head nv[n]
- * (pseudo-headers first). has_body: the request has a body (pulled through
- * ops->read_body). Returns NULL with *why set when no session can be had.
+ * (pseudo-headers first). has_body: the request has a body or trailers
+ * (pulled through ops->read_body, then ops->read_trailers); without it the
+ * HEADERS frame ends the stream. Returns NULL with *why set when no session
+ * can be had.
  */
 struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
 				    const char *cluster_name, const nghttp2_nv *nv, size_t n, int has_body,

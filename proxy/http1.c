@@ -44,6 +44,8 @@
  * a response head and chunk framing; doubling growth needs up to 256 KiB.
  */
 #define H2_OUT_ROOM (256 * 1024)
+#define MAX_TRAILERS 32          /* request trailer fields kept; beyond, or beyond the bytes, all are dropped */
+#define MAX_TRAILER_BYTES 8192
 
 enum h1_state {
 	H1_IDLE = 0,    /* keep-alive: nothing of the next request received yet */
@@ -64,7 +66,20 @@ static const char *state_str(enum h1_state s)
 enum { RP_HEAD = 0, RP_BODY };
 enum tmo { T_NONE = 0, T_IDLE, T_HEAD, T_CONNECT, T_BACKEND, T_RULE, T_INACTIVE, T_LINGER, T_RETRY };
 
-/* Per-request state, zeroed when a request ends. */
+/*
+ * A chunked request's trailer fields (RFC 9112 7.1.2), copied as llhttp
+ * parses them (a field may come in pieces over several reads), forwarded
+ * after the body: in the trailer section toward HTTP/1.1 backends, as a
+ * trailing HEADERS frame toward h2c backends.
+ */
+struct h1_trailers {
+	nghttp2_nv nv[MAX_TRAILERS];     /* into b; names lower-cased once the message ends */
+	uint32_t n, len;
+	uint8_t in_value, over, done;
+	char b[MAX_TRAILER_BYTES];
+};
+
+/* Per-request state, zeroed up to the cors member when a request ends. */
 struct h1_req {
 	struct pl_wtable *wt;                   /* pinned table, NULL before routing */
 	const struct pl_listener *listener;
@@ -75,7 +90,6 @@ struct h1_req {
 	struct pl_route_stats *stats;
 	const struct pl_header_mod *resp_mods[PL_RH_MAX_MODS];
 	unsigned n_resp_mods;
-	struct pl_cors_fields cors;             /* the CORS filter's resp_mods entry (pl_rh_cors_actual) */
 	const char *method;
 	char target[96];                        /* for logs */
 	int status;                             /* final status sent; 0 until then */
@@ -92,6 +106,12 @@ struct h1_req {
 	uint8_t h2_trailed;                     /* the last chunk and trailer section are written */
 	ev_tstamp start, conn_start, req_done_at, rule_deadline;
 	struct pl_retry_st rt;                  /* route retries (retry.h): bytes kept in up_out while rt.replay */
+	/*
+	 * Not zeroed between requests (request_end): 576 bytes that only a rule
+	 * with a CORS filter uses, and pl_cors_actual()/pl_cors_preflight()
+	 * initialise before anything points at them. Keep it last.
+	 */
+	struct pl_cors_fields cors;             /* the CORS filter's resp_mods entry (pl_rh_cors_actual) */
 };
 
 struct pl_h1conn {
@@ -120,6 +140,7 @@ struct pl_h1conn {
 	size_t h2n;
 	size_t h2_owed;          /* response DATA bytes taken from h2u, not yet credited back */
 	size_t budget_base;      /* budget.limit outside h2c exchanges */
+	struct h1_trailers *rtr; /* the request's trailer fields; NULL: none */
 	struct h1_req req;
 	unsigned requests;
 	uint8_t cl_wblocked, up_wblocked, client_eof, up_eof, close_after;
@@ -165,33 +186,47 @@ static void replay_release(struct pl_h1conn *c);
 /* Header kinds the proxy treats specially (hop-by-hop, framing, forwarding). */
 enum { H_OTHER = 0, H_HOST, H_CL, H_TE, H_CONNECTION, H_HOP, H_UPGRADE, H_XFF, H_XFP };
 
+/*
+ * n[0..len) equals lit, a lower-case field name, ignoring ASCII case: an
+ * inline pl_strncaseeq() for hdr_kind(), which runs for every field of every
+ * head (a third of a proxied request's header work went to the calls). A
+ * byte equal as it is skips the case folding.
+ */
+static inline int is_lc(const char *n, const char *lit, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (n[i] != lit[i] && pl_lower(n[i]) != lit[i])
+			return 0;
+	return 1;
+}
+
 static int hdr_kind(const char *n, size_t len)
 {
 	switch (len) {
 	case 2:
-		return pl_strncaseeq(n, "te", 2) ? H_HOP : H_OTHER;
+		return is_lc(n, "te", 2) ? H_HOP : H_OTHER;
 	case 4:
-		return pl_strncaseeq(n, "host", 4) ? H_HOST : H_OTHER;
+		return is_lc(n, "host", 4) ? H_HOST : H_OTHER;
 	case 7:
-		if (pl_strncaseeq(n, "upgrade", 7))
+		if (is_lc(n, "upgrade", 7))
 			return H_UPGRADE;
-		return pl_strncaseeq(n, "trailer", 7) ? H_HOP : H_OTHER;
+		return is_lc(n, "trailer", 7) ? H_HOP : H_OTHER;
 	case 10:
-		if (pl_strncaseeq(n, "connection", 10))
+		if (is_lc(n, "connection", 10))
 			return H_CONNECTION;
-		return pl_strncaseeq(n, "keep-alive", 10) ? H_HOP : H_OTHER;
+		return is_lc(n, "keep-alive", 10) ? H_HOP : H_OTHER;
 	case 14:
-		if (pl_strncaseeq(n, "content-length", 14))
+		if (is_lc(n, "content-length", 14))
 			return H_CL;
-		return pl_strncaseeq(n, "http2-settings", 14) ? H_HOP : H_OTHER;
+		return is_lc(n, "http2-settings", 14) ? H_HOP : H_OTHER;
 	case 15:
-		return pl_strncaseeq(n, "x-forwarded-for", 15) ? H_XFF : H_OTHER;
+		return is_lc(n, "x-forwarded-for", 15) ? H_XFF : H_OTHER;
 	case 16:
-		return pl_strncaseeq(n, "proxy-connection", 16) ? H_HOP : H_OTHER;
+		return is_lc(n, "proxy-connection", 16) ? H_HOP : H_OTHER;
 	case 17:
-		if (pl_strncaseeq(n, "transfer-encoding", 17))
+		if (is_lc(n, "transfer-encoding", 17))
 			return H_TE;
-		return pl_strncaseeq(n, "x-forwarded-proto", 17) ? H_XFP : H_OTHER;
+		return is_lc(n, "x-forwarded-proto", 17) ? H_XFP : H_OTHER;
 	}
 	return H_OTHER;
 }
@@ -297,14 +332,93 @@ static int hdrs_done(llhttp_t *p)
 }
 
 /*
+ * A piece of a request trailer field's name (value 0) or value (1). What
+ * does not fit MAX_TRAILERS / MAX_TRAILER_BYTES marks the set over: it is
+ * dropped whole.
+ */
+static void trailer_part(struct pl_h1conn *c, const char *at, size_t n, int value)
+{
+	struct h1_trailers *t = c->rtr;
+	if (c->st != H1_PROXY || (value && (!t || !t->n)))
+		return;
+	if (!t && !(t = c->rtr = calloc(1, sizeof(*t))))
+		return;   /* no memory: the trailers are dropped */
+	if (t->over)
+		return;
+	if (!value && (t->n == 0 || t->in_value)) {
+		if (t->n == MAX_TRAILERS) {
+			t->over = 1;
+			return;
+		}
+		t->nv[t->n++] = (nghttp2_nv){ (uint8_t *)t->b + t->len, (uint8_t *)t->b + t->len, 0, 0,
+					      NGHTTP2_NV_FLAG_NONE };
+		t->in_value = 0;
+	} else if (value && !t->in_value) {
+		t->nv[t->n - 1].value = (uint8_t *)t->b + t->len;
+		t->in_value = 1;
+	}
+	if (n > sizeof(t->b) - t->len) {
+		t->over = 1;
+		return;
+	}
+	memcpy(t->b + t->len, at, n);
+	t->len += (uint32_t)n;
+	if (value)
+		t->nv[t->n - 1].valuelen += n;
+	else
+		t->nv[t->n - 1].namelen += n;
+}
+
+/*
+ * The request ended: its trailer fields are final. Kept: valid fields a
+ * trailer may carry (no framing, routing or connection fields), names
+ * lower-cased (HTTP/2 wants them so; HTTP/1.1 does not mind). NULL: none.
+ */
+static struct h1_trailers *trailers_final(struct pl_h1conn *c)
+{
+	struct h1_trailers *t = c->rtr;
+	if (!t || t->done)
+		return t && t->n ? t : NULL;
+	t->done = 1;
+	if (t->over) {
+		pl_info("%s \"%s %s\": request trailers beyond %u fields / %u bytes dropped", c->peer, c->req.method,
+			c->req.target, MAX_TRAILERS, MAX_TRAILER_BYTES);
+		t->n = 0;
+		return NULL;
+	}
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < t->n; i++) {
+		nghttp2_nv *f = &t->nv[i];
+		while (f->valuelen && is_ows((char)f->value[f->valuelen - 1]))
+			f->valuelen--;
+		const char *nm = (const char *)f->name;
+		if (!pl_rh_field_ok(f->name, f->namelen, f->value, f->valuelen) || hdr_kind(nm, f->namelen) != H_OTHER) {
+			pl_debug("%s \"%s %s\": request trailer %.*s dropped", c->peer, c->req.method, c->req.target,
+				 (int)f->namelen, nm);
+			continue;
+		}
+		for (size_t j = 0; j < f->namelen; j++)
+			f->name[j] = (uint8_t)pl_lower((char)f->name[j]);
+		t->nv[k++] = *f;
+	}
+	t->n = k;
+	return k ? t : NULL;
+}
+
+/*
  * Field and value spans: a head is always fed to llhttp in one contiguous
  * piece, so a span split over several callbacks is extended in place.
- * Trailer fields (after the body) are ignored: trailers are dropped.
+ * Trailer fields (after the body) are a request's trailers (trailer_part);
+ * a response's are dropped.
  */
 static int cb_hfield(llhttp_t *p, const char *at, size_t n)
 {
-	if (hdrs_done(p))
+	if (hdrs_done(p)) {
+		struct pl_h1conn *c = p->data;
+		if (p == &c->rp)
+			trailer_part(c, at, n, 0);
 		return 0;
+	}
 	if (S.n == 0 || S.last_value) {
 		if (S.n == MAX_HDRS) {
 			llhttp_set_error_reason(p, "too many header fields");
@@ -325,7 +439,13 @@ static int cb_hfield(llhttp_t *p, const char *at, size_t n)
 
 static int cb_hvalue(llhttp_t *p, const char *at, size_t n)
 {
-	if (hdrs_done(p) || S.n == 0)
+	if (hdrs_done(p)) {
+		struct pl_h1conn *c = p->data;
+		if (p == &c->rp)
+			trailer_part(c, at, n, 1);
+		return 0;
+	}
+	if (S.n == 0)
 		return 0;
 	struct pl_hdr *h = &S.hdrs[S.n - 1];
 	if (!S.last_value) {
@@ -399,12 +519,21 @@ static int cb_req_done(llhttp_t *p)
 {
 	struct pl_h1conn *c = p->data;
 	c->rp_done = 1;
+	struct h1_trailers *t = c->rp_hdone && c->st == H1_PROXY ? trailers_final(c) : NULL;
 	if (c->rp_hdone && c->req.chunked && c->st == H1_PROXY) {
-		if (pl_buf_reserve(&c->up_out, 5) != 0) {
+		/* the last chunk, then the trailer section (the fields, or just its CRLF) */
+		if (pl_buf_reserve(&c->up_out, 5 + (t ? t->len + 4 * t->n : 0)) != 0) {
 			llhttp_set_error_reason(p, "request body buffer exhausted");
 			return HPE_USER;
 		}
-		pl_buf_put(&c->up_out, "0\r\n\r\n", 5);
+		pl_buf_put(&c->up_out, "0\r\n", 3);
+		for (uint32_t i = 0; t && i < t->n; i++) {
+			pl_buf_put(&c->up_out, t->nv[i].name, t->nv[i].namelen);
+			pl_buf_put(&c->up_out, ": ", 2);
+			pl_buf_put(&c->up_out, t->nv[i].value, t->nv[i].valuelen);
+			pl_buf_put(&c->up_out, "\r\n", 2);
+		}
+		pl_buf_put(&c->up_out, "\r\n", 2);
 	}
 	/* stop at the message boundary: the next pipelined request is scanned first */
 	return HPE_PAUSED;
@@ -866,6 +995,8 @@ static int h2c_upgrade(struct pl_h1conn *c, const struct target *t, const struct
 		.hdrs = S.hdrs, .n_hdrs = S.n,
 		.settings = set->value, .settings_len = set->value_len,
 	};
+	if (!rq.authority_len)
+		return 0;   /* an empty Host: HTTP/2 has no empty :authority */
 	int rc = pl_h2_upgrade(c->w, c->ls, c->fd, c->peer, &rq, pl_buf_rptr(&c->in) + head_len,
 			       pl_buf_size(&c->in) - head_len);
 	if (rc != 0) {
@@ -1725,12 +1856,24 @@ static size_t h2_read_body(void *data, uint8_t *buf, size_t len, int *eof)
 	return n;
 }
 
+/* The chunked request's trailers, after the body (h2up copies them). */
+static size_t h2_read_trailers(void *data, nghttp2_nv *nv, size_t cap)
+{
+	struct pl_h1conn *c = data;
+	struct h1_trailers *t = c->req.req_done ? trailers_final(c) : NULL;
+	size_t n = t ? PL_MIN((size_t)t->n, cap) : 0;
+	if (n)
+		memcpy(nv, t->nv, n * sizeof(*nv));
+	return n;
+}
+
 static const struct pl_h2up_ops h2_ops = {
 	.on_head = h2_on_head,
 	.on_data = h2_on_data,
 	.on_trailers = h2_on_trailers,
 	.on_close = h2_on_close,
 	.read_body = h2_read_body,
+	.read_trailers = h2_read_trailers,
 };
 
 /* Opens the stream (never from inside h2up's callbacks). */
@@ -1740,7 +1883,7 @@ static void h2_dispatch(struct pl_h1conn *c)
 	const char *why = "no request head";
 	r->h2_dispatch = 0;
 	r->conn_start = ev_now(c->w->loop);
-	int has_body = !r->req_done || !pl_buf_empty(&c->up_out);
+	int has_body = !r->req_done || !pl_buf_empty(&c->up_out) || (c->rtr && c->rtr->n);
 	if (c->h2nv)
 		c->h2u = pl_h2up_open(c->w, r->cluster->id, r->ep, r->cluster->name, c->h2nv, c->h2n, has_body,
 				      &h2_ops, c, &why);
@@ -2290,6 +2433,8 @@ static void conn_close(struct pl_h1conn *c)
 	struct pl_worker *w = c->w;
 	backend_drop(c);
 	h2nv_free(c);
+	free(c->rtr);
+	c->rtr = NULL;
 	if (c->req.wt) {
 		pl_wtable_put(c->req.wt);
 		c->req.wt = NULL;
@@ -2336,10 +2481,12 @@ static void request_end(struct pl_h1conn *c)
 	int close_now = c->close_after || !r->keepalive || c->w->draining || c->client_eof;
 	backend_drop(c);   /* nothing left normally: the response is complete */
 	h2nv_free(c);
+	free(c->rtr);
+	c->rtr = NULL;
 	c->budget.limit = c->budget_base;
 	if (r->wt)
 		pl_wtable_put(r->wt);
-	memset(r, 0, sizeof(*r));
+	memset(r, 0, offsetof(struct h1_req, cors));
 	pl_buf_consume(&c->up_out, pl_buf_size(&c->up_out));
 	c->up_sent = 0;
 	c->requests++;

@@ -12,8 +12,11 @@
  * Framing choices (see docs/proxy.md):
  *   - Content-Length bodies are forwarded with the same Content-Length.
  *   - Chunked bodies are validated by llhttp and re-chunked: one output chunk
- *     per contiguous run of body bytes; chunk extensions and trailers are
- *     dropped.
+ *     per contiguous run of body bytes; chunk extensions are dropped, a
+ *     request's trailer fields forwarded (filtered), a response's dropped.
+ *   - "Upgrade: h2c" (RFC 7540 3.2) on a plaintext HTTP/1.1 request without
+ *     a body hands the connection to h2.c (pl_h2_upgrade); otherwise it is
+ *     ignored, never forwarded.
  *   - A response without length (read until EOF) is re-chunked to HTTP/1.1
  *     clients and sent close-delimited to HTTP/1.0 clients.
  *   - Expect: 100-continue is forwarded; the backend's interim 1xx responses

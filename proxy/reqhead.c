@@ -372,7 +372,7 @@ static int h2_dropped(const char *n, size_t nl)
 {
 	static const char *const names[] = {
 		"host", "content-length", "x-forwarded-for", "x-forwarded-proto", "connection", "keep-alive",
-		"proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "http2-settings",
+		"proxy-connection", "transfer-encoding", "upgrade", "te", "http2-settings",
 	};
 	return name_in(n, nl, names, PL_ARRAY_LEN(names));
 }

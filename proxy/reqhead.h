@@ -169,8 +169,8 @@ void pl_rh_xff_tail(struct pl_wr *w, const char *peer, int tls);
  * (pl_rh_write_target()); then the client's fields with lower-cased names,
  * minus Host, Content-Length, X-Forwarded-For/-Proto and the fields that
  * describe one HTTP/1.1 connection (Connection, Keep-Alive,
- * Proxy-Connection, Transfer-Encoding, Upgrade, TE, Trailer,
- * HTTP2-Settings) and those a request modifier removes or sets; then the
+ * Proxy-Connection, Transfer-Encoding, Upgrade, TE, HTTP2-Settings; Trailer
+ * stays: the trailers follow) and those a request modifier removes or sets; then the
  * modifiers' set (but Host) and add entries; x-forwarded-for (the client's
  * values, then peer) and x-forwarded-proto; content-length when has_cl;
  * "te: trailers" when a TE field lists the trailers token. Fields the

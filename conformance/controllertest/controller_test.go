@@ -112,7 +112,7 @@ func backend(t *testing.T, name string) int {
 
 // ---------------------------------------------------------------- objects
 
-func baseYAML(ns, class, ctl string) string {
+func nsClassYAML(ns, class, ctl string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata:
@@ -124,8 +124,12 @@ metadata:
   name: %[2]s
 spec:
   controllerName: %[3]s
----
-apiVersion: gateway.networking.k8s.io/v1
+`, ns, class, ctl)
+}
+
+// baseYAML is nsClassYAML plus a Gateway "gw" with one HTTP listener on port 80.
+func baseYAML(ns, class, ctl string) string {
+	return nsClassYAML(ns, class, ctl) + "---\n" + fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata:
   name: gw
@@ -136,7 +140,7 @@ spec:
   - name: http
     port: 80
     protocol: HTTP
-`, ns, class, ctl)
+`, ns, class)
 }
 
 func serviceYAML(ns, name string, port int) string {
@@ -519,43 +523,29 @@ func TestRelistOn410(t *testing.T) {
 }
 
 // A TLS Secret rotated in the API reaches the listener without a restart.
-func TestSecretRotation(t *testing.T) {
-	ns, class, ctl := "t-secret", "ctl-secret", "pylon.dev/ctltest-secret"
-	startPylon(t, ctl, "127.0.36.0/24")
-	port := backend(t, "secret")
-	certA, keyA, serialA := selfSigned(t, "secure.example", 1001)
-	certB, keyB, serialB := selfSigned(t, "secure.example", 2002)
-	secret := func(c, k []byte) string {
-		return fmt.Sprintf(`apiVersion: v1
+// tlsSecretYAML is a kubernetes.io/tls Secret.
+func tlsSecretYAML(ns, name string, crt, key []byte) string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Secret
 metadata:
-  name: cert
+  name: %s
   namespace: %s
 type: kubernetes.io/tls
 data:
   tls.crt: %s
   tls.key: %s
-`, ns, base64.StdEncoding.EncodeToString(c), base64.StdEncoding.EncodeToString(k))
-	}
-	gw := fmt.Sprintf(`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata:
-  name: %[2]s
-spec:
-  controllerName: %[3]s
----
-apiVersion: gateway.networking.k8s.io/v1
+`, name, ns, base64.StdEncoding.EncodeToString(crt), base64.StdEncoding.EncodeToString(key))
+}
+
+// httpsGatewayYAML is a Gateway with one HTTPS listener on 443 terminating with Secret secret.
+func httpsGatewayYAML(ns, class, secret string) string {
+	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata:
   name: gw
-  namespace: %[1]s
+  namespace: %s
 spec:
-  gatewayClassName: %[2]s
+  gatewayClassName: %s
   listeners:
   - name: https
     port: 443
@@ -563,9 +553,14 @@ spec:
     tls:
       mode: Terminate
       certificateRefs:
-      - name: cert
-`, ns, class, ctl)
-	cl.apply(t, gw+"---\n"+secret(certA, keyA)+"---\n"+serviceYAML(ns, "echo", port)+"---\n"+routeYAML(ns, "r", "secure.example", "echo"))
+      - name: %s
+`, ns, class, secret)
+}
+
+// programmedAddr waits for the Gateway to be Programmed and returns its address (skips the test
+// when the build cannot terminate TLS).
+func programmedAddr(t *testing.T, ns string) string {
+	t.Helper()
 	var addr string
 	if err := waitFor(20*time.Second, func() bool {
 		g := cl.get(t, "gateway", ns, "gw")
@@ -578,22 +573,74 @@ spec:
 		t.Skipf("HTTPS listener never Programmed (TLS termination not in this build?): %v",
 			field(cl.get(t, "gateway", ns, "gw"), "status"))
 	}
-	serial := func() int64 {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr+":443",
-			&tls.Config{ServerName: "secure.example", InsecureSkipVerify: true})
-		if err != nil {
-			return -1
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	return addr
+}
+
+// certSerial is the serial number of the certificate addr:443 presents for host, -1 if none.
+func certSerial(addr, host string) int64 {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr+":443",
+		&tls.Config{ServerName: host, InsecureSkipVerify: true})
+	if err != nil {
+		return -1
 	}
-	if err := waitFor(10*time.Second, func() bool { return serial() == serialA }); err != nil {
-		t.Fatalf("listener does not present the first certificate (serial %d, want %d)", serial(), serialA)
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+func waitSerial(t *testing.T, addr string, want int64, what string) {
+	t.Helper()
+	if err := waitFor(10*time.Second, func() bool { return certSerial(addr, "secure.example") == want }); err != nil {
+		t.Fatalf("%s not served (serial %d, want %d)", what, certSerial(addr, "secure.example"), want)
 	}
-	cl.apply(t, secret(certB, keyB))
-	if err := waitFor(10*time.Second, func() bool { return serial() == serialB }); err != nil {
-		t.Fatalf("rotated certificate not served (serial %d, want %d)", serial(), serialB)
+}
+
+func TestSecretRotation(t *testing.T) {
+	ns, class, ctl := "t-secret", "ctl-secret", "pylon.dev/ctltest-secret"
+	startPylon(t, ctl, "127.0.36.0/24")
+	port := backend(t, "secret")
+	certA, keyA, serialA := selfSigned(t, "secure.example", 1001)
+	certB, keyB, serialB := selfSigned(t, "secure.example", 2002)
+	cl.apply(t, nsClassYAML(ns, class, ctl)+"---\n"+httpsGatewayYAML(ns, class, "cert")+"---\n"+
+		tlsSecretYAML(ns, "cert", certA, keyA)+"---\n"+serviceYAML(ns, "echo", port)+"---\n"+
+		routeYAML(ns, "r", "secure.example", "echo"))
+	addr := programmedAddr(t, ns)
+	waitSerial(t, addr, serialA, "the first certificate")
+	cl.apply(t, tlsSecretYAML(ns, "cert", certB, keyB))
+	waitSerial(t, addr, serialB, "the rotated certificate")
+}
+
+// TestSecretNamedLater: Secrets are watched as metadata and read only once a Gateway names them.
+// A Secret created after the Gateway that names it is read and served; a Secret that existed while
+// nothing named it is read when the Gateway is changed to name it.
+func TestSecretNamedLater(t *testing.T) {
+	ns, class, ctl := "t-secret2", "ctl-secret2", "pylon.dev/ctltest-secret2"
+	startPylon(t, ctl, "127.0.37.0/24")
+	port := backend(t, "secret2")
+	certA, keyA, serialA := selfSigned(t, "secure.example", 3003)
+	certB, keyB, serialB := selfSigned(t, "secure.example", 4004)
+	cl.apply(t, nsClassYAML(ns, class, ctl)+"---\n"+tlsSecretYAML(ns, "early", certB, keyB)+"---\n"+
+		httpsGatewayYAML(ns, class, "late")+"---\n"+serviceYAML(ns, "echo", port)+"---\n"+
+		routeYAML(ns, "r", "secure.example", "echo"))
+	if err := waitFor(20*time.Second, func() bool {
+		ls, _ := field(cl.get(t, "gateway", ns, "gw"), "status", "listeners").([]any)
+		c := condIn(field(firstOr(ls), "conditions"), "ResolvedRefs")
+		return c != nil && c["status"] == "False" && c["reason"] == "InvalidCertificateRef"
+	}); err != nil {
+		t.Fatalf("listener naming a missing Secret: want ResolvedRefs=False InvalidCertificateRef: %v",
+			field(cl.get(t, "gateway", ns, "gw"), "status"))
 	}
+	cl.apply(t, tlsSecretYAML(ns, "late", certA, keyA))
+	addr := programmedAddr(t, ns)
+	waitSerial(t, addr, serialA, "the Secret created after the Gateway")
+	cl.apply(t, httpsGatewayYAML(ns, class, "early"))
+	waitSerial(t, addr, serialB, "the Secret named after it was created")
+}
+
+func firstOr(l []any) any {
+	if len(l) == 0 {
+		return nil
+	}
+	return l[0]
 }
 
 func selfSigned(t *testing.T, host string, serial int64) ([]byte, []byte, int64) {

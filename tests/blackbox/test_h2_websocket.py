@@ -542,3 +542,31 @@ def test_request_trailers_reach_http1_backend(env):
         cl.close()
     finally:
         b.stop()
+
+
+def test_http1_request_trailers_reach_http1_backend(env):
+    # a chunked HTTP/1.1 request is re-chunked toward the backend with its trailer section (fields a
+    # trailer must not carry dropped, names lower-cased); a request with a Content-Length has none
+    b = BodyBackend()
+    try:
+        p = env.pylon(backend("b", b.port) + [httproute("r", [rule([match("/")], [ref("b")])])])
+        req = (b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n0\r\nX-Sum:  abc \r\nHost: evil\r\nContent-Length: 9\r\nGrpc-Status: 0\r\n\r\n"
+               b"POST /plain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+               b"3\r\nabc\r\n0\r\n\r\n")
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10 * SLOW)
+        try:
+            s.sendall(req)
+            raw = b""
+            while raw.count(b"HTTP/1.1 200") < 2:
+                d = s.recv(65536)
+                assert d, raw
+                raw += d
+        finally:
+            s.close()
+        (h1, b1), (h2_, b2) = b.got[-2], b.got[-1]
+        assert b"transfer-encoding: chunked" in h1.lower(), h1
+        assert b1 == b"5\r\nhello\r\n0\r\nx-sum: abc\r\ngrpc-status: 0\r\n\r\n", b1
+        assert b2 == b"3\r\nabc\r\n0\r\n\r\n", b2
+    finally:
+        b.stop()

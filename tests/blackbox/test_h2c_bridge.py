@@ -323,6 +323,45 @@ def test_websocket_to_h2c_refused_h2c_upgrade_ignored(env, h2c_bin):
         assert out.returncode == 0 and tail == version and json.loads(body)["path"] == "/up", out
 
 
+def test_request_trailers_to_h2c_backend(env, h2c_bin):
+    # request trailers reach the h2c backend in a HEADERS frame after the body, from a chunked HTTP/1.1
+    # request and from an HTTP/2 client; fields a trailer must not carry are dropped. The echo shows the
+    # trailers its request declared in a Trailer field (Go's rule), so every request declares them.
+    from test_h2_websocket import h2c_client
+    p, _ = bridged(env, h2c_bin)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10 * SLOW)
+    try:
+        # the trailer section split over several reads
+        for part in (b"POST /t HTTP/1.1\r\nHost: x\r\nTrailer: X-Sum, X-Two\r\nTransfer-Encoding: chunked\r\n"
+                     b"Connection: close\r\n\r\n5\r\nhello\r\n", b"6\r\n world\r\n0\r\nX-S",
+                     b"um:  abc \r\nContent-Length: 99\r\nHost: evil\r\nX-Tw", b"o: 2\r\n\r\n"):
+            s.sendall(part)
+            time.sleep(0.05)
+        raw = read_all(s)
+    finally:
+        s.close()
+    assert status_of(raw) == 200, raw[:500]
+    j = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    assert j["body_len"] == 11 and j["trailers"] == {"x-sum": ["abc"], "x-two": ["2"]}, j
+    # without trailers nothing changes
+    r = curl("-H", "Transfer-Encoding: chunked", "--data-binary", "abc", f"http://127.0.0.1:{p.port}/nt")
+    assert json.loads(r)["trailers"] == {} and json.loads(r)["body_len"] == 3
+    # HTTP/2 clients: without and with a content-length, and trailers right after the head (no DATA)
+    cl = h2c_client(p.port)
+    base = [(":method", "POST"), (":scheme", "http"), (":path", "/up"), (":authority", cl.authority)]
+    for extra, body in (([], b"hello"), ([("content-length", "5")], b"hello"), ([], b"")):
+        sid = cl.request(base + extra + [("trailer", "x-sum, x-more")])
+        if body:
+            cl.c.send_data(sid, body)
+        cl.c.send_headers(sid, [("x-sum", "abc"), ("host", "evil"), ("x-more", "m")], end_stream=True)
+        cl.flush()
+        cl.until(lambda: sid in cl.ended, "response")
+        assert dict(cl.resp[sid])[":status"] == "200", cl.resp[sid]
+        j = json.loads(bytes(cl.data[sid]))
+        assert j["body_len"] == len(body) and j["trailers"] == {"x-sum": ["abc"], "x-more": ["m"]}, (extra, j)
+    cl.s.close()
+
+
 class BadFieldH2(LoopbackServer):
     """An h2c server that answers every request with one response field of the given value."""
 

@@ -10,7 +10,8 @@
 //	.../early           a 103 Early Hints interim response, then the echo
 //	.../status?code=N   the echo with status N
 //	.../sleep?ms=N      the echo after N ms
-//	anything else       JSON: method, path, host, proto, headers, body length and sha256
+//	anything else       JSON: method, path, host, proto, headers, body length and sha256,
+//	                    request trailers (those the request's Trailer field declared: Go's rule)
 //
 // It listens on -addr (port 0 = any) and prints "listening on ADDR" on stdout.
 package main
@@ -50,6 +51,12 @@ func echo(w http.ResponseWriter, r *http.Request, status int) {
 	for k, v := range r.Header {
 		hdrs[strings.ToLower(k)] = v
 	}
+	trailers := map[string][]string{} // complete once the body is read
+	for k, v := range r.Trailer {
+		if v != nil {
+			trailers[strings.ToLower(k)] = v
+		}
+	}
 	out, _ := json.Marshal(map[string]any{
 		"method":         r.Method,
 		"path":           r.URL.RequestURI(),
@@ -59,6 +66,7 @@ func echo(w http.ResponseWriter, r *http.Request, status int) {
 		"content_length": r.ContentLength,
 		"body_len":       n,
 		"body_sha256":    hex.EncodeToString(h.Sum(nil)),
+		"trailers":       trailers,
 	})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))

@@ -157,6 +157,9 @@ static json_t *gen_route(const char *ns, const char *name, int grpc)
 		if (!grpc && rnd(8) == 0)
 			json_array_append_new(fs, json_pack("{s:s, s:{s:s}}", "type", "URLRewrite", "urlRewrite", "hostname",
 							    "up.example.com"));
+		if (!grpc && rnd(10) == 0)
+			json_array_append_new(fs, json_pack("{s:s, s:{s:[s], s:[s]}}", "type", "CORS", "cors", "allowOrigins",
+							    rnd(2) ? "https://a.example.com" : "*", "allowMethods", "GET"));
 		if (json_array_size(fs))
 			json_object_set_new(rule, "filters", fs);
 		else
@@ -174,6 +177,9 @@ static json_t *gen_route(const char *ns, const char *name, int grpc)
 			json_array_append_new(bs, br);
 		}
 		json_object_set_new(rule, "backendRefs", bs);
+		if (!grpc && rnd(8) == 0)
+			json_object_set_new(rule, "retry", json_pack("{s:i, s:[i]}", "attempts", 1 + (int)rnd(3), "codes",
+								     rnd(2) ? 503 : 502));
 		json_array_append_new(rules, rule);
 	}
 	json_object_set_new(spec, "rules", rules);
@@ -454,6 +460,41 @@ struct kept {
 	char *json;
 };
 
+/* compile.h's rule for problems, from the JSON: some condition in its unhealthy state. */
+static int unhealthy(const json_t *j)
+{
+	size_t i;
+	const char *k;
+	json_t *v;
+	if (json_is_array(j)) {
+		json_array_foreach(j, i, v)
+			if (unhealthy(v))
+				return 1;
+		return 0;
+	}
+	if (!json_is_object(j))
+		return 0;
+	const char *type = json_string_value(json_object_get(j, "type"));
+	const char *st = json_string_value(json_object_get(j, "status"));
+	if (type && st && json_object_get(j, "reason"))
+		return (!strcmp(type, "Conflicted") || !strcmp(type, "PartiallyInvalid")) ? !strcmp(st, "True")
+											  : strcmp(st, "True") != 0;
+	json_object_foreach((json_t *)j, k, v)
+		if (unhealthy(v))
+			return 1;
+	return 0;
+}
+
+static unsigned count_problems(const json_t *statuses)
+{
+	unsigned n = 0;
+	size_t i;
+	json_t *e;
+	json_array_foreach(statuses, i, e)
+		n += (unsigned)unhealthy(json_object_get(e, "status"));
+	return n;
+}
+
 static char *statuses_text(const struct pl_compile_result *r)
 {
 	return json_dumps(r->statuses, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -475,8 +516,9 @@ static int compare(struct pl_compiler *inc, struct pl_store *s, const struct pl_
 	} else if (!sa || !sb || strcmp(sa, sb) != 0) {
 		fprintf(stderr, "step %u (%s): statuses differ\n--- incremental\n%s\n--- full\n%s\n", step, what, sa, sb);
 		bad = 1;
-	} else if (a.problems != b.problems) {
-		fprintf(stderr, "step %u (%s): problems %u != %u\n", step, what, a.problems, b.problems);
+	} else if (a.problems != b.problems || b.problems != count_problems(b.statuses)) {
+		fprintf(stderr, "step %u (%s): problems %u, %u, counted %u\n", step, what, a.problems, b.problems,
+			count_problems(b.statuses));
 		bad = 1;
 	}
 	free(tb);

@@ -159,6 +159,7 @@ static void test_h2_head(void)
 		{ "TE", "deflate, trailers;q=1", 2, 21 },
 		{ "Content-Length", "9", 14, 1 }, { "X-Forwarded-For", "10.0.0.1", 15, 8 }, { "X-Gone", "g", 6, 1 },
 		{ "X-Set", "client", 5, 6 }, { "Upgrade", "h2c", 7, 3 }, { "X-Forwarded-Proto", "https", 17, 5 },
+		{ "Trailer", "X-Sum", 7, 5 }, { "HTTP2-Settings", "AAMA", 14, 4 },
 	};
 	struct pl_rh_h2in in = {
 		.method = "POST", .method_len = 4, .authority = "client.example", .authority_len = 14,
@@ -181,6 +182,8 @@ static void test_h2_head(void)
 	NV_IS("x-gone", "g");
 	NV_IS("x-set", "client");
 	NV_IS("te", "trailers");
+	NV_IS("trailer", "X-Sum");       /* HTTP/2 has trailers too: the announcement stays */
+	NV_NONE("http2-settings");
 	NV_IS("content-length", "12345");
 	NV_IS("x-forwarded-for", "10.0.0.1, 192.0.2.7");
 	NV_IS("x-forwarded-proto", "https");
