@@ -4,6 +4,7 @@
  */
 #include "common/pl.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "controller/controller.h"
 #include "controller/kube.h"
 #include "proxy/proxy.h"
@@ -216,6 +217,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	pl_stats_set_slots(px.workers);   /* route counters: a slot per worker that exists */
 	if (strcmp(cmd, "echo") == 0) {
 		if (!listen) {
 			usage_echo(stderr);

@@ -112,7 +112,7 @@ static void metrics_route(const struct pl_route_stats *rs, void *data)
 	struct sb *s = data;
 	for (int c = 0; c < PL_SC_N; c++) {
 		uint64_t sum = 0;
-		for (unsigned i = 0; i < PL_MAX_WORKERS; i++)
+		for (unsigned i = 0, n = pl_stats_slots(); i < n; i++)
 			sum += atomic_load_explicit(&rs->w[i].req[c], memory_order_relaxed);
 		if (sum == 0 && c != PL_SC_2XX)
 			continue;
@@ -129,7 +129,7 @@ static void metrics_retries(const struct pl_route_stats *rs, void *data)
 {
 	struct sb *s = data;
 	uint64_t sum = 0;
-	for (unsigned i = 0; i < PL_MAX_WORKERS; i++)
+	for (unsigned i = 0, n = pl_stats_slots(); i < n; i++)
 		sum += atomic_load_explicit(&rs->w[i].retries, memory_order_relaxed);
 	if (sum == 0)
 		return;
