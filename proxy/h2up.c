@@ -1,22 +1,28 @@
 /*
- * h2c client sessions to backends (contract in h2up.h).
+ * HTTP/2 client sessions to backends, h2c or over TLS (contract in h2up.h).
  *
  * I/O happens only in this file's watchers: the owner's calls (open,
  * resume, consume, detach) queue frames in nghttp2 and arm the write
  * watcher, so no owner callback ever runs inside an owner's call, and
- * nghttp2 is never re-entered from its own callbacks.
+ * nghttp2 is never re-entered from its own callbacks. A session is a small
+ * state machine (enum sst): the TLS handshake runs from the watchers too,
+ * and nghttp2 is asked for bytes only once the session is open, so a
+ * session that fails before that has sent nothing of any stream.
  */
 #define _GNU_SOURCE
 #include "pl.h"
 #include "log.h"
 #include "table-t.h"
 #include "h2up.h"
+#include "uptls.h"
 #include "worker.h"
 
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +33,7 @@
 #define OUT_CAP (64 * 1024)          /* frames copied out of nghttp2 before a send() */
 #define IDLE_S 60.0                  /* a session without streams closes after this */
 #define DEFAULT_CONNECT_S 5.0
+#define MAX_REQ_FIELDS 512           /* a head the owners build stays far below (nghttp2 caps its bytes) */
 
 struct sess;
 
@@ -47,19 +54,34 @@ struct pl_h2up_stream {
 	uint8_t h_over;
 };
 
+/* A session's life; the one place that changes it is sess_set(). */
+enum sst {
+	SS_CONNECT,      /* TCP connect in progress */
+	SS_HANDSHAKE,    /* TLS handshake (TLS sessions only) */
+	SS_OPEN,         /* nghttp2 frames flow */
+};
+
 struct sess {
 	struct sess *next, *prev;
 	struct pl_worker *w;
 	uint32_t cluster_id;
+	uint64_t tls_fp;                 /* pool key: 0 cleartext, else the policy's fingerprint (or 1) */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char peer[64];
 	char cluster[96];
 	int fd;
+	SSL *ssl;                        /* NULL: h2c */
+	struct pl_backend_tls *hs;       /* own copy of the policy's names, during the handshake only */
 	nghttp2_session *s;
 	ev_io rio, wio;
 	ev_timer timer;
-	uint8_t connecting, dead, in_recv;
+	enum sst st;
+	uint8_t dead, in_recv;
+	uint8_t rd_wants_write;          /* SSL_read asked for the socket to be writable */
+	uint8_t wr_wants_read;           /* SSL_write asked for it to be readable: no write watcher till then */
+	uint8_t tls_broken;              /* a fatal TLS error: no close_notify */
+	uint8_t warned;                  /* the failure was logged as a warning already */
 	unsigned n_streams;
 	struct pl_h2up_stream *streams;
 	uint8_t *ob;                     /* frames not yet written: ob[ob_off, ob_len) */
@@ -271,17 +293,136 @@ static void cbs_init(void)
 
 /* ------------------------------------------------------------ I/O */
 
+static const char *sst_str(enum sst st)
+{
+	switch (st) {
+	case SS_CONNECT: return "connect";
+	case SS_HANDSHAKE: return "handshake";
+	case SS_OPEN: return "open";
+	}
+	return "?";
+}
+
+static const char *proto_str(const struct sess *ss)
+{
+	return ss->ssl ? "h2 (TLS)" : "h2c";
+}
+
+static void sess_set(struct sess *ss, enum sst st)
+{
+	pl_debug("%s backend %s (%s): %s -> %s", proto_str(ss), ss->peer, ss->cluster, sst_str(ss->st), sst_str(st));
+	ss->st = st;
+}
+
 static void arm(struct sess *ss)
 {
 	if (ss->dead)
 		return;
 	struct ev_loop *loop = ss->w->loop;
-	if (ss->connecting || ss->ob_off < ss->ob_len || nghttp2_session_want_write(ss->s))
+	if (ss->st != SS_OPEN || ss->rd_wants_write ||
+	    (!ss->wr_wants_read && (ss->ob_off < ss->ob_len || nghttp2_session_want_write(ss->s))))
 		ev_io_start(loop, &ss->wio);
 	else
 		ev_io_stop(loop, &ss->wio);
-	if (!ss->connecting)
+	if (ss->st == SS_OPEN)
 		ev_io_start(loop, &ss->rio);
+}
+
+/* The TLS error queue (or errno) as text, for a failed SSL_read/SSL_write; clears the queue. */
+static void tls_err_text(struct sess *ss, const char *what, int e, char *why, size_t len)
+{
+	unsigned long q = ERR_get_error();
+	char ebuf[160] = "";
+	if (q)
+		ERR_error_string_n(q, ebuf, sizeof(ebuf));
+	else if (e == SSL_ERROR_SYSCALL && errno)
+		snprintf(ebuf, sizeof(ebuf), "%s", strerror(errno));
+	else
+		snprintf(ebuf, sizeof(ebuf), "TLS error %d", e);
+	ERR_clear_error();
+	snprintf(why, len, "TLS %s with %s failed: %s", what, ss->peer, ebuf);
+}
+
+/*
+ * Reads from the connection: > 0 bytes, 0 at EOF (TCP FIN, close_notify),
+ * -EAGAIN when nothing is there yet, else -1 with why filled.
+ */
+static ssize_t sess_recv(struct sess *ss, uint8_t *buf, size_t len, char *why, size_t wlen)
+{
+	if (!ss->ssl) {
+		ssize_t n;
+		do
+			n = recv(ss->fd, buf, len, 0);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0)
+			return n;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		snprintf(why, wlen, "backend %s closed the connection: %s", ss->peer, strerror(errno));
+		return -1;
+	}
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_read(ss->ssl, buf, (int)PL_MIN(len, (size_t)INT32_MAX));
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(ss->ssl, r);
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		ss->rd_wants_write = 1;
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0 && errno == 0) {
+			ss->tls_broken = 1;   /* EOF without close_notify */
+			return 0;
+		}
+		/* fall through */
+	default:
+		ss->tls_broken = 1;
+		tls_err_text(ss, "read", e, why, wlen);
+		return -1;
+	}
+}
+
+/* Writes: > 0 bytes taken, -EAGAIN when the connection cannot take more now, else -1 with why filled. */
+static ssize_t sess_send(struct sess *ss, const uint8_t *buf, size_t len, char *why, size_t wlen)
+{
+	if (!ss->ssl) {
+		ssize_t k;
+		do
+			k = send(ss->fd, buf, len, MSG_NOSIGNAL);
+		while (k < 0 && errno == EINTR);
+		if (k >= 0)
+			return k;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		snprintf(why, wlen, "send to %s failed: %s", ss->peer, strerror(errno));
+		return -1;
+	}
+	/*
+	 * After a WANT_* the same bytes are offered again: ob only changes once
+	 * ob_off reached ob_len (the context allows a moving buffer and
+	 * partial writes).
+	 */
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_write(ss->ssl, buf, (int)PL_MIN(len, (size_t)INT32_MAX));
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(ss->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	if (e == SSL_ERROR_WANT_READ) {
+		ss->wr_wants_read = 1;   /* the read watcher is always on, and on_read flushes */
+		return -EAGAIN;
+	}
+	ss->tls_broken = 1;
+	tls_err_text(ss, "write", e, why, wlen);
+	return -1;
 }
 
 /* Writes what nghttp2 has queued; -1 after sess_fail. */
@@ -314,15 +455,11 @@ static int flush(struct sess *ss)
 			if (ss->ob_len == 0)
 				return 0;
 		}
-		ssize_t k;
-		do
-			k = send(ss->fd, ss->ob + ss->ob_off, ss->ob_len - ss->ob_off, MSG_NOSIGNAL);
-		while (k < 0 && errno == EINTR);
-		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		char why[256];
+		ssize_t k = sess_send(ss, ss->ob + ss->ob_off, ss->ob_len - ss->ob_off, why, sizeof(why));
+		if (k == -EAGAIN)
 			return 0;
 		if (k < 0) {
-			char why[128];
-			snprintf(why, sizeof(why), "send to %s failed: %s", ss->peer, strerror(errno));
 			sess_fail(ss, why);
 			return -1;
 		}
@@ -343,21 +480,22 @@ static void finish_io(struct sess *ss)
 	arm(ss);
 }
 
-static void on_read(struct ev_loop *loop, ev_io *io, int revents)
+/* Reads a bounded batch into nghttp2; the caller then flushes. */
+static void read_batch(struct sess *ss)
 {
-	struct sess *ss = io->data;
 	uint8_t buf[16384];
-	for (int i = 0; i < 8 && !ss->dead; i++) {
-		ssize_t n;
-		do
-			n = recv(ss->fd, buf, sizeof(buf), 0);
-		while (n < 0 && errno == EINTR);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0) {
-			char why[128];
-			snprintf(why, sizeof(why), "backend %s closed the connection%s%s", ss->peer, n ? ": " : "",
-				 n ? strerror(errno) : "");
+	int i;
+	for (i = 0; i < 8 && !ss->dead; i++) {
+		char why[256];
+		ssize_t n = sess_recv(ss, buf, sizeof(buf), why, sizeof(why));
+		if (n == -EAGAIN)
+			return;
+		if (n < 0) {
+			sess_fail(ss, why);
+			return;
+		}
+		if (n == 0) {
+			snprintf(why, sizeof(why), "backend %s closed the connection", ss->peer);
 			sess_fail(ss, why);
 			return;
 		}
@@ -365,21 +503,122 @@ static void on_read(struct ev_loop *loop, ev_io *io, int revents)
 		ssize_t r = nghttp2_session_mem_recv(ss->s, buf, (size_t)n);
 		ss->in_recv = 0;
 		if (r < 0) {
-			char why[128];
 			snprintf(why, sizeof(why), "HTTP/2 error from backend %s: %s", ss->peer, nghttp2_strerror((int)r));
 			sess_fail(ss, why);
 			return;
 		}
-		if ((size_t)n < sizeof(buf))
-			break;
+		/* TLS hands out one record per read: only the socket (or SSL_pending) says whether more is there */
+		if (!ss->ssl && (size_t)n < sizeof(buf))
+			return;
 	}
+	/* the batch bound was hit: bytes already in the SSL would not wake the socket again */
+	if (!ss->dead && ss->ssl && SSL_has_pending(ss->ssl))
+		ev_feed_event(ss->w->loop, &ss->rio, EV_READ);
+}
+
+static void tls_fail(struct sess *ss, const char *why)
+{
+	const struct pl_backend_tls *bt = ss->hs;
+	pl_warn("cluster %s: TLS to backend %s (BackendTLSPolicy %s, hostname %s, HTTP/2): %s", ss->cluster, ss->peer,
+		bt && bt->policy ? bt->policy : "?", bt && bt->sni ? bt->sni : "-", why);
+	char msg[256];
+	snprintf(msg, sizeof(msg), "TLS to backend %s: %.170s", ss->peer, why);
+	ss->tls_broken = 1;   /* no close_notify on a connection that never became ours */
+	ss->warned = 1;
+	sess_fail(ss, msg);
+}
+
+/* The session's connection is usable: the idle clock starts if nothing waits, and frames flow. */
+static void sess_open(struct sess *ss)
+{
+	struct ev_loop *loop = ss->w->loop;
+	sess_set(ss, SS_OPEN);
+	ev_timer_stop(loop, &ss->timer);
+	if (ss->n_streams == 0) {
+		ev_timer_set(&ss->timer, IDLE_S, 0.);
+		ev_timer_start(loop, &ss->timer);
+	}
+	finish_io(ss);
+}
+
+/* Drives the TLS handshake; the session opens only once the peer is verified and chose h2. */
+static void hs_step(struct sess *ss)
+{
+	struct ev_loop *loop = ss->w->loop;
+	char why[256];
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_do_handshake(ss->ssl);
+	if (r == 1) {
+		if (pl_uptls_check_names(ss->ssl, ss->hs, why, sizeof(why)) != 0) {
+			tls_fail(ss, why);
+			return;
+		}
+		const unsigned char *alpn = NULL;
+		unsigned alen = 0;
+		SSL_get0_alpn_selected(ss->ssl, &alpn, &alen);
+		if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
+			char sel[40] = "";
+			for (unsigned i = 0; i < alen && i + 1 < sizeof(sel); i++)
+				sel[i] = alpn[i] >= 0x20 && alpn[i] < 0x7f ? (char)alpn[i] : '?';
+			if (alen)
+				snprintf(why, sizeof(why), "ALPN: the backend selected \"%s\", not h2 (HTTP/2 over TLS)", sel);
+			else
+				snprintf(why, sizeof(why), "ALPN: the backend selected no protocol, not h2 (HTTP/2 over TLS)");
+			tls_fail(ss, why);
+			return;
+		}
+		free(ss->hs);
+		ss->hs = NULL;
+		ev_io_stop(loop, &ss->wio);
+		sess_open(ss);
+		/* records that came with the handshake's last flight wait in the SSL, not the socket */
+		if (!ss->dead && SSL_has_pending(ss->ssl))
+			ev_feed_event(loop, &ss->rio, EV_READ);
+		return;
+	}
+	int e = SSL_get_error(ss->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		ev_io_stop(loop, &ss->wio);
+		ev_io_start(loop, &ss->rio);
+		return;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		ev_io_stop(loop, &ss->rio);
+		ev_io_start(loop, &ss->wio);
+		return;
+	}
+	/* a server that knows ALPN but not h2 ends the handshake with alert no_application_protocol */
+	int no_alpn = e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL;
+	pl_uptls_error(ss->ssl, e, why, sizeof(why));
+	if (no_alpn) {
+		char msg[320];
+		snprintf(msg, sizeof(msg), "ALPN: the backend accepts no protocol pylon offers (h2 only): %.200s", why);
+		tls_fail(ss, msg);
+		return;
+	}
+	tls_fail(ss, why);
+}
+
+static void on_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct sess *ss = io->data;
+	if (ss->st == SS_HANDSHAKE) {
+		hs_step(ss);
+		return;
+	}
+	if (ss->st != SS_OPEN)
+		return;
+	ss->wr_wants_read = 0;
+	read_batch(ss);
 	finish_io(ss);
 }
 
 static void on_write(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct sess *ss = io->data;
-	if (ss->connecting) {
+	switch (ss->st) {
+	case SS_CONNECT: {
 		int err = 0;
 		socklen_t len = sizeof(err);
 		if (getsockopt(ss->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
@@ -390,23 +629,36 @@ static void on_write(struct ev_loop *loop, ev_io *io, int revents)
 			sess_fail(ss, why);
 			return;
 		}
-		ss->connecting = 0;
-		ev_timer_stop(loop, &ss->timer);
-		if (ss->n_streams == 0) {
-			ev_timer_set(&ss->timer, IDLE_S, 0.);
-			ev_timer_start(loop, &ss->timer);
+		if (ss->ssl) {
+			sess_set(ss, SS_HANDSHAKE);   /* the connect timer runs on: it covers the handshake */
+			hs_step(ss);
+		} else {
+			sess_open(ss);
 		}
+		return;
 	}
-	finish_io(ss);
+	case SS_HANDSHAKE:
+		hs_step(ss);
+		return;
+	case SS_OPEN:
+		if (ss->rd_wants_write) {
+			ss->rd_wants_write = 0;
+			read_batch(ss);
+		}
+		finish_io(ss);
+		return;
+	}
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct sess *ss = t->data;
-	if (ss->connecting) {
+	if (ss->st == SS_CONNECT) {
 		char why[128];
 		snprintf(why, sizeof(why), "connect to %s timed out", ss->peer);
 		sess_fail(ss, why);
+	} else if (ss->st == SS_HANDSHAKE) {
+		tls_fail(ss, "handshake timed out");
 	} else if (ss->n_streams == 0) {
 		sess_fail(ss, "idle");
 	}
@@ -428,6 +680,7 @@ static void reap(struct ev_loop *loop, ev_prepare *p, int revents)
 		}
 		if (ss->s)
 			nghttp2_session_del(ss->s);
+		free(ss->hs);
 		free(ss->ob);
 		free(ss);
 	}
@@ -445,6 +698,21 @@ static void pool_init(struct pl_worker *w)
 	ev_unref(w->loop);   /* the reaper alone keeps no loop alive */
 }
 
+/* Ends the connection: close_notify (best effort, never after a fatal TLS error), then the socket. */
+static void conn_close(struct sess *ss)
+{
+	if (ss->ssl) {
+		if (ss->st == SS_OPEN && !ss->tls_broken && !(SSL_get_shutdown(ss->ssl) & SSL_SENT_SHUTDOWN))
+			SSL_shutdown(ss->ssl);
+		ERR_clear_error();
+		SSL_free(ss->ssl);
+		ss->ssl = NULL;
+	}
+	if (ss->fd >= 0)
+		close(ss->fd);
+	ss->fd = -1;
+}
+
 /*
  * The session is unusable: every stream's owner hears why, the socket is
  * closed, the memory freed by the reaper (never inside a callback).
@@ -454,17 +722,17 @@ static void sess_fail(struct sess *ss, const char *why)
 	if (ss->dead)
 		return;
 	ss->dead = 1;
-	if (ss->n_streams && strcmp(why, "idle") != 0)
-		pl_info("h2c backend %s (%s): %s", ss->peer, ss->cluster, why);
+	if (ss->n_streams && !ss->warned && strcmp(why, "idle") != 0)
+		pl_info("%s backend %s (%s): %s", proto_str(ss), ss->peer, ss->cluster, why);
 	else
-		pl_debug("h2c backend %s (%s): %s", ss->peer, ss->cluster, why);
+		pl_debug("%s backend %s (%s): %s", proto_str(ss), ss->peer, ss->cluster, why);
 	struct ev_loop *loop = ss->w->loop;
 	ev_io_stop(loop, &ss->rio);
 	ev_io_stop(loop, &ss->wio);
 	ev_timer_stop(loop, &ss->timer);
-	if (ss->fd >= 0)
-		close(ss->fd);
-	ss->fd = -1;
+	/* before the session opened nghttp2 was never asked for bytes: no stream's head or body left */
+	int failed = ss->st != SS_OPEN ? PL_H2UP_UNSENT : 1;
+	conn_close(ss);
 	if (ss->prev)
 		ss->prev->next = ss->next;
 	else
@@ -474,32 +742,91 @@ static void sess_fail(struct sess *ss, const char *why)
 	ss->prev = NULL;
 	ss->next = P.dead;
 	P.dead = ss;
-	char msg[200];
+	char msg[256];
 	snprintf(msg, sizeof(msg), "%s", why);
-	/* while connecting nghttp2 was never asked for bytes: no stream's head or body left */
-	int failed = ss->connecting ? PL_H2UP_UNSENT : 1;
 	for (struct pl_h2up_stream *st = ss->streams; st; st = st->next)
 		report_close(st, failed, msg);
 }
 
-static struct sess *sess_new(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
-			     const char *cluster_name, const char **why)
+/*
+ * What the handshake needs of the policy once the table that holds it may
+ * be gone (the owner that opened the session can leave first): the names,
+ * in one allocation. NULL when out of memory.
+ */
+static struct pl_backend_tls *names_copy(const struct pl_backend_tls *bt)
 {
+	size_t sz = sizeof(*bt) + (size_t)bt->n_sans * sizeof(char *);
+	size_t nsni = bt->sni ? strlen(bt->sni) + 1 : 0, npol = bt->policy ? strlen(bt->policy) + 1 : 0;
+	sz += nsni + npol;
+	for (uint32_t i = 0; i < bt->n_sans; i++)
+		sz += strlen(bt->sans[i]) + 1;
+	struct pl_backend_tls *c = calloc(1, sz);
+	if (!c)
+		return NULL;
+	char **sans = (char **)(c + 1);
+	char *p = (char *)(sans + bt->n_sans);
+	if (nsni) {
+		memcpy(p, bt->sni, nsni);
+		c->sni = p;
+		p += nsni;
+	}
+	if (npol) {
+		memcpy(p, bt->policy, npol);
+		c->policy = p;
+		p += npol;
+	}
+	for (uint32_t i = 0; i < bt->n_sans; i++) {
+		size_t k = strlen(bt->sans[i]) + 1;
+		memcpy(p, bt->sans[i], k);
+		sans[i] = p;
+		p += k;
+	}
+	c->sans = bt->n_sans ? sans : NULL;
+	c->n_sans = bt->n_sans;
+	c->fingerprint = bt->fingerprint;
+	return c;
+}
+
+static uint64_t tls_key(const struct pl_cluster *cl)
+{
+	return cl->tls ? (cl->tls->fingerprint ? cl->tls->fingerprint : 1) : 0;
+}
+
+/* Frees a session that never joined the pool. */
+static void sess_discard(struct sess *ss)
+{
+	if (ss->ssl)
+		SSL_free(ss->ssl);
+	if (ss->fd >= 0)
+		close(ss->fd);
+	if (ss->s)
+		nghttp2_session_del(ss->s);
+	free(ss->hs);
+	free(ss->ob);
+	free(ss);
+}
+
+static struct sess *sess_new(struct pl_worker *w, const struct pl_cluster *cl, const struct pl_endpoint *ep,
+			     const char **why)
+{
+	static __thread char buf[256];
 	struct sess *ss = calloc(1, sizeof(*ss));
 	if (!ss) {
 		*why = "out of memory";
 		return NULL;
 	}
+	ss->fd = -1;
 	ss->w = w;
-	ss->cluster_id = cluster_id;
+	ss->cluster_id = cl->id;
+	ss->tls_fp = tls_key(cl);
 	memcpy(&ss->addr, &ep->addr, ep->addrlen);
 	ss->addrlen = ep->addrlen;
 	snprintf(ss->peer, sizeof(ss->peer), "%s", ep->text ? ep->text : "?");
-	snprintf(ss->cluster, sizeof(ss->cluster), "%s", cluster_name ? cluster_name : "?");
+	snprintf(ss->cluster, sizeof(ss->cluster), "%s", cl->name ? cl->name : "?");
 	ss->ob = malloc(OUT_CAP);
 	if (!ss->ob || nghttp2_session_client_new2(&ss->s, cbs, ss, opts) != 0) {
-		free(ss->ob);
-		free(ss);
+		ss->s = NULL;
+		sess_discard(ss);
 		*why = "out of memory";
 		return NULL;
 	}
@@ -510,39 +837,58 @@ static struct sess *sess_new(struct pl_worker *w, uint32_t cluster_id, const str
 	};
 	if (nghttp2_submit_settings(ss->s, NGHTTP2_FLAG_NONE, iv, PL_ARRAY_LEN(iv)) != 0 ||
 	    nghttp2_session_set_local_window_size(ss->s, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
-		nghttp2_session_del(ss->s);
-		free(ss->ob);
-		free(ss);
+		sess_discard(ss);
 		*why = "out of memory";
 		return NULL;
 	}
 	ss->fd = socket(ss->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int rc = -1;
-	if (ss->fd >= 0) {
-		int one = 1;
-		setsockopt(ss->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		do
-			rc = connect(ss->fd, (struct sockaddr *)&ss->addr, ss->addrlen);
-		while (rc < 0 && errno == EINTR);
-	}
-	if (rc < 0 && errno != EINPROGRESS) {
-		static __thread char buf[128];
+	if (ss->fd < 0) {
 		snprintf(buf, sizeof(buf), "connect to %s failed: %s", ss->peer, strerror(errno));
 		*why = buf;
-		if (ss->fd >= 0)
-			close(ss->fd);
-		nghttp2_session_del(ss->s);
-		free(ss->ob);
-		free(ss);
+		sess_discard(ss);
 		return NULL;
 	}
-	ss->connecting = rc < 0;
+	int one = 1;
+	setsockopt(ss->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (cl->tls) {
+		char err[200];
+		ss->hs = names_copy(cl->tls);
+		ss->ssl = ss->hs ? pl_uptls_new(cl->tls, ss->fd, err, sizeof(err)) : NULL;
+		/* h2 only: a backend that would answer HTTP/1.1 on this connection is refused at the handshake */
+		if (ss->ssl && SSL_set_alpn_protos(ss->ssl, (const unsigned char *)"\x02h2", 3) != 0) {
+			SSL_free(ss->ssl);
+			ss->ssl = NULL;
+			snprintf(err, sizeof(err), "ALPN set-up failed");
+		}
+		if (!ss->ssl) {
+			if (!ss->hs)
+				snprintf(err, sizeof(err), "out of memory");
+			ERR_clear_error();
+			pl_warn("cluster %s: TLS set-up for backend %s failed: %s", ss->cluster, ss->peer, err);
+			snprintf(buf, sizeof(buf), "TLS set-up for backend %s failed: %.150s", ss->peer, err);
+			*why = buf;
+			sess_discard(ss);
+			return NULL;
+		}
+	}
+	int rc;
+	do
+		rc = connect(ss->fd, (struct sockaddr *)&ss->addr, ss->addrlen);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0 && errno != EINPROGRESS) {
+		snprintf(buf, sizeof(buf), "connect to %s failed: %s", ss->peer, strerror(errno));
+		*why = buf;
+		sess_discard(ss);
+		return NULL;
+	}
+	/* the handshake starts from the write watcher, never inside the owner's call */
+	ss->st = rc < 0 ? SS_CONNECT : ss->ssl ? SS_HANDSHAKE : SS_OPEN;
 	ev_io_init(&ss->rio, on_read, ss->fd, EV_READ);
 	ev_io_init(&ss->wio, on_write, ss->fd, EV_WRITE);
 	ss->rio.data = ss->wio.data = ss->timer.data = ss;
 	double ct = w->cfg && w->cfg->connect_timeout_ms ? (double)w->cfg->connect_timeout_ms / 1000.0
 							  : DEFAULT_CONNECT_S;
-	ev_timer_init(&ss->timer, on_timer, ss->connecting ? ct : IDLE_S, 0.);
+	ev_timer_init(&ss->timer, on_timer, ss->st != SS_OPEN ? ct : IDLE_S, 0.);
 	ev_timer_start(w->loop, &ss->timer);
 	ss->next = P.live;
 	if (P.live)
@@ -552,11 +898,12 @@ static struct sess *sess_new(struct pl_worker *w, uint32_t cluster_id, const str
 }
 
 /* A live session for the key with room for one more stream, or NULL (*count: sessions of the key). */
-static struct sess *sess_pick(uint32_t cluster_id, const struct pl_endpoint *ep, unsigned *count)
+static struct sess *sess_pick(uint32_t cluster_id, uint64_t tls_fp, const struct pl_endpoint *ep, unsigned *count)
 {
 	*count = 0;
 	for (struct sess *ss = P.live; ss; ss = ss->next) {
-		if (ss->cluster_id != cluster_id || ss->addrlen != ep->addrlen || memcmp(&ss->addr, &ep->addr, ep->addrlen))
+		if (ss->cluster_id != cluster_id || ss->tls_fp != tls_fp || ss->addrlen != ep->addrlen ||
+		    memcmp(&ss->addr, &ep->addr, ep->addrlen))
 			continue;
 		(*count)++;
 		if (!nghttp2_session_check_request_allowed(ss->s))
@@ -570,19 +917,30 @@ static struct sess *sess_pick(uint32_t cluster_id, const struct pl_endpoint *ep,
 
 /* ------------------------------------------------------------ API */
 
-struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
-				    const char *cluster_name, const nghttp2_nv *nv, size_t n, int has_body,
-				    const struct pl_h2up_ops *ops, void *data, const char **why)
+struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, const struct pl_cluster *cl, const struct pl_endpoint *ep,
+				    const nghttp2_nv *nv, size_t n, int has_body, const struct pl_h2up_ops *ops,
+				    void *data, const char **why)
 {
+	if (cl->tls && cl->tls->error) {
+		pl_warn("cluster %s: BackendTLSPolicy %s is unusable (%s): connection refused", cl->name,
+			cl->tls->policy ? cl->tls->policy : "?", cl->tls->error);
+		*why = "BackendTLSPolicy unusable";
+		return NULL;
+	}
+	if (n > MAX_REQ_FIELDS) {
+		*why = "too many request fields";
+		return NULL;
+	}
 	pool_init(w);
 	unsigned count;
-	struct sess *ss = sess_pick(cluster_id, ep, &count);
+	uint64_t fp = tls_key(cl);
+	struct sess *ss = sess_pick(cl->id, fp, ep, &count);
 	if (!ss) {
 		if (count >= PL_H2UP_MAX_SESSIONS) {
 			*why = "too many streams to the backend";
 			return NULL;
 		}
-		ss = sess_new(w, cluster_id, ep, cluster_name, why);
+		ss = sess_new(w, cl, ep, why);
 		if (!ss)
 			return NULL;
 	}
@@ -594,6 +952,19 @@ struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, uint32_t cluster_id, co
 	st->ss = ss;
 	st->ops = ops;
 	st->data = data;
+	/* the URI's scheme toward a TLS backend is https (nghttp2 copies the fields) */
+	static __thread nghttp2_nv tnv[MAX_REQ_FIELDS];
+	if (ss->tls_fp) {
+		for (size_t i = 0; i < n; i++) {
+			tnv[i] = nv[i];
+			if (nv[i].namelen == 7 && !memcmp(nv[i].name, ":scheme", 7) && nv[i].valuelen == 4 &&
+			    !memcmp(nv[i].value, "http", 4)) {
+				tnv[i].value = (uint8_t *)"https";
+				tnv[i].valuelen = 5;
+			}
+		}
+		nv = tnv;
+	}
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = req_read };
 	int32_t id = nghttp2_submit_request(ss->s, NULL, nv, n, has_body ? &prd : NULL, st);
 	if (id < 0) {
@@ -607,7 +978,7 @@ struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, uint32_t cluster_id, co
 		ss->streams->prev = st;
 	ss->streams = st;
 	ss->n_streams++;
-	if (!ss->connecting)
+	if (ss->st == SS_OPEN)
 		ev_timer_stop(w->loop, &ss->timer);
 	ev_io_start(w->loop, &ss->wio);   /* written from the watcher, never from inside the caller */
 	return st;

@@ -1,12 +1,19 @@
 /*
- * HTTP/2 with prior knowledge (h2c) to backends whose Service port says
- * appProtocol kubernetes.io/h2c: a per-worker pool of nghttp2 client
- * sessions, one TCP connection each, many streams per session.
+ * HTTP/2 to backends whose Service port says appProtocol kubernetes.io/h2c
+ * (or that a GRPCRoute picks): a per-worker pool of nghttp2 client sessions,
+ * one connection each, many streams per session. The connection is
+ * cleartext h2c with prior knowledge, or, for a cluster with a
+ * BackendTLSPolicy (cluster->tls), TLS made as uptls.h makes it (the
+ * policy's CA, SNI and name checks, the Gateway's client certificate)
+ * offering ALPN "h2" only: a backend that selects anything else fails the
+ * session (a warning saying ALPN; the streams fail unsent).
  *
- * A session is keyed by (cluster id, endpoint address); a new stream goes to
- * a live session of its key with room under the backend's
- * MAX_CONCURRENT_STREAMS (at most PL_H2UP_MAX_SESSIONS per key), else to a
- * new one. A session with no stream closes after pl_h2up_idle_s seconds.
+ * A session is keyed by (cluster id, endpoint address, TLS policy
+ * fingerprint or none); a new stream goes to a live session of its key with
+ * room under the backend's MAX_CONCURRENT_STREAMS (at most
+ * PL_H2UP_MAX_SESSIONS per key), else to a new one. A session with no stream
+ * closes after 60 seconds. The connect timeout covers the TCP connect and
+ * the TLS handshake together.
  *
  * Flow control: automatic WINDOW_UPDATEs are off. Response DATA delivered to
  * the owner (ops->on_data) is credited back to the backend only when the
@@ -19,7 +26,8 @@
  * Lifetime: a stream handle belongs to its owner from pl_h2up_open() until
  * ops->on_close() (the response ended, or failed), or until the owner calls
  * pl_h2up_detach() (the stream is then reset and no callback follows).
- * Sessions are freed outside their callbacks.
+ * Sessions are freed outside their callbacks. A session keeps nothing of
+ * the table: what it needs of the cluster is copied at pl_h2up_open().
  *
  * Threads: each worker thread has its own pool; everything runs on the
  * calling worker's loop.
@@ -36,6 +44,7 @@
 #define PL_H2UP_UNSENT 2          /* on_close failed: nothing of the stream reached the backend */
 
 struct pl_worker;
+struct pl_cluster;
 struct pl_endpoint;
 struct pl_h2up_stream;
 
@@ -73,15 +82,17 @@ struct pl_h2up_ops {
 #define PL_H2UP_MAX_TRAILERS 32   /* cap passed to read_trailers */
 
 /*
- * Opens a stream to ep of cluster cluster_id carrying the request head nv[n]
- * (pseudo-headers first). has_body: the request has a body or trailers
- * (pulled through ops->read_body, then ops->read_trailers); without it the
- * HEADERS frame ends the stream. Returns NULL with *why set when no session
- * can be had.
+ * Opens a stream to ep of cluster cl carrying the request head nv[n]
+ * (pseudo-headers first; toward a TLS session a ":scheme" of "http" is sent
+ * as "https"). has_body: the request has a body or trailers (pulled through
+ * ops->read_body, then ops->read_trailers); without it the HEADERS frame
+ * ends the stream. Returns NULL with *why set when no session can be had
+ * (also when cl->tls is an unusable policy: never plaintext instead).
+ * Changed (issue 6): takes the cluster instead of its id and name.
  */
-struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
-				    const char *cluster_name, const nghttp2_nv *nv, size_t n, int has_body,
-				    const struct pl_h2up_ops *ops, void *data, const char **why);
+struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, const struct pl_cluster *cl, const struct pl_endpoint *ep,
+				    const nghttp2_nv *nv, size_t n, int has_body, const struct pl_h2up_ops *ops,
+				    void *data, const char **why);
 /* More request body (or its end) is available. */
 void pl_h2up_resume(struct pl_h2up_stream *s);
 /* n response body bytes were passed on: credit the backend. */

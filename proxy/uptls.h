@@ -1,6 +1,6 @@
 /*
  * TLS client side toward backends (BackendTLSPolicy, table-t.h struct
- * pl_backend_tls). Used by upstream.c only.
+ * pl_backend_tls). Used by upstream.c and h2up.c (HTTP/2 over TLS).
  *
  * Contexts: one client SSL_CTX per distinct trust material (the CA PEM, or
  * the system store), cached process-wide behind a mutex and shared by all

@@ -26,8 +26,8 @@ def tools():
 
 
 class GrpcServer(Proc):
-    def __init__(self, tools, name, log):
-        super().__init__(f"grpc {name}", [f"{tools}/grpc-echo-server", "-name", name], log=log,
+    def __init__(self, tools, name, log, args=()):
+        super().__init__(f"grpc {name}", [f"{tools}/grpc-echo-server", "-name", name, *args], log=log,
                          stdout_pipe=True)
         r, _, _ = select.select([self.p.stdout], [], [], 10 * SLOW)
         line = self.p.stdout.readline().decode(errors="replace").strip() if r else ""
@@ -37,8 +37,8 @@ class GrpcServer(Proc):
         self.port = int(line)
 
 
-def grpc_server(env, tools, name):
-    s = GrpcServer(tools, name, env._log("grpc-" + name))
+def grpc_server(env, tools, name, args=()):
+    s = GrpcServer(tools, name, env._log("grpc-" + name), args)
     env.procs.append(s)
     return s
 
@@ -74,9 +74,10 @@ def gref(svc, weight=None):
     return r
 
 
-def call(tools, port, method, md=(), data="hello", authority="grpc.example.com", size=0, parallel=1):
+def call(tools, port, method, md=(), data="hello", authority="grpc.example.com", size=0, parallel=1, stream=0):
     args = [f"{tools}/grpc-echo-client", "-addr", f"127.0.0.1:{port}", "-method", method, "-data", data,
-            "-authority", authority, "-timeout", f"{10 * SLOW}s", "-size", str(size), "-parallel", str(parallel)]
+            "-authority", authority, "-timeout", f"{10 * SLOW}s", "-size", str(size), "-parallel", str(parallel),
+            "-stream", str(stream)]
     for kv in md:
         args += ["-md", kv]
     r = subprocess.run(args, capture_output=True, text=True, timeout=30 * SLOW)

@@ -14,10 +14,19 @@
 //	                    request trailers (those the request's Trailer field declared: Go's rule)
 //
 // It listens on -addr (port 0 = any) and prints "listening on ADDR" on stdout.
+//
+// With -tls-cert and -tls-key it serves TLS instead, offering the ALPN
+// protocols of -alpn (default "h2"; "http/1.1" alone makes an HTTP/1.1-only
+// TLS server, which still answers 400); with -client-ca it also requires a
+// client certificate signed by that CA. The JSON echo then also has "tls",
+// "sni", "alpn" and "client_cn"; it always has "conns", the connections
+// accepted so far.
 package main
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -29,8 +38,22 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
+
+// accepted counts connections (before any TLS handshake).
+var accepted atomic.Int64
+
+type countingListener struct{ net.Listener }
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		accepted.Add(1)
+	}
+	return c, err
+}
 
 func pattern(n int) []byte {
 	b := make([]byte, n)
@@ -57,7 +80,7 @@ func echo(w http.ResponseWriter, r *http.Request, status int) {
 			trailers[strings.ToLower(k)] = v
 		}
 	}
-	out, _ := json.Marshal(map[string]any{
+	info := map[string]any{
 		"method":         r.Method,
 		"path":           r.URL.RequestURI(),
 		"host":           r.Host,
@@ -67,7 +90,17 @@ func echo(w http.ResponseWriter, r *http.Request, status int) {
 		"body_len":       n,
 		"body_sha256":    hex.EncodeToString(h.Sum(nil)),
 		"trailers":       trailers,
-	})
+		"conns":          accepted.Load(),
+		"tls":            r.TLS != nil,
+	}
+	if r.TLS != nil {
+		info["sni"] = r.TLS.ServerName
+		info["alpn"] = r.TLS.NegotiatedProtocol
+		if len(r.TLS.PeerCertificates) > 0 {
+			info["client_cn"] = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+	}
+	out, _ := json.Marshal(info)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(status)
@@ -124,19 +157,46 @@ func handler(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	certFile := flag.String("tls-cert", "", "serve TLS with this certificate (PEM)")
+	keyFile := flag.String("tls-key", "", "the certificate's key (PEM)")
+	alpn := flag.String("alpn", "h2", "ALPN protocols offered over TLS, comma-separated")
+	clientCA := flag.String("client-ca", "", "require client certificates signed by this CA (PEM; TLS only)")
 	flag.Parse()
-	ln, err := net.Listen("tcp", *addr)
+	raw, err := net.Listen("tcp", *addr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		fail(err)
 	}
+	var ln net.Listener = countingListener{raw}
 	var protos http.Protocols
 	protos.SetHTTP1(true) // only to answer 400, as the conformance echo server does
 	protos.SetUnencryptedHTTP2(true)
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fail(err)
+		}
+		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: strings.Split(*alpn, ",")}
+		if *clientCA != "" {
+			pem, err := os.ReadFile(*clientCA)
+			if err != nil {
+				fail(err)
+			}
+			cfg.ClientCAs = x509.NewCertPool()
+			cfg.ClientCAs.AppendCertsFromPEM(pem)
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		protos.SetHTTP2(true)
+		ln = tls.NewListener(ln, cfg)
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(handler), Protocols: &protos}
-	fmt.Printf("listening on %s\n", ln.Addr())
+	fmt.Printf("listening on %s\n", raw.Addr())
 	os.Stdout.Sync()
 	fmt.Fprintln(os.Stderr, srv.Serve(ln))
 	os.Exit(1)

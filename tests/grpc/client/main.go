@@ -1,9 +1,12 @@
 // Command grpc-echo-client makes one unary gRPC call over h2c and prints a
 // JSON object: code (numeric gRPC status), message, reply (the raw reply
-// text), header and trailer (response metadata).
+// text), header and trailer (response metadata). With -stream n it instead
+// opens one bidirectional stream, sends n messages ("DATA-0", "DATA-1"...),
+// reading each reply before the next message, and adds "replies" (their
+// texts) to the output.
 // Usage: grpc-echo-client -addr 127.0.0.1:PORT -authority host -method /svc/M
 //
-//	[-md key=value]... [-data text | -size bytes] [-parallel n]
+//	[-md key=value]... [-data text | -size bytes] [-parallel n | -stream n]
 package main
 
 import (
@@ -11,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -37,6 +41,7 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Second, "call deadline")
 	size := flag.Int("size", 0, "send a payload of this many bytes instead of -data")
 	parallel := flag.Int("parallel", 1, "make this many calls at once on the connection")
+	nstream := flag.Int("stream", 0, "one bidirectional stream of this many messages instead of unary calls")
 	var md mdFlags
 	flag.Var(&md, "md", "request metadata key=value (repeatable)")
 	flag.Parse()
@@ -57,6 +62,9 @@ func main() {
 	for _, kv := range md {
 		k, v, _ := strings.Cut(kv, "=")
 		ctx = metadata.AppendToOutgoingContext(ctx, k, v)
+	}
+	if *nstream > 0 {
+		os.Exit(streamCall(ctx, conn, *method, *data, *nstream))
 	}
 	req := []byte(*data)
 	if *size > 0 {
@@ -103,4 +111,52 @@ func main() {
 		"ok":      ok,
 	})
 	fmt.Println(string(out))
+}
+
+// streamCall runs the -stream mode; returns the exit status.
+func streamCall(ctx context.Context, conn *grpc.ClientConn, method, data string, n int) int {
+	desc := &grpc.StreamDesc{StreamName: method, ServerStreams: true, ClientStreams: true}
+	var replies []string
+	var header metadata.MD
+	s, err := conn.NewStream(ctx, desc, method)
+	if err == nil {
+		for i := 0; i < n && err == nil; i++ {
+			msg := []byte(fmt.Sprintf("%s-%d", data, i))
+			if err = s.SendMsg(&msg); err != nil {
+				break
+			}
+			var r []byte
+			if err = s.RecvMsg(&r); err == nil {
+				replies = append(replies, string(r))
+			}
+		}
+		if err == nil {
+			err = s.CloseSend()
+		}
+		if err == nil {
+			var r []byte
+			if err = s.RecvMsg(&r); err == io.EOF {
+				err = nil
+			} else if err == nil {
+				err = fmt.Errorf("unexpected message after the last reply")
+			}
+		}
+		header, _ = s.Header()
+	}
+	st := status.Convert(err)
+	var trailer metadata.MD
+	if s != nil {
+		trailer = s.Trailer()
+	}
+	out, _ := json.Marshal(map[string]any{
+		"code":    int(st.Code()),
+		"message": st.Message(),
+		"reply":   "",
+		"replies": replies,
+		"header":  header,
+		"trailer": trailer,
+		"ok":      len(replies),
+	})
+	fmt.Println(string(out))
+	return 0
 }
