@@ -4825,7 +4825,17 @@ static void add_status(struct ctx *c, struct pl_compile_result *r, const struct 
 
 /* ---------------------------------------------------------------- the compiler */
 
-/* 1 if a and b are equal but for status and metadata.resourceVersion/managedFields. */
+/*
+ * Keys no compile reads: status, and the Kubernetes controller's own
+ * bookkeeping ("_pylon...": the status as text, pool and stub marks; a pool
+ * address itself is in spec.addresses).
+ */
+static int bookkeeping(const char *k)
+{
+	return !strcmp(k, "status") || !strncmp(k, "_pylon", 6);
+}
+
+/* 1 if a and b are equal but for bookkeeping() and metadata.resourceVersion/managedFields. */
 static int same_but_status(const json_t *a, const json_t *b)
 {
 	if (!json_is_object(a) || !json_is_object(b))
@@ -4834,7 +4844,7 @@ static int same_but_status(const json_t *a, const json_t *b)
 	json_t *v;
 	size_t na = 0, nb = 0;
 	json_object_foreach((json_t *)a, k, v) {
-		if (!strcmp(k, "status"))
+		if (bookkeeping(k))
 			continue;
 		na++;
 		json_t *w = json_object_get(b, k);
@@ -4860,7 +4870,7 @@ static int same_but_status(const json_t *a, const json_t *b)
 			return 0;
 	}
 	json_object_foreach((json_t *)b, k, v)
-		if (strcmp(k, "status"))
+		if (!bookkeeping(k))
 			nb++;
 	return na == nb;
 }
@@ -4938,7 +4948,7 @@ static const char *cache_stale(const struct pl_compiler *pc, const struct pl_sto
 	if (!pc->store_id)
 		return "first run";
 	if (pc->store_id != pl_store_id(s))
-		return "another store";
+		return "store";
 	for (size_t i = 0; i < PL_ARRAY_LEN(epoch_kinds); i++)
 		if (pl_store_epoch(s, epoch_kinds[i]) != pc->epoch[epoch_kinds[i]])
 			return pl_kind_str(epoch_kinds[i]);
@@ -5180,6 +5190,9 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 	memset(&pc->st, 0, sizeof(pc->st));
 	const char *stale = cache_stale(pc, s);
 	if (stale) {
+		/* worth a line when it happens to a compiler in use: rare by design */
+		if (pc->store_id)
+			pl_info("compiler: full compile (%s changed)", stale);
 		cache_drop(pc);
 		c.full = 1;
 		pc->st.full = 1;

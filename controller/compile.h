@@ -34,10 +34,13 @@
  *   test in tests/unit/test_incremental.c holds it to that), but recompiles
  *   only the routes whose object changed (pl_obj.rev) and the endpoints of
  *   Services whose EndpointSlices changed. A change to anything else a route
- *   is compiled against (GatewayClasses and Gateways by content; Services,
- *   ReferenceGrants, Namespaces, BackendTLSPolicies by store epoch; the
- *   Secrets and ConfigMaps the Gateways and policies read) recompiles
- *   everything: such changes are rare.
+ *   is compiled against (GatewayClasses and Gateways by content, so even a
+ *   change made in place without a put counts; Services, ReferenceGrants,
+ *   Namespaces, BackendTLSPolicies by store epoch; the Secrets and ConfigMaps
+ *   the Gateways and policies read) recompiles everything: such changes are
+ *   rare. The content compared leaves out status, metadata.resourceVersion
+ *   and managedFields, and top-level keys starting with "_pylon" (the
+ *   Kubernetes controller's bookkeeping: no compile may read those).
  * - Tables share the cached data (route rules, clusters, vhost entries) and
  *   keep it alive themselves: a table may outlive the compiler and later
  *   compiles, on any thread. So do statuses: r->statuses shares its values
