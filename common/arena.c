@@ -24,6 +24,7 @@ struct pl_arena {
 	struct cleanup *cleanups;
 	size_t block_size, total;
 	int flags;
+	struct block *inl;           /* first block, in the arena's own allocation; not freed alone */
 };
 
 struct pl_arena *pl_arena_new(size_t block_size, int flags)
@@ -39,6 +40,31 @@ struct pl_arena *pl_arena_new(size_t block_size, int flags)
 	return a;
 }
 
+struct pl_arena *pl_arena_new_sized(size_t first, size_t block_size, int flags)
+{
+	if (!first)
+		return pl_arena_new(block_size, flags);
+	first = (first + 15) & ~(size_t)15;
+	size_t hdr = (sizeof(struct pl_arena) + 15) & ~(size_t)15;
+	struct pl_arena *a = NULL;
+	if (first <= SIZE_MAX - hdr - sizeof(struct block))
+		a = malloc(hdr + sizeof(struct block) + first);
+	if (!a) {
+		if (flags & PL_ARENA_FATAL)
+			PL_PANIC("out of memory");
+		return NULL;
+	}
+	memset(a, 0, sizeof(*a));
+	a->block_size = block_size ? block_size : 4096;
+	a->flags = flags;
+	struct block *b = (struct block *)((unsigned char *)a + hdr);
+	b->next = NULL;
+	b->size = first;
+	b->used = 0;
+	a->head = a->inl = b;
+	return a;
+}
+
 void pl_arena_free(struct pl_arena *a)
 {
 	if (!a)
@@ -49,7 +75,8 @@ void pl_arena_free(struct pl_arena *a)
 	}
 	for (struct block *b = a->head, *n; b; b = n) {
 		n = b->next;
-		free(b);
+		if (b != a->inl)
+			free(b);
 	}
 	free(a);
 }

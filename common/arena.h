@@ -16,6 +16,13 @@
 struct pl_arena;
 
 struct pl_arena *pl_arena_new(size_t block_size, int flags);
+/*
+ * Like pl_arena_new(), but the first block (first bytes, made with the
+ * arena in one allocation) is sized apart from later ones: for the many
+ * small arenas a cache keeps (the compiler's per-route data), where a
+ * default-sized block would be mostly slack. first 0: no first block.
+ */
+struct pl_arena *pl_arena_new_sized(size_t first, size_t block_size, int flags);
 void pl_arena_free(struct pl_arena *a);            /* runs cleanups (LIFO), frees blocks; NULL ok */
 void *pl_arena_alloc(struct pl_arena *a, size_t n); /* zeroed */
 char *pl_arena_strdup(struct pl_arena *a, const char *s);      /* NULL -> NULL */

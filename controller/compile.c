@@ -412,12 +412,26 @@ struct blob {
 	struct pl_arena *a;
 };
 
-static struct blob *blob_new(size_t block)
+/*
+ * The blob lives in its own arena, whose first block (first bytes for the
+ * data, made with the arena: one allocation) is sized by the caller: tens of
+ * thousands of these stay cached, so slack and allocator overhead add up.
+ */
+#define BLOB_HDR ((sizeof(struct blob) + 15) & ~(size_t)15)  /* as the arena rounds it */
+
+static struct blob *blob_new_sized(size_t first, size_t block)
 {
-	struct blob *b = pl_xmalloc(sizeof(*b));
+	struct pl_arena *a = pl_arena_new_sized(first + BLOB_HDR, block, PL_ARENA_FATAL);
+	struct blob *b = pl_arena_alloc(a, sizeof(*b));
 	atomic_init(&b->ref, 1);
-	b->a = pl_arena_new(block, PL_ARENA_FATAL);
+	b->a = a;
 	return b;
+}
+
+/* A blob for size bytes, counted exactly by the caller (more still works). */
+static struct blob *blob_new(size_t size)
+{
+	return blob_new_sized(size, size);
 }
 
 static void blob_ref(struct blob *b)
@@ -431,10 +445,8 @@ static void blob_unref(struct blob *b)
 		return;
 	int prev = atomic_fetch_sub_explicit(&b->ref, 1, memory_order_acq_rel);
 	PL_BUG_ON(prev <= 0);
-	if (prev == 1) {
-		pl_arena_free(b->a);
-		free(b);
-	}
+	if (prev == 1)
+		pl_arena_free(b->a);     /* b is in it */
 }
 
 struct blobrefs {
@@ -842,6 +854,7 @@ struct pl_compiler {
 	size_t n_lc;
 	struct smap jint;            /* shared status values: key (heap) -> json_t (a reference) */
 	size_t jint_live;            /* values after the last jint_gc() */
+	size_t route_hint;           /* first block of the next route's blob (bytes) */
 	struct pl_compiler_stats st;
 };
 
@@ -3245,8 +3258,14 @@ static void route_parent(struct rctx *rc, json_t *pr)
 
 static const enum pl_kind rkinds[] = { PL_K_HTTPROUTE, PL_K_GRPCROUTE, PL_K_TLSROUTE, PL_K_TCPROUTE, PL_K_UDPROUTE };
 
-/* Bytes a route's blob grows by: most routes fit in one or two. */
-#define ROUTE_BLOCK 2048
+/*
+ * A route's blob: its first block is as large as the previous route's data
+ * (pl_compiler.route_hint: routes of one cluster tend to look alike, so most
+ * fit with little slack), later blocks ROUTE_BLOCK.
+ */
+#define ROUTE_BLOCK 512
+#define ROUTE_HINT_MIN 256
+#define ROUTE_HINT_MAX 16384
 
 static json_t *obj_header(struct ctx *c, const struct pl_obj *o, json_t *status);
 static int unhealthy(const json_t *j);
@@ -3255,7 +3274,7 @@ static char *cluster_name(struct ctx *c, struct pl_arena *a, const struct bref *
 /* Compiles one route into a new blob: rules, attachments, status, cluster names. */
 static struct croute *route_build(struct ctx *c, const struct pl_obj *o, size_t kidx)
 {
-	struct blob *b = blob_new(ROUTE_BLOCK);
+	struct blob *b = blob_new_sized(c->pc->route_hint, ROUTE_BLOCK);
 	struct croute *cr = pl_arena_alloc(b->a, sizeof(*cr));
 	cr->blob = b;
 	cr->kidx = kidx;
@@ -3309,6 +3328,8 @@ static struct croute *route_build(struct ctx *c, const struct pl_obj *o, size_t 
 					ru->fm[j].cluster = cluster_name(c, b->a, &ru->fm[j], g);
 		}
 	}
+	size_t used = pl_arena_used(b->a) - BLOB_HDR;
+	c->pc->route_hint = used < ROUTE_HINT_MIN ? ROUTE_HINT_MIN : used > ROUTE_HINT_MAX ? ROUTE_HINT_MAX : used;
 	return cr;
 }
 
@@ -4710,7 +4731,7 @@ static json_t *obj_header(struct ctx *c, const struct pl_obj *o, json_t *status)
 	json_t *md = J(json_object());
 	jset(md, "name", jstr(o->name));
 	if (*o->ns)
-		jset(md, "namespace", jstr(o->ns));
+		jset(md, "namespace", jstr_shared(c, o->ns));  /* a few namespaces, thousands of routes */
 	jset(j, "metadata", md);
 	jset(j, "status", status);
 	return j;
@@ -5033,6 +5054,7 @@ struct pl_compiler *pl_compiler_new(const struct pl_compile_opts *opts)
 		pc->o = *opts;
 	pc->controller_name = pc->o.controller_name ? pl_xstrdup(pc->o.controller_name) : NULL;
 	pc->now = pl_xstrdup(pc->o.now ? pc->o.now : "1970-01-01T00:00:00Z");
+	pc->route_hint = 2048;
 	pc->o.controller_name = pc->controller_name;
 	pc->o.now = pc->now;
 	return pc;
