@@ -1257,7 +1257,8 @@ static void head_done(struct h2s *st)
 		respond_local(st, 431, "request header block too large");
 		return;
 	}
-	int is_connect = st->has_method && name_is(st->mname, strlen(st->mname), "CONNECT");
+	/* methods are case-sensitive (RFC 9110 9.1), as nghttp2 and llhttp compare them */
+	int is_connect = st->has_method && strcmp(st->mname, "CONNECT") == 0;
 	if (is_connect && !st->has_protocol) {
 		/* a plain CONNECT (no :path, no :scheme) asks for a TCP tunnel: not offered */
 		respond_local(st, 405, "CONNECT is not supported");
@@ -1336,7 +1337,7 @@ static void head_done(struct h2s *st)
 		respond_local(st, 400, "content-length on a WebSocket extended CONNECT");
 		return;
 	}
-	st->is_head = name_is(st->mname, strlen(st->mname), "HEAD");
+	st->is_head = strcmp(st->mname, "HEAD") == 0;   /* "head" is another method: its response has a body */
 	st->chunked = !st->req_done && !st->has_cl && !st->ws;
 
 	static __thread struct pl_hdr rh[MAX_HDRS];
@@ -1929,15 +1930,20 @@ static int next_token(const char **q, const char *end, const char **t, size_t *t
 	return *tn > 0;
 }
 
-/* 1 if the comma-separated list v[0, vl) has token tok (case-insensitive). */
-static int has_token(const char *v, size_t vl, const char *tok)
+/* 1 if the comma-separated list v[0, vl) has token tok[0, tl) (case-insensitive). */
+static int has_token_n(const char *v, size_t vl, const char *tok, size_t tl)
 {
 	const char *q = v, *t;
 	size_t tn;
 	while (next_token(&q, v + vl, &t, &tn))
-		if (name_is(t, tn, tok))
+		if (tn == tl && pl_strncaseeq(t, tok, tl))
 			return 1;
 	return 0;
+}
+
+static int has_token(const char *v, size_t vl, const char *tok)
+{
+	return has_token_n(v, vl, tok, strlen(tok));
 }
 
 /*
@@ -3085,13 +3091,8 @@ static int up_conn_named(const struct pl_h2_upreq *rq, const char *n, size_t nl)
 {
 	for (uint32_t i = 0; i < rq->n_hdrs; i++) {
 		const struct pl_hdr *h = &rq->hdrs[i];
-		const char *q = h->value, *t;
-		size_t tn;
-		if (!name_is(h->name, h->name_len, "connection"))
-			continue;
-		while (next_token(&q, h->value + h->value_len, &t, &tn))
-			if (tn == nl && pl_strncaseeq(t, n, nl))
-				return 1;
+		if (name_is(h->name, h->name_len, "connection") && has_token_n(h->value, h->value_len, n, nl))
+			return 1;
 	}
 	return 0;
 }
@@ -3157,7 +3158,7 @@ int pl_h2_upgrade(struct pl_worker *w, struct pl_lsock *ls, int fd, const char *
 	if (!c)
 		return -ENOMEM;
 	/* nghttp2 answers invalid values (on_invalid_frame) with a GOAWAY: refused here instead */
-	int head = name_is(rq->method, strlen(rq->method), "HEAD");
+	int head = strcmp(rq->method, "HEAD") == 0;
 	if (nghttp2_session_upgrade2(c->s, set, (size_t)sl, head, NULL) != 0 || c->bad_settings) {
 		conn_discard(c);
 		return -EINVAL;

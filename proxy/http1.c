@@ -904,8 +904,8 @@ static int retry_endpoint(struct pl_h1conn *c, const char *why)
 	struct h1_req *r = &c->req;
 	if (r->ep_retried || r->cluster->n_eps < 2)
 		return 0;
-	const struct pl_endpoint *ep = pl_router_endpoint(r->cluster);
-	if (!ep || ep == r->ep)
+	const struct pl_endpoint *ep = pl_retry_endpoint(r->cluster, r->ep);
+	if (ep == r->ep)
 		return 0;
 	pl_info("%s \"%s %s\": %s; trying %s", c->peer, r->method, r->target, why, ep->text);
 	count_upstream_error(c);

@@ -497,20 +497,19 @@ nghttp2_nv *pl_rh_h2_head(const struct pl_rh_h2in *in, const struct pl_rh_filter
 	return nv;
 }
 
-/* RFC 9110 tchar */
-static int is_tchar(uint8_t ch)
-{
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-		return 1;
-	return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
+/* RFC 9110 tchar: a table, this runs for every byte of every field name of a bridged response */
+static const uint8_t tchar[256] = {
+	['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
+	['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+};
 
 int pl_rh_field_ok(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
 	if (nl == 0)
 		return 0;
 	for (size_t i = 0; i < nl; i++)
-		if (!is_tchar(name[i]))
+		if (!tchar[name[i]])
 			return 0;
 	for (size_t i = 0; i < vl; i++)
 		if ((value[i] < 0x20 && value[i] != '\t') || value[i] == 0x7f)
