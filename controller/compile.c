@@ -1382,11 +1382,21 @@ static int pem_certs_ok(const char *pem, size_t len)
 	return ok;
 }
 
-static char *arena_strndup0(struct pl_arena *a, const char *p, uint32_t n)
+/*
+ * all (all_len bytes, NUL-terminated, or NULL) with pem and a newline added,
+ * in a new arena copy (a CA bundle is a few PEMs: re-copying keeps it
+ * simple). *all_len is updated; the result is NUL-terminated.
+ */
+static char *pem_append(struct pl_arena *a, const char *all, size_t *all_len, const char *pem, size_t len)
 {
-	char *d = pl_arena_alloc(a, (size_t)n + 1);
-	memcpy(d, p, n);
-	d[n] = '\0';
+	size_t n = *all_len;
+	char *d = pl_arena_alloc(a, n + len + 2);
+	if (n)
+		memcpy(d, all, n);
+	memcpy(d + n, pem, len);
+	d[n + len] = '\n';
+	d[n + len + 1] = '\0';
+	*all_len = n + len + 1;
 	return d;
 }
 
@@ -1435,8 +1445,8 @@ static void gateway_backend_tls(struct ctx *c, struct gw *g)
 			 !sec ? "not found" : "is not a kubernetes.io/tls Secret with a matching tls.crt and tls.key");
 		return;
 	}
-	g->bk_crt = arena_strndup0(c->a, crt, cl);
-	g->bk_key = arena_strndup0(c->a, key, kl);
+	g->bk_crt = crt;   /* secret_bytes() made them in c->a, NUL-terminated */
+	g->bk_key = key;
 	g->bk_fp = fnv1a(fnv1a(FNV_INIT, crt, cl), key, kl);
 }
 
@@ -1589,14 +1599,7 @@ static void listener_frontend(struct ctx *c, struct lst *l)
 			l->no_certs = 1;
 			continue;
 		}
-		char *n = pl_arena_alloc(c->a, all_len + len + 2);
-		if (all_len)
-			memcpy(n, all, all_len);
-		memcpy(n + all_len, pem, len);
-		n[all_len + len] = '\n';
-		n[all_len + len + 1] = '\0';
-		all = n;
-		all_len += len + 1;
+		all = pem_append(c->a, all, &all_len, pem, len);
 	}
 	if (all) {
 		l->tls->client_ca_pem = all;
@@ -3579,50 +3582,23 @@ static void slices_of(struct ctx *c, const char *svckey, struct vec *out)
 }
 
 /*
- * Endpoints already in a cluster, by text: slices of one Service may repeat
- * an address, and a scan per endpoint was quadratic in a large Service. Open
- * addressing over indexes into eps, in the scratch arena.
+ * 1 if text is in set already; else 0, and text is recorded. Slices of one
+ * Service may repeat an address, and a scan per endpoint was quadratic in a
+ * large Service: set is a scratch-arena smap keyed by endpoint text.
  */
-struct epset {
-	uint32_t *slot;              /* index into eps + 1; 0: empty */
-	size_t cap;                  /* power of two */
-};
-
-static uint64_t ep_hash(const char *s)
+static int ep_seen(struct smap *set, const char *text)
 {
-	return fnv1a(1469598103934665603ull, s, strlen(s));
-}
-
-static void ep_insert(struct epset *set, struct vec *eps, size_t idx)
-{
-	size_t mask = set->cap - 1, h = (size_t)ep_hash(((struct pl_endpoint *)eps->v[idx])->text) & mask;
-	while (set->slot[h])
-		h = (h + 1) & mask;
-	set->slot[h] = (uint32_t)idx + 1;
-}
-
-/* 1 if text is in eps already; else 0, and text is recorded at index eps->n: push it next. */
-static int ep_seen(struct ctx *c, struct epset *set, struct vec *eps, const char *text)
-{
-	if ((eps->n + 1) * 2 > set->cap) {
-		set->cap = set->cap ? set->cap * 2 : 16;
-		set->slot = aarr(c->tmp, set->cap, sizeof(*set->slot));
-		memset(set->slot, 0, set->cap * sizeof(*set->slot));
-		for (size_t q = 0; q < eps->n; q++)
-			ep_insert(set, eps, q);
-	}
-	size_t mask = set->cap - 1, h;
-	for (h = (size_t)ep_hash(text) & mask; set->slot[h]; h = (h + 1) & mask)
-		if (strcmp(((struct pl_endpoint *)eps->v[set->slot[h] - 1])->text, text) == 0)
-			return 1;
-	set->slot[h] = (uint32_t)eps->n + 1;   /* the caller pushes it next */
+	void **v = smap_put(set, text);
+	if (*v)
+		return 1;
+	*v = (void *)text;
 	return 0;
 }
 
 /* The endpoints of Service port sport from slices sl into eps (scratch struct pl_endpoint *), deduplicated. */
 static void add_endpoints(struct ctx *c, const json_t *sport, const struct vec *sl, struct vec *out)
 {
-	struct epset seen = { 0 };
+	struct smap seen = { .a = c->tmp };
 	struct vec eps = { 0 };
 	const char *pname = sget(sport, "name");
 	if (!pname)
@@ -3677,7 +3653,7 @@ static void add_endpoints(struct ctx *c, const json_t *sport, const struct vec *
 			pbuf[24] = '\0';
 			char *text = fam == AF_INET ? acat(c->tmp, (const char *[]){ ip, ":", pd }, 3)
 						    : acat(c->tmp, (const char *[]){ "[", ip, "]:", pd }, 4);
-			if (ep_seen(c, &seen, &eps, text))
+			if (ep_seen(&seen, text))
 				continue;
 			json_t *rd = json_object_get(json_object_get(ej, "conditions"), "ready");
 			struct pl_endpoint *ep = pl_arena_alloc(c->tmp, sizeof(*ep));
@@ -3795,14 +3771,7 @@ static void btls_parse(struct ctx *c, struct btls *p)
 				 nm ? nm : "", cm ? "has no valid ca.crt" : "not found");
 			continue;
 		}
-		char *n = pl_arena_alloc(c->a, all_len + len + 2);
-		if (all_len)
-			memcpy(n, all, all_len);
-		memcpy(n + all_len, pem, len);
-		n[all_len + len] = '\n';
-		n[all_len + len + 1] = '\0';
-		all = n;
-		all_len += len + 1;
+		all = pem_append(c->a, all, &all_len, pem, len);
 	}
 	bt->ca_pem = all;
 	if (nrefs && !all && !p->acc_reason) {

@@ -4,7 +4,7 @@
  * publish, write status.
  *
  * One thread, one libcurl multi handle. Every watched kind is a small state
- * machine: LIST (paged, limit=500) -> WATCH from the list's resourceVersion
+ * machine: LIST (paged, limit=LIST_PAGE) -> WATCH from the list's resourceVersion
  * (bookmarks on) -> when the stream ends, WATCH again from the last
  * resourceVersion seen; 410 Gone (HTTP status or ERROR event) -> LIST again;
  * transport errors and 5xx -> exponential backoff with jitter, then resume
@@ -65,6 +65,7 @@
 #define SYNC_TIMEOUT_MS 5000L
 #define FETCH_HOLD_NS (2000ll * 1000000)   /* a compile waits this long at most for referenced Secrets */
 #define MS 1000000ll
+#define WATCH_EARLY_NS (1000 * MS)   /* a clean watch end sooner than this backs off */
 
 /* Features pylon passes (GatewayClass status.supportedFeatures), sorted:
  * each one's conformance tests pass (conformance/reports/). */
@@ -167,6 +168,7 @@ struct watch {
 	int absent_logged;
 	unsigned fails;
 	int64_t due_ns;
+	int64_t start_ns;            /* when the current request was started */
 	uint64_t events;
 };
 
@@ -1112,6 +1114,7 @@ static void watch_start(struct watch *w)
 	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(w->h, CURLOPT_PRIVATE, w);
 	curl_easy_setopt(w->h, CURLOPT_TIMEOUT_MS, w->st == W_LIST ? 60000L : (long)(WATCH_TIMEOUT_S + 90) * 1000L);
+	w->start_ns = pl_now_ns();
 	CURLMcode mc = curl_multi_add_handle(K.multi, w->h);
 	if (mc != CURLM_OK) {
 		pl_err("kubernetes: curl_multi_add_handle: %s", curl_multi_strerror(mc));
@@ -1160,6 +1163,14 @@ static void list_page_done(struct watch *w)
 	const char *cont = sget(md, "continue");
 	free(w->cont);
 	w->cont = cont && *cont ? pl_xstrdup(cont) : NULL;
+	if (!w->cont && !sget(md, "resourceVersion")) {
+		/* nothing to watch from: listing again at once would spin */
+		json_decref(list);
+		json_decref(w->seen);
+		w->seen = NULL;
+		watch_retry(w, "list: no resourceVersion");
+		return;
+	}
 	if (!w->cont) {
 		set_rv(w, list);
 		/* objects the list no longer has were deleted while we were not watching */
@@ -1241,6 +1252,11 @@ static void watch_done(struct watch *w, CURLcode res)
 			return;
 		}
 		/* the watch ended normally (timeoutSeconds): resume from the last resourceVersion */
+		if (pl_now_ns() - w->start_ns < WATCH_EARLY_NS) {
+			/* a server (or proxy) that ends every watch at once must not make us spin */
+			watch_retry(w, "watch ended at once");
+			return;
+		}
 		if (w->fails)
 			pl_info("kubernetes: %s watch: reconnected", w->r->kind);
 		w->fails = 0;
@@ -1679,6 +1695,8 @@ static void lease_got(struct areq *q, long code)
 	long long dur = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
 	if (dur <= 0)
 		dur = LEASE_DURATION_S;
+	else if (dur > INT32_MAX)   /* dur * 1000 * MS below must not overflow */
+		dur = INT32_MAX;
 	/* expiry by our own clock: when did we last see the record change? (client-go does the same) */
 	if (!rv || strcmp(rv, K.lease_seen_rv) != 0) {
 		snprintf(K.lease_seen_rv, sizeof(K.lease_seen_rv), "%s", rv ? rv : "");
