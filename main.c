@@ -80,6 +80,20 @@ static int parse_num(const char *opt, const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A number in [lo, hi]; anything else is refused with the range in the message. */
+static int parse_range(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	if (parse_num(opt, s, out))
+		return -1;
+	if (*out < lo || *out > hi) {
+		fprintf(stderr, "pylon: %s must be %llu..%llu\n", opt, (unsigned long long)lo, (unsigned long long)hi);
+		return -1;
+	}
+	return 0;
+}
+
+#define MAX_TIMEOUT_MS 86400000ull   /* one day */
+
 enum { O_MANIFESTS = 1, O_CTLNAME, O_WORKERS, O_ADMIN, O_MAXCONNS, O_HDRTO, O_IDLETO, O_CONNTO,
        O_BACKTO, O_MAXHDR, O_POLL, O_LOGLEVEL, O_LISTEN, O_HELP, O_KUBECONFIG, O_INCLUSTER, O_CLASSNAME,
        O_POOL, O_PUBSVC, O_LEASENS, O_NOLEADER, O_DEBOUNCE };
@@ -122,6 +136,19 @@ static void memory_settings(void)
 {
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+}
+
+/*
+ * Blocks the stop signals; called before any thread exists so every thread
+ * inherits the mask; pl_proxy_run takes them with sigwaitinfo.
+ */
+static void block_stop_signals(void)
+{
+	sigset_t stopset;
+	sigemptyset(&stopset);
+	sigaddset(&stopset, SIGINT);
+	sigaddset(&stopset, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
 }
 
 int main(int argc, char **argv)
@@ -178,13 +205,13 @@ int main(int argc, char **argv)
 			px.workers = (unsigned)v;
 			break;
 		case O_ADMIN: px.admin_addr = strcmp(optarg, "off") == 0 ? NULL : optarg; break;
-		case O_MAXCONNS: if (parse_num("--max-conns", optarg, &v)) return 2; px.max_conns = (uint32_t)v; break;
-		case O_HDRTO: if (parse_num("--header-timeout", optarg, &v)) return 2; px.header_timeout_ms = v; break;
-		case O_IDLETO: if (parse_num("--idle-timeout", optarg, &v)) return 2; px.idle_timeout_ms = v; break;
-		case O_CONNTO: if (parse_num("--connect-timeout", optarg, &v)) return 2; px.connect_timeout_ms = v; break;
-		case O_BACKTO: if (parse_num("--backend-timeout", optarg, &v)) return 2; px.backend_timeout_ms = v; break;
-		case O_MAXHDR: if (parse_num("--max-header-bytes", optarg, &v)) return 2; px.max_header_bytes = v; break;
-		case O_POLL: if (parse_num("--poll-ms", optarg, &v)) return 2; ctl.poll_ms = (unsigned)v; break;
+		case O_MAXCONNS: if (parse_range("--max-conns", optarg, 1, 1000000, &v)) return 2; px.max_conns = (uint32_t)v; break;
+		case O_HDRTO: if (parse_range("--header-timeout", optarg, 1, MAX_TIMEOUT_MS, &v)) return 2; px.header_timeout_ms = v; break;
+		case O_IDLETO: if (parse_range("--idle-timeout", optarg, 1, MAX_TIMEOUT_MS, &v)) return 2; px.idle_timeout_ms = v; break;
+		case O_CONNTO: if (parse_range("--connect-timeout", optarg, 1, MAX_TIMEOUT_MS, &v)) return 2; px.connect_timeout_ms = v; break;
+		case O_BACKTO: if (parse_range("--backend-timeout", optarg, 1, MAX_TIMEOUT_MS, &v)) return 2; px.backend_timeout_ms = v; break;
+		case O_MAXHDR: if (parse_range("--max-header-bytes", optarg, 1024, 16777216, &v)) return 2; px.max_header_bytes = v; break;
+		case O_POLL: if (parse_range("--poll-ms", optarg, 10, 3600000, &v)) return 2; ctl.poll_ms = (unsigned)v; break;
 		case O_LOGLEVEL:
 			if (pl_log_parse_level(optarg) < 0) {
 				fprintf(stderr, "pylon: unknown log level '%s'\n", optarg);
@@ -232,6 +259,7 @@ int main(int argc, char **argv)
 		}
 		kube.controller_name = ctl.controller_name;
 		px.ready = pl_kube_ready;
+		block_stop_signals();
 		if (pl_kube_start(&kube) != 0)
 			return 1;
 		int krc = pl_proxy_run(&px);
@@ -246,13 +274,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "check") == 0)
 		return pl_ctl_check(&ctl, stdout);
 
-	/* Block the stop signals before any thread exists so every thread
-	 * inherits the mask; pl_proxy_run takes them with sigwaitinfo. */
-	sigset_t stopset;
-	sigemptyset(&stopset);
-	sigaddset(&stopset, SIGINT);
-	sigaddset(&stopset, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+	block_stop_signals();
 	px.ready = pl_ctl_ready;
 	if (pl_ctl_start(&ctl) != 0)
 		return 1;
