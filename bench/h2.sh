@@ -18,32 +18,10 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-8}
 STREAMS=${STREAMS:-16}
 
-for tool in nginx haproxy h2load curl python3; do
-	command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found" >&2; exit 2; }
-done
-[ -x "$PYLON" ] || { echo "bench: $PYLON not executable (make build)" >&2; exit 2; }
-PYLON=$(cd "$(dirname "$PYLON")" && pwd)/$(basename "$PYLON")
-
-TMP=$(mktemp -d /tmp/pylon-h2bench.XXXXXX)
-PIDS=""
-cleanup() {
-	for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
-	for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
-	[ -n "${KEEP:-}" ] || rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_h2() {
-	i=0
-	until curl -fs --http2-prior-knowledge -o /dev/null "$1"; do
-		i=$((i + 1))
-		[ $i -gt 100 ] && { echo "bench: $2 did not answer h2c on $1" >&2; exit 1; }
-		sleep 0.1
-	done
-}
-
 . "$(dirname "$0")/lib.sh"
+bench_init h2bench nginx haproxy h2load curl python3
+
+wait_h2() { wait_up "$1" "$2" --http2-prior-knowledge; }
 
 BACKEND=$(free_port)
 P_PYLON=$(free_port)

@@ -1,5 +1,37 @@
 # Shared by bench/run.sh and bench/h2.sh (sourced; POSIX sh).
 
+# bench_init NAME TOOL...: checks the tools and $PYLON (made absolute), makes $TMP
+# (/tmp/pylon-NAME.XXXXXX) and kills $PIDS and removes $TMP (unless KEEP is set) on exit.
+bench_init() {
+	name=$1; shift
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found (make deps)" >&2; exit 2; }
+	done
+	[ -x "$PYLON" ] || { echo "bench: $PYLON not executable (make build)" >&2; exit 2; }
+	PYLON=$(cd "$(dirname "$PYLON")" && pwd)/$(basename "$PYLON")
+	TMP=$(mktemp -d "/tmp/pylon-$name.XXXXXX")
+	PIDS=""
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+	for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
+	for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
+	[ -n "${KEEP:-}" ] || rm -rf "$TMP"
+}
+
+# wait_up URL WHAT [CURL_OPTION...]: until curl gets a 2xx from URL (10 s at most).
+wait_up() {
+	url=$1 what=$2; shift 2
+	i=0
+	until curl -fs "$@" -o /dev/null "$url"; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && { echo "bench: $what did not answer on $url" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -23,32 +23,10 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-50}
 
-for tool in nginx haproxy wrk curl python3; do
-	command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found (make deps)" >&2; exit 2; }
-done
-[ -x "$PYLON" ] || { echo "bench: $PYLON not executable (make build)" >&2; exit 2; }
-PYLON=$(cd "$(dirname "$PYLON")" && pwd)/$(basename "$PYLON")
-
-TMP=$(mktemp -d /tmp/pylon-bench.XXXXXX)
-PIDS=""
-cleanup() {
-	for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
-	for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
-	[ -n "${KEEP:-}" ] || rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_http() {
-	i=0
-	until curl -fs -o /dev/null "$1"; do
-		i=$((i + 1))
-		[ $i -gt 100 ] && { echo "bench: $2 did not answer on $1" >&2; exit 1; }
-		sleep 0.1
-	done
-}
-
 . "$(dirname "$0")/lib.sh"
+bench_init bench nginx haproxy wrk curl python3
+
+wait_http() { wait_up "$1" "$2"; }
 
 BACKEND=$(free_port)
 P_PYLON=$(free_port)
@@ -148,14 +126,7 @@ for kt in ec rsa; do
 	cat "$TMP/$kt.crt" "$TMP/$kt.key" >"$TMP/$kt.pem"
 done
 b64() { base64 -w0 "$1"; }
-wait_https() {
-	i=0
-	until curl -fsk -o /dev/null "$1"; do
-		i=$((i + 1))
-		[ $i -gt 100 ] && { echo "bench: $2 did not answer on $1" >&2; exit 1; }
-		sleep 0.1
-	done
-}
+wait_https() { wait_up "$1" "$2" -k; }
 T_PYLON_EC=$(free_port); T_PYLON_RSA=$(free_port); T_NGINX_EC=$(free_port); T_NGINX_RSA=$(free_port)
 T_HAPROXY_EC=$(free_port); T_HAPROXY_RSA=$(free_port); ADMIN2=$(free_port)
 mkdir -p "$TMP/pylon-tls"
