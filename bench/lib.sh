@@ -32,8 +32,19 @@ wait_up() {
 	done
 }
 
+# free_port: a port nobody listens on, never one this run handed out before
+# (the kernel may return a just-closed port again); the record is $TMP/ports.
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	python3 - "$TMP/ports" <<'PY'
+import socket, sys
+given = set(open(sys.argv[1]).read().split()) if __import__("os").path.exists(sys.argv[1]) else set()
+while True:
+    s = socket.socket(); s.bind(("0.0.0.0", 0)); p = str(s.getsockname()[1]); s.close()
+    if p not in given:
+        break
+open(sys.argv[1], "a").write(p + "\n")
+print(p)
+PY
 }
 
 # CPU clock ticks (utime+stime) of a process and its direct children (nginx workers).

@@ -24,11 +24,21 @@ CONTROLLER = "pylon.dev/gateway-controller"
 GWAPI = "gateway.networking.k8s.io/v1"
 
 
-def free_port():
-    """A TCP port nobody listens on right now (bind to 0 and read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_given_ports = set()
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port nobody listens on right now (bind the wildcard address to 0 and
+    read it back), never one this test session handed out before: the kernel
+    may return a just-closed port again, and a test that asks twice (listener
+    and admin port) must get two different ports."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("0.0.0.0", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_until(fn, timeout, interval=0.02, what="condition"):

@@ -8,7 +8,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from helpers import GWAPI, LoopbackServer
+from helpers import GWAPI, LoopbackServer, free_port
 
 
 def _run(*args):
@@ -226,6 +226,4 @@ class UDPEcho:
 
 
 def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port(socket.SOCK_DGRAM)
