@@ -23,6 +23,7 @@
 #include "pl.h"
 #include "log.h"
 #include "proxy.h"
+#include "h1scan.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -260,18 +261,11 @@ static int json_str(struct buf *b, const char *s, size_t n)
 	return 0;
 }
 
-static int is_tchar(unsigned char c)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return 1;
-	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* Go's textproto.CanonicalMIMEHeaderKey: "x-foo-bar" -> "X-Foo-Bar"; names with non-token bytes stay as they are. */
 static void canonical_name(char *d, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (!is_tchar((unsigned char)s[i])) {
+		if (!pl_h1_is_tchar((unsigned char)s[i])) {
 			memcpy(d, s, n);
 			return;
 		}
@@ -678,7 +672,7 @@ static int extra_headers(struct conn *c)
 			if (colon && colon > ns) {
 				int ok = 1;
 				for (const char *q = ns; q < colon; q++)
-					ok &= is_tchar((unsigned char)*q);
+					ok &= pl_h1_is_tchar((unsigned char)*q);
 				const char *vs = colon + 1;
 				while (vs < ie && *vs == ' ')
 					vs++;

@@ -36,7 +36,7 @@ enum {
 };
 
 /* token characters (RFC 9110 5.6.2); a constant table, so no init race */
-static const uint8_t tchar[256] = {
+const uint8_t pl_h1_tchar[256] = {
 	['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1,
 	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
 	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
@@ -172,13 +172,13 @@ int pl_h1scan_feed(struct pl_h1scan *s, const char *p, size_t len, size_t *consu
 				FAIL(PL_H1SCAN_E_BAD, s->lines == 1 ? "whitespace before first header" : "obs-fold");
 			if (c == ':')
 				FAIL(PL_H1SCAN_E_BAD, "empty header name");
-			if (!tchar[c])
+			if (!pl_h1_tchar[c])
 				FAIL(PL_H1SCAN_E_BAD, "invalid character in header name");
 			line_len = 1;
 			st = ST_NAME;
 			break;
 		case ST_NAME: {
-			size_t j = i + run(tchar, p, i, len, max_head - head_len + 1);
+			size_t j = i + run(pl_h1_tchar, p, i, len, max_head - head_len + 1);
 			if (j > i) {
 				head_len += (uint32_t)(j - i - 1);
 				line_len += (uint32_t)(j - i);

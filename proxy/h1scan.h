@@ -39,6 +39,13 @@ struct pl_h1scan {
 	const char *reason;
 };
 
+/*
+ * RFC 9110 5.6.2 token characters (tchar): 1 for a token byte, 0 otherwise.
+ * Constant data, any thread; the one table for every module checking names.
+ */
+extern const uint8_t pl_h1_tchar[256];
+static inline int pl_h1_is_tchar(unsigned char c) { return pl_h1_tchar[c]; }
+
 void pl_h1scan_init(struct pl_h1scan *s, uint32_t max_line, uint32_t max_head);
 int pl_h1scan_feed(struct pl_h1scan *s, const char *p, size_t len, size_t *consumed);
 static inline const char *pl_h1scan_reason(const struct pl_h1scan *s) { return s->reason; }

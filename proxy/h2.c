@@ -1048,7 +1048,14 @@ static void h2u_on_close(void *data, int failed, const char *why)
 		return;
 	}
 	if (failed) {
-		if (failed == PL_H2UP_UNSENT && !st->resp_any) {
+		if (failed == PL_H2UP_TIMEOUT && !st->resp_any) {
+			/* as a connect timeout to an HTTP/1.1 backend (T_CONNECT): no other endpoint */
+			st->retry_ok = 0;
+			if (!(st->rt.replay && st->unv && retry_later(st, 0, why))) {
+				unv_free(st);
+				upstream_fail(st, 504, why);
+			}
+		} else if (failed == PL_H2UP_UNSENT && !st->resp_any) {
 			h2c_connect_failed(st, why);
 		} else if (retry_later(st, 0, why)) {
 			/* the backoff runs: nothing more here */

@@ -82,6 +82,7 @@ struct sess {
 	uint8_t wr_wants_read;           /* SSL_write asked for it to be readable: no write watcher till then */
 	uint8_t tls_broken;              /* a fatal TLS error: no close_notify */
 	uint8_t warned;                  /* the failure was logged as a warning already */
+	uint8_t timed_out;               /* the connect timeout expired: streams fail PL_H2UP_TIMEOUT */
 	unsigned n_streams;
 	struct pl_h2up_stream *streams;
 	uint8_t *ob;                     /* frames not yet written: ob[ob_off, ob_len) */
@@ -656,8 +657,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	if (ss->st == SS_CONNECT) {
 		char why[128];
 		snprintf(why, sizeof(why), "connect to %s timed out", ss->peer);
+		ss->timed_out = 1;
 		sess_fail(ss, why);
 	} else if (ss->st == SS_HANDSHAKE) {
+		ss->timed_out = 1;   /* the connect timeout covers the handshake, as in upstream.c */
 		tls_fail(ss, "handshake timed out");
 	} else if (ss->n_streams == 0) {
 		sess_fail(ss, "idle");
@@ -731,7 +734,7 @@ static void sess_fail(struct sess *ss, const char *why)
 	ev_io_stop(loop, &ss->wio);
 	ev_timer_stop(loop, &ss->timer);
 	/* before the session opened nghttp2 was never asked for bytes: no stream's head or body left */
-	int failed = ss->st != SS_OPEN ? PL_H2UP_UNSENT : 1;
+	int failed = ss->st == SS_OPEN ? 1 : ss->timed_out ? PL_H2UP_TIMEOUT : PL_H2UP_UNSENT;
 	conn_close(ss);
 	if (ss->prev)
 		ss->prev->next = ss->next;
@@ -922,8 +925,7 @@ struct pl_h2up_stream *pl_h2up_open(struct pl_worker *w, const struct pl_cluster
 				    void *data, const char **why)
 {
 	if (cl->tls && cl->tls->error) {
-		pl_warn("cluster %s: BackendTLSPolicy %s is unusable (%s): connection refused", cl->name,
-			cl->tls->policy ? cl->tls->policy : "?", cl->tls->error);
+		pl_uptls_warn_unusable(cl, w->wt ? w->wt->t->generation : 0);
 		*why = "BackendTLSPolicy unusable";
 		return NULL;
 	}

@@ -42,6 +42,7 @@
 
 #define PL_H2UP_MAX_SESSIONS 8
 #define PL_H2UP_UNSENT 2          /* on_close failed: nothing of the stream reached the backend */
+#define PL_H2UP_TIMEOUT 3         /* on_close failed: UNSENT because the connect timeout expired */
 
 struct pl_worker;
 struct pl_cluster;
@@ -63,7 +64,9 @@ struct pl_h2up_ops {
 	 * The stream ended: failed == 0 for a complete response, else why says
 	 * what broke; failed == PL_H2UP_UNSENT when the session never connected,
 	 * so nothing of the stream (head or body) left: the owner may send the
-	 * request elsewhere. Last call.
+	 * request elsewhere. failed == PL_H2UP_TIMEOUT: the same, because the
+	 * connect timeout (TCP connect and TLS handshake) expired; owners answer
+	 * it as a connect timeout to an HTTP/1.1 backend (504). Last call.
 	 */
 	void (*on_close)(void *data, int failed, const char *why);
 	/* Copies up to len request body bytes to buf; sets *eof at the end. 0 bytes and no eof: wait. */

@@ -1645,6 +1645,20 @@ static void h2_unsent(struct pl_h1conn *c, const char *why)
 	upstream_fail(c, 502, why);
 }
 
+/*
+ * The h2c backend's connect timeout expired: answered as on_timer() answers
+ * T_CONNECT for an HTTP/1.1 backend: no other endpoint, the route's retry
+ * if it has one, else 504.
+ */
+static void h2_timed_out(struct pl_h1conn *c, const char *why)
+{
+	c->req.retry_ok = 0;
+	if (c->h2nv && c->req.rt.replay && retry_later(c, 0, why))
+		return;
+	h2nv_free(c);
+	upstream_fail(c, 504, why);
+}
+
 /* Response fields written to the client: not framing, connection-specific or Host. */
 static int resp_field_kept(const char *n, size_t nl)
 {
@@ -1817,7 +1831,9 @@ static void h2_on_close(void *data, int failed, const char *why)
 		return;
 	}
 	if (failed) {
-		if (failed == PL_H2UP_UNSENT && !r->resp_any)
+		if (failed == PL_H2UP_TIMEOUT && !r->resp_any)
+			h2_timed_out(c, why);
+		else if (failed == PL_H2UP_UNSENT && !r->resp_any)
 			h2_unsent(c, why);
 		else if (!retry_later(c, 0, why))
 			upstream_fail(c, 502, why);

@@ -2,6 +2,7 @@
 #include "table.h"
 #include "reqhead.h"
 #include "cors.h"
+#include "h1scan.h"
 #include "rewrite.h"
 #include "router.h"
 #include "worker.h"
@@ -217,12 +218,25 @@ void pl_rh_cors_actual(struct pl_rh_filters *f, const struct pl_req_view *view, 
 	f->resp_mods[f->n_resp_mods++] = m;
 }
 
+/*
+ * 1 if the lower-case, NUL-terminated lc is name[0, len) ignoring case. One
+ * pass that stops at the first difference, usually the first byte: no strlen
+ * of lc for every header of every request. A NUL inside name never matches.
+ */
+static int lc_name_eq(const char *lc, const char *name, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!lc[i] || lc[i] != pl_lower(name[i]))
+			return 0;
+	return lc[len] == '\0';
+}
+
 int pl_rh_mods_hit(const struct pl_header_mod *const *mods, unsigned n, const char *name, size_t len)
 {
 	for (unsigned m = 0; m < n; m++) {
 		const struct pl_header_mod *hm = mods[m];
 		for (uint32_t i = 0; i < hm->n_remove; i++)
-			if (strlen(hm->remove[i]) == len && pl_strncaseeq(hm->remove[i], name, len))
+			if (lc_name_eq(hm->remove[i], name, len))
 				return 1;
 		for (uint32_t i = 0; i < hm->n_set; i++)
 			if (hm->set[i].name_len == len && pl_strncaseeq(hm->set[i].name, name, len))
@@ -497,19 +511,12 @@ nghttp2_nv *pl_rh_h2_head(const struct pl_rh_h2in *in, const struct pl_rh_filter
 	return nv;
 }
 
-/* RFC 9110 tchar: a table, this runs for every byte of every field name of a bridged response */
-static const uint8_t tchar[256] = {
-	['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
-	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
-	['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-};
-
 int pl_rh_field_ok(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
 	if (nl == 0)
 		return 0;
 	for (size_t i = 0; i < nl; i++)
-		if (!tchar[name[i]])
+		if (!pl_h1_tchar[name[i]])
 			return 0;
 	for (size_t i = 0; i < vl; i++)
 		if ((value[i] < 0x20 && value[i] != '\t') || value[i] == 0x7f)

@@ -311,7 +311,7 @@ static struct pl_upconn *up_new(struct pl_worker *w, const struct pl_upkey *k, c
 	if (rc == 0 && !bt) {
 		u->st = PL_UP_READY;
 	} else if (rc == 0 || errno == EINPROGRESS) {
-		/* TLS: the handshake starts from the write watcher, never inside pl_up_get() */
+		/* TLS: the handshake starts from the write watcher, never inside pl_up_connect() */
 		u->st = PL_UP_CONNECTING;
 		ev_io_start(w->loop, &u->wio);
 	} else {
@@ -363,28 +363,11 @@ struct pl_upconn *pl_up_connect(struct pl_worker *w, const struct pl_cluster *cl
 				int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err)
 {
 	if (cl->tls && cl->tls->error) {
-		pl_warn("cluster %s: BackendTLSPolicy %s is unusable (%s): connection refused", cl->name,
-			cl->tls->policy ? cl->tls->policy : "?", cl->tls->error);
+		pl_uptls_warn_unusable(cl, w->wt ? w->wt->t->generation : 0);
 		*err = -EPROTO;
 		return NULL;
 	}
 	return get(w, cl->id, cl->tls, cl->name, ep, fresh, cb, data, err);
-}
-
-struct pl_upconn *pl_up_get(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
-			    int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err)
-{
-	/* callers of this entry point do raw socket I/O: never hand them a TLS cluster */
-	const struct pl_table *t = w->wt ? w->wt->t : NULL;
-	for (uint32_t i = 0; t && i < t->n_clusters; i++) {
-		if (t->clusters[i]->id == cluster_id && t->clusters[i]->tls) {
-			pl_warn("cluster %s: has a BackendTLSPolicy but this path cannot do TLS to backends; refused",
-				t->clusters[i]->name);
-			*err = -EPROTONOSUPPORT;
-			return NULL;
-		}
-	}
-	return get(w, cluster_id, NULL, NULL, ep, fresh, cb, data, err);
 }
 
 ssize_t pl_up_read(struct pl_upconn *u)

@@ -7,7 +7,7 @@
  * connection is noticed and the connection dropped at once. Idle connections
  * expire after pl_up_idle_ms, and at most PL_UP_MAX_IDLE are kept per key.
  *
- * Ownership: a connection handed out by pl_up_get() belongs to its caller
+ * Ownership: a connection handed out by pl_up_connect() belongs to its caller
  * until pl_up_release() (back to the pool, or closed) or pl_up_close().
  * Closed connections are freed by pl_up_reap() from the worker's prepare
  * watcher, never inside a callback.
@@ -75,24 +75,19 @@ void pl_up_init(struct pl_worker *w);
 void pl_up_fini(struct pl_worker *w);      /* closes and frees everything (worker exit) */
 
 /*
- * A connection to ep of cluster cluster_id: an idle pooled one (st READY,
- * reused > 0) unless fresh is set, else a new one (st CONNECTING, or READY
- * when connect() finished at once). NULL on immediate failure with *err set
- * (-errno convention: e.g. -EMFILE, -ECONNREFUSED).
- */
-struct pl_upconn *pl_up_get(struct pl_worker *w, uint32_t cluster_id, const struct pl_endpoint *ep,
-			    int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err);
-/*
- * pl_up_get() for a cluster: with cl->tls the connection is TLS (SNI, chain
- * and name verification; see uptls.h), and CONNECTED comes after a verified
- * handshake (st stays CONNECTING meanwhile, so connect timeouts cover it). A
- * handshake or verification failure is PL_UP_EV_ERROR with err EPROTO and
- * errmsg set, and is logged (warn) with the cluster and policy names: the
- * connection fails closed, nothing of the request is sent. TLS connections
- * are pooled like plain ones, keyed also by the policy fingerprint.
- * Owners of such connections must do I/O with pl_up_read/pl_up_send.
- * pl_up_get() refuses (-EPROTONOSUPPORT) clusters with a BackendTLSPolicy,
- * so a caller doing raw socket I/O never talks plaintext to them.
+ * A connection to ep of cluster cl: an idle pooled one (st READY, reused > 0)
+ * unless fresh is set, else a new one (st CONNECTING, or READY when connect()
+ * finished at once on a plaintext cluster). NULL on immediate failure with
+ * *err set (-errno convention: e.g. -EMFILE, -ECONNREFUSED, -EPROTO).
+ * With cl->tls the connection is TLS (SNI, chain and name verification; see
+ * uptls.h), and CONNECTED comes after a verified handshake (st stays
+ * CONNECTING meanwhile, so connect timeouts cover it). A handshake or
+ * verification failure is PL_UP_EV_ERROR with err EPROTO and errmsg set, and
+ * is logged (warn) with the cluster and policy names: the connection fails
+ * closed, nothing of the request is sent. TLS connections are pooled like
+ * plain ones, keyed also by the policy fingerprint. Owners must do I/O with
+ * pl_up_read/pl_up_send. A cluster whose policy is unusable (cl->tls->error)
+ * is refused with -EPROTO.
  */
 struct pl_upconn *pl_up_connect(struct pl_worker *w, const struct pl_cluster *cl, const struct pl_endpoint *ep,
 				int fresh, void (*cb)(struct pl_upconn *, int), void *data, int *err);

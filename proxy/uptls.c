@@ -11,13 +11,15 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 /*
  * The cache is keyed by the CA PEM text itself (NULL: system store) and the
  * Gateway's client certificate and key (NULL: none), compared
  * byte for byte: no hash collision can hand a connection the wrong trust
- * anchors. Bounded: past MAX_CTX entries the oldest is dropped (live SSLs
- * keep their own reference).
+ * anchors. The list is kept in use order (a hit moves to the front).
+ * Bounded: past MAX_CTX entries the least recently used is dropped (live
+ * SSLs keep their own reference).
  */
 #define MAX_CTX 64
 
@@ -127,34 +129,59 @@ static void uctx_free(struct uctx *e)
 	free(e);
 }
 
-/* A new reference to the context for (ca, client certificate); NULL on error. */
+/*
+ * Under the lock: a new reference to the cached context for the key, moved
+ * to the front (most recently used), or NULL.
+ */
+static SSL_CTX *cache_find(const char *ca, const char *crt, const char *key)
+{
+	struct uctx **pp = &cache, *e;
+	for (; (e = *pp) != NULL; pp = &e->next) {
+		if (same(ca, e->ca) && same(crt, e->crt) && same(key, e->key)) {
+			*pp = e->next;
+			e->next = cache;
+			cache = e;
+			SSL_CTX_up_ref(e->ctx);
+			return e->ctx;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A new reference to the context for (ca, client certificate); NULL on error.
+ * A miss builds the context outside the lock (PEM parsing and key checks
+ * take long; workers connecting with cached contexts must not wait behind
+ * it), then inserts it unless another thread inserted the same key
+ * meanwhile, whose context is then used and ours dropped.
+ */
 static SSL_CTX *ctx_get(const char *ca, const char *crt, const char *key, char *err, size_t errlen)
 {
 	if (!crt || !key)
 		crt = key = NULL;
 	pthread_mutex_lock(&lock);
-	struct uctx **pp = &cache, *e;
-	for (; (e = *pp) != NULL; pp = &e->next) {
-		if (same(ca, e->ca) && same(crt, e->crt) && same(key, e->key)) {
-			SSL_CTX_up_ref(e->ctx);
-			pthread_mutex_unlock(&lock);
-			return e->ctx;
-		}
-	}
+	SSL_CTX *hit = cache_find(ca, crt, key);
+	pthread_mutex_unlock(&lock);
+	if (hit)
+		return hit;
 	SSL_CTX *ctx = ctx_build(ca, crt, key, err, errlen);
-	e = ctx ? calloc(1, sizeof(*e)) : NULL;
+	if (!ctx)
+		return NULL;
+	struct uctx *e = calloc(1, sizeof(*e));
 	if (e && ((ca && !(e->ca = strdup(ca))) || (crt && !(e->crt = strdup(crt))) || (key && !(e->key = strdup(key))))) {
 		uctx_free(e);
 		e = NULL;
 	}
-	if (e) {
+	struct uctx *old = NULL;
+	pthread_mutex_lock(&lock);
+	hit = cache_find(ca, crt, key);
+	if (!hit && e) {
 		if (n_cache >= MAX_CTX) {
-			/* drop the oldest: the tail */
+			/* drop the least recently used: the tail (freed below, outside the lock) */
 			struct uctx **t = &cache;
 			while ((*t)->next)
 				t = &(*t)->next;
-			SSL_CTX_free((*t)->ctx);
-			uctx_free(*t);
+			old = *t;
 			*t = NULL;
 			n_cache--;
 		}
@@ -163,8 +190,19 @@ static SSL_CTX *ctx_get(const char *ca, const char *crt, const char *key, char *
 		e->next = cache;
 		cache = e;
 		n_cache++;
+		e = NULL;
 	}
 	pthread_mutex_unlock(&lock);
+	if (old) {
+		SSL_CTX_free(old->ctx);
+		uctx_free(old);
+	}
+	if (e)
+		uctx_free(e);   /* not inserted: another thread's context won, or no memory for the entry */
+	if (hit) {
+		SSL_CTX_free(ctx);
+		return hit;
+	}
 	return ctx;   /* uncached if e could not be allocated: the SSL owns it alone */
 }
 
@@ -186,6 +224,51 @@ SSL *pl_uptls_new(const struct pl_backend_tls *bt, int fd, char *err, size_t err
 	}
 	SSL_set_connect_state(ssl);
 	return ssl;
+}
+
+/*
+ * Which (generation, cluster id) pairs were warned about: a small open-addressed
+ * set shared by all workers. A slot holds (low 32 bits of the generation) << 32
+ * | id, 0 when free (table generations start at 1), and is claimed with a CAS;
+ * slots left by an older generation are taken over, so the set never fills up
+ * for good. Probing is bounded: with every probed slot held by this or a newer
+ * generation we warn anyway (a repeated line, never a lost one).
+ */
+#define WARN_SLOTS 256
+#define WARN_PROBES 8
+
+static _Atomic uint64_t warned[WARN_SLOTS];
+
+/* 1: the first call for (generation, id), so warn; 0: warned already. */
+static int warn_first(uint64_t generation, uint32_t id)
+{
+	uint32_t g = (uint32_t)generation;
+	uint64_t key = (uint64_t)g << 32 | id;
+	uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 40);
+	for (unsigned i = 0; i < WARN_PROBES; i++) {
+		_Atomic uint64_t *s = &warned[(h + i) % WARN_SLOTS];
+		uint64_t v = atomic_load_explicit(s, memory_order_relaxed);
+		for (;;) {
+			if (v == key)
+				return 0;
+			/* a live key of this or a newer generation: not ours to take */
+			if (v && (int32_t)((uint32_t)(v >> 32) - g) >= 0)
+				break;
+			if (atomic_compare_exchange_weak_explicit(s, &v, key, memory_order_relaxed,
+								  memory_order_relaxed))
+				return 1;
+			/* v reloaded: another thread wrote the slot, look again */
+		}
+	}
+	return 1;
+}
+
+void pl_uptls_warn_unusable(const struct pl_cluster *cl, uint64_t generation)
+{
+	if (!warn_first(generation, cl->id))
+		return;
+	pl_warn("cluster %s: BackendTLSPolicy %s is unusable (%s): connections refused", cl->name,
+		cl->tls && cl->tls->policy ? cl->tls->policy : "?", cl->tls && cl->tls->error ? cl->tls->error : "?");
 }
 
 static int uri_san(X509 *cert, const char *uri)

@@ -16,8 +16,10 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct pl_backend_tls;
+struct pl_cluster;
 
 /* A client SSL on fd with SNI set and verification armed; NULL on error (err filled). */
 SSL *pl_uptls_new(const struct pl_backend_tls *bt, int fd, char *err, size_t errlen);
@@ -28,6 +30,14 @@ SSL *pl_uptls_new(const struct pl_backend_tls *bt, int fd, char *err, size_t err
  * -1 with err filled otherwise.
  */
 int pl_uptls_check_names(SSL *ssl, const struct pl_backend_tls *bt, char *err, size_t errlen);
+/*
+ * Logs (warn) that cl's BackendTLSPolicy is unusable (cl->tls->error set) and
+ * its connections are refused, once per (generation, cl->id) however many
+ * requests and workers come by: generation is that of the table the caller
+ * serves (the worker's current one). Lock-free; any thread. The caller still
+ * refuses every request itself.
+ */
+void pl_uptls_warn_unusable(const struct pl_cluster *cl, uint64_t generation);
 /* Describes why a handshake failed (verify result, or the OpenSSL error queue, which it clears). */
 void pl_uptls_error(SSL *ssl, int ssl_err, char *err, size_t errlen);
 

@@ -96,6 +96,12 @@ static void test_mods(void)
 	CHECK(pl_rh_mods_hit(f.req_mods, 1, STR("x-a")));
 	CHECK(pl_rh_mods_hit(f.req_mods, 1, STR("X-Gone")));
 	CHECK(!pl_rh_mods_hit(f.req_mods, 1, STR("x-b")));
+	/* removed names: prefixes, extensions and embedded NULs never match */
+	CHECK(!pl_rh_mods_hit(f.req_mods, 1, STR("x-gon")));
+	CHECK(!pl_rh_mods_hit(f.req_mods, 1, STR("x-gones")));
+	CHECK(!pl_rh_mods_hit(f.req_mods, 1, STR("x-gone\0")));
+	CHECK(!pl_rh_mods_hit(f.req_mods, 1, "", 0));
+	CHECK(pl_rh_mods_hit(f.req_mods, 1, "X-GONE-and-more", 6));
 	CHECK(pl_rh_mods_size(f.req_mods, 1) == (4 + 11 + 4) + (3 + 1 + 4) + (3 + 1 + 4));
 	char out[128];
 	struct pl_wr w = { out, out + sizeof(out), 0 };
