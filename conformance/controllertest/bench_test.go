@@ -297,6 +297,10 @@ func TestBenchPropagation(t *testing.T) {
 	c5, _ := swapTimes(p.logText(), off)
 	busy := rssKB(p.cmd.Process.Pid, "VmRSS")
 	time.Sleep(7 * time.Second) // idle: pylon returns freed heap to the system (malloc_trim)
+	if f := os.Getenv("PYLON_CTLBENCH_SMAPS"); f != "" { // where the idle RSS is, mapping by mapping
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", p.cmd.Process.Pid))
+		os.WriteFile(f, b, 0o644)
+	}
 	fmt.Fprintf(&out, "| pylon RSS with %d HTTPRoutes attached (1 worker): just after a compile / idle / peak | %.1f / %.1f / %.1f MB | < 50 MB |\n",
 		total+60, float64(busy)/1024, float64(rssKB(p.cmd.Process.Pid, "VmRSS"))/1024,
 		float64(rssKB(p.cmd.Process.Pid, "VmHWM"))/1024)
