@@ -50,6 +50,7 @@
 
 /* CRD limits, enforced here because standalone manifests skip the API server. */
 #define MAX_LISTENERS 64
+#define MAX_GW_LISTENERS 256   /* a Gateway's own listeners plus those of its ListenerSets */
 #define MAX_ADDRESSES 16
 #define MAX_PARENTREFS 32
 #define MAX_HOSTNAMES 16
@@ -646,11 +647,14 @@ static void hvfree(struct vec *v)
 enum from { FROM_SAME = 0, FROM_ALL, FROM_SELECTOR, FROM_NONE };
 
 struct gw;
+struct lset;
 
 struct lst {
 	struct gw *gw;
+	const struct pl_obj *owner;  /* the Gateway or ListenerSet that declares it */
+	struct lset *ls;             /* NULL: one of the Gateway's own listeners */
 	const char *name;
-	char *fullname;              /* "ns/gw/listener" */
+	char *fullname;              /* "ns/gw/listener" ("ns/listenerset/listener") */
 	json_t *spec;
 	char host[256];              /* "" = any */
 	long long port;
@@ -688,13 +692,31 @@ struct gw {
 	const char *prog_reason;
 	char prog_msg[256];
 	struct lst *l;
-	size_t n;
+	size_t n;                    /* own listeners first (n_own), then those of its ListenerSets */
+	size_t n_own;
+	size_t cap;                  /* room in l */
+	unsigned attached_ls;        /* accepted ListenerSets (status.attachedListenerSets) */
 	/* spec.tls.backend.clientCertificateRef (GatewayBackendClientCertificate) */
 	int bk_ref;                  /* the Gateway names one: it gets a ResolvedRefs condition */
 	const char *bk_reason;       /* NULL: resolved (or none) */
 	char bk_msg[256];
 	char *bk_crt, *bk_key;       /* table arena, NUL-terminated PEM; NULL: none usable */
 	uint64_t bk_fp;
+};
+
+/*
+ * A ListenerSet naming a Gateway of ours: its listeners are appended to the
+ * Gateway's (gw->l[first .. first + n)) when the Gateway's allowedListeners
+ * lets it in, after the Gateway's own and those of older ListenerSets, which
+ * win every conflict with them.
+ */
+struct lset {
+	const struct pl_obj *o;
+	const char *pns, *pname;     /* spec.parentRef */
+	struct gw *gw;               /* NULL: the parent is not a Gateway of ours (no status) */
+	const char *reason;          /* NULL: accepted */
+	char msg[256];
+	size_t first, n;
 };
 
 struct bref {
@@ -870,6 +892,9 @@ struct ctx {
 	struct gw *gws;
 	size_t n_gws;
 	json_t *gw_index;            /* "ns/name" -> index into gws */
+	struct lset *lsets;          /* ListenerSets, oldest first */
+	size_t n_lsets;
+	json_t *ls_index;            /* "ns/name" -> index into lsets */
 	json_t *cls_status;          /* served class name -> status json */
 	struct vec blobs;            /* struct blob * the table points into (in the table's arena) */
 	struct vec deps;             /* struct dep * read by this compile */
@@ -1494,13 +1519,14 @@ static void listener_tls(struct ctx *c, struct lst *l)
 		if (!k)
 			k = "Secret";
 		if (!ns)
-			ns = l->gw->o->ns;
+			ns = l->owner->ns;
 		if (*g || strcmp(k, "Secret") != 0 || !nm) {
 			lst_refs(l, "InvalidCertificateRef", "certificateRefs[%zu]: unsupported kind %s", i, k);
 			continue;
 		}
-		if (strcmp(ns, l->gw->o->ns) != 0 &&
-		    !ref_granted(c, GW_GROUP, "Gateway", l->gw->o->ns, "", "Secret", ns, nm)) {
+		/* a ListenerSet's references are its own: granted to ListenerSets in its namespace */
+		if (strcmp(ns, l->owner->ns) != 0 &&
+		    !ref_granted(c, GW_GROUP, pl_kind_str(l->owner->kind), l->owner->ns, "", "Secret", ns, nm)) {
 			lst_refs(l, "RefNotPermitted", "certificateRefs[%zu]: Secret %s/%s not permitted by any ReferenceGrant",
 				 i, ns, nm);
 			continue;
@@ -1821,11 +1847,199 @@ static void gateway_parameters(struct gw *g)
 		 grp && *grp ? grp : "core", kind ? kind : "?", name ? name : "?");
 }
 
+/* ---- ListenerSets: listeners added to a Gateway by other objects (GEP-1713) */
+
+static struct gw *find_gw(struct ctx *c, const char *ns, const char *name);
+
+static int cmp_lset(const void *pa, const void *pb)
+{
+	return cmp_created(((const struct lset *)pa)->o, ((const struct lset *)pb)->o);
+}
+
+/* Every ListenerSet, oldest first (creation time, then namespace and name): the conflict precedence. */
+static void lsets_collect(struct ctx *c)
+{
+	const struct pl_obj *const *v;
+	size_t n = pl_store_list(c->s, PL_K_LISTENERSET, &v);
+	c->ls_index = J(json_object());
+	if (!n)
+		return;
+	c->lsets = aarr(c->tmp, n, sizeof(struct lset));
+	for (size_t i = 0; i < n; i++) {
+		json_t *pr = json_object_get(json_object_get(v[i]->json, "spec"), "parentRef");
+		const char *grp = GW_GROUP, *kind = "Gateway", *ns = v[i]->ns, *name = NULL;
+		struct lset *s = &c->lsets[c->n_lsets++];
+		s->o = v[i];
+		/* a parentRef that names no Gateway leaves pname NULL: no controller can claim it */
+		if (!json_is_object(pr) || sopt(pr, "group", &grp) < 0 || sopt(pr, "kind", &kind) < 0 ||
+		    sopt(pr, "namespace", &ns) < 0 || sopt(pr, "name", &name) != 1 || strcmp(grp, GW_GROUP) != 0 ||
+		    strcmp(kind, "Gateway") != 0)
+			continue;
+		s->pns = ns;
+		s->pname = name;
+	}
+	qsort(c->lsets, c->n_lsets, sizeof(*c->lsets), cmp_lset);
+	for (size_t i = 0; i < c->n_lsets; i++)
+		jset(c->ls_index, tprintf(c, "%s/%s", c->lsets[i].o->ns, c->lsets[i].o->name),
+		     json_integer((json_int_t)i));
+}
+
+/* How many listeners the ListenerSets naming Gateway ns/name declare (room to reserve). */
+static size_t lsets_listeners_for(struct ctx *c, const char *ns, const char *name)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->n_lsets; i++) {
+		const struct lset *s = &c->lsets[i];
+		if (!s->pname || strcmp(s->pns, ns) != 0 || strcmp(s->pname, name) != 0)
+			continue;
+		size_t k = json_array_size(json_object_get(json_object_get(s->o->json, "spec"), "listeners"));
+		n += k > MAX_LISTENERS ? 0 : k;
+		if (n > MAX_GW_LISTENERS)
+			return MAX_GW_LISTENERS;
+	}
+	return n;
+}
+
+/* Gateway spec.allowedListeners: may ListenerSets in namespace ns attach? Absent: none may. */
+static int lset_allowed(struct ctx *c, const struct gw *g, const char *ns)
+{
+	json_t *nsj = json_object_get(json_object_get(json_object_get(g->o->json, "spec"), "allowedListeners"),
+				      "namespaces");
+	const char *from = sget(nsj, "from");
+	if (!from || !strcmp(from, "None"))
+		return 0;
+	if (!strcmp(from, "Same"))
+		return strcmp(ns, g->o->ns) == 0;
+	if (!strcmp(from, "All"))
+		return 1;
+	if (!strcmp(from, "Selector"))
+		return selector_matches(c, json_object_get(nsj, "selector"), ns) == 1;
+	return 0;
+}
+
+static void lset_reject(struct lset *s, const char *reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void lset_reject(struct lset *s, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	first_reason(&s->reason, s->msg, sizeof(s->msg), reason, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A listener of a ListenerSet against the listeners before it on its
+ * Gateway: the Gateway's own, older ListenerSets' and earlier ones of its
+ * own set keep their port and hostname, so only the newcomer is Conflicted
+ * (the conformance tests want the rest of a set to stay valid). A listener
+ * that is itself conflicted or rejected holds nothing.
+ */
+static void lset_conflicts(struct gw *g, size_t b)
+{
+	struct lst *lb = &g->l[b];
+	if (lb->dup || !lb->port)
+		return;
+	for (size_t a = 0; a < b && !lb->conf_reason; a++) {
+		struct lst *la = &g->l[a];
+		if (la->dup || la->port != lb->port || la->conf_reason || !la->accepted)
+			continue;
+		const char *kind = pl_kind_str(la->owner->kind);
+		if (!protos_share_port(la->protocol, lb->protocol))
+			lst_conflict(lb, "ProtocolConflict", "port %lld is also used with protocol %s by %s %s/%s listener %s",
+				     lb->port, la->protocol, kind, la->owner->ns, la->owner->name, la->name);
+		else if (strcmp(la->host, lb->host) == 0)
+			lst_conflict(lb, "HostnameConflict", "hostname \"%s\" on port %lld is used by %s %s/%s listener %s",
+				     lb->host, lb->port, kind, la->owner->ns, la->owner->name, la->name);
+	}
+}
+
+/* Appends the listeners of every ListenerSet its Gateway allows, oldest ListenerSet first. */
+static void pass_listenersets(struct ctx *c)
+{
+	for (size_t i = 0; i < c->n_lsets; i++) {
+		struct lset *s = &c->lsets[i];
+		struct gw *g = s->pname ? find_gw(c, s->pns, s->pname) : NULL;
+		if (!g)
+			continue;   /* not a Gateway of ours: not ours to report */
+		s->gw = g;
+		if (!lset_allowed(c, g, s->o->ns)) {
+			lset_reject(s, "NotAllowed", "Gateway %s/%s does not allow ListenerSets from namespace %s",
+				    g->o->ns, g->o->name, s->o->ns);
+			continue;
+		}
+		if (g->acc_bad) {
+			lset_reject(s, "ParentNotAccepted", "Gateway %s/%s is not accepted", g->o->ns, g->o->name);
+			continue;
+		}
+		int bad = 0;
+		json_t *ls = aget(json_object_get(s->o->json, "spec"), "listeners", &bad), *lj;
+		size_t nl = json_array_size(ls), k;
+		if (bad || nl == 0 || nl > MAX_LISTENERS) {
+			lset_reject(s, "ListenersNotValid", "spec.listeners must hold 1..%d listeners", MAX_LISTENERS);
+			continue;
+		}
+		json_array_foreach(ls, k, lj) {
+			const char *name = sget(lj, "name");
+			if (!json_is_object(lj) || !name || !*name)
+				lset_reject(s, "Invalid", "spec.listeners[%zu]: name is required", k);
+		}
+		if (s->reason)
+			continue;
+		if (g->n + nl > g->cap) {
+			lset_reject(s, "ListenersNotValid", "Gateway %s/%s has room for no more than %d listeners",
+				    g->o->ns, g->o->name, MAX_GW_LISTENERS);
+			continue;
+		}
+		s->first = g->n;
+		json_array_foreach(ls, k, lj) {
+			const char *name = sget(lj, "name");
+			struct lst *l = &g->l[g->n++];
+			l->gw = g;
+			l->owner = s->o;
+			l->ls = s;
+			l->name = name;
+			l->spec = lj;
+			l->fullname = pl_arena_printf(c->a, "%s/%s/%s", s->o->ns, s->o->name, name);
+			for (size_t p = s->first; p + 1 < g->n; p++)
+				if (!g->l[p].dup && strcmp(g->l[p].name, name) == 0)
+					l->dup = 1;
+			listener_parse(c, l);
+		}
+		s->n = g->n - s->first;
+		for (size_t b = s->first; b < g->n; b++)
+			lset_conflicts(g, b);
+	}
+}
+
+/* A listener a ListenerSet counts as valid: served, every reference resolved. */
+static int lset_listener_ok(const struct lst *l)
+{
+	return lst_programmed(l) && !l->refs_reason;
+}
+
+/* After the port checks across Gateways: a ListenerSet is accepted while one of its listeners is valid. */
+static void lsets_finish(struct ctx *c)
+{
+	for (size_t i = 0; i < c->n_lsets; i++) {
+		struct lset *s = &c->lsets[i];
+		if (!s->gw || s->reason)
+			continue;
+		size_t ok = 0;
+		for (size_t k = s->first; k < s->first + s->n; k++)
+			ok += !s->gw->l[k].dup && lset_listener_ok(&s->gw->l[k]);
+		if (!ok)
+			lset_reject(s, "ListenersNotValid", "no listener of the ListenerSet is valid");
+		else
+			s->gw->attached_ls++;
+	}
+}
+
 static void pass_gateways(struct ctx *c)
 {
 	const struct pl_obj *const *v;
 	size_t n = pl_store_list(c->s, PL_K_GATEWAY, &v);
 	c->gws = aarr(c->tmp, n, sizeof(struct gw));
+	lsets_collect(c);
 	for (size_t i = 0; i < n; i++) {
 		json_t *spec = json_object_get(v[i]->json, "spec");
 		const char *cls = sget(spec, "gatewayClassName");
@@ -1850,7 +2064,11 @@ static void pass_gateways(struct ctx *c)
 			snprintf(g->acc_msg, sizeof(g->acc_msg), "spec.listeners must hold 1..%d listeners", MAX_LISTENERS);
 			continue;
 		}
-		g->l = aarr(c->tmp, nl, sizeof(struct lst));
+		size_t extra = lsets_listeners_for(c, v[i]->ns, v[i]->name);
+		if (extra > MAX_GW_LISTENERS - nl)
+			extra = MAX_GW_LISTENERS - nl;
+		g->cap = nl + extra;
+		g->l = aarr(c->tmp, g->cap, sizeof(struct lst));
 		size_t k;
 		json_array_foreach(ls, k, lj) {
 			const char *name = sget(lj, "name");
@@ -1862,6 +2080,7 @@ static void pass_gateways(struct ctx *c)
 			}
 			struct lst *l = &g->l[g->n++];
 			l->gw = g;
+			l->owner = v[i];
 			l->name = name;
 			l->spec = lj;
 			l->fullname = pl_arena_printf(c->a, "%s/%s/%s", v[i]->ns, v[i]->name, name);
@@ -1884,7 +2103,9 @@ static void pass_gateways(struct ctx *c)
 						     lb->name);
 			}
 		}
+		g->n_own = g->n;
 	}
+	pass_listenersets(c);
 
 	/* across Gateways sharing a port: the older Gateway keeps it */
 	struct gw **order = aarr(c->tmp, c->n_gws, sizeof(*order));
@@ -1941,6 +2162,7 @@ static void pass_gateways(struct ctx *c)
 			}
 		}
 	}
+	lsets_finish(c);
 }
 
 static struct gw *find_gw(struct ctx *c, const char *ns, const char *name)
@@ -3039,7 +3261,7 @@ static int ns_allowed(struct ctx *c, const struct lst *l, const char *ns)
 {
 	switch (l->from) {
 	case FROM_SAME:
-		return strcmp(ns, l->gw->o->ns) == 0;
+		return strcmp(ns, l->owner->ns) == 0;
 	case FROM_ALL:
 		return 1;
 	case FROM_SELECTOR:
@@ -3127,19 +3349,29 @@ static void route_parent(struct rctx *rc, json_t *pr)
 	    sopt(pr, "namespace", &ns) < 0 || sopt(pr, "name", &name) != 1 || sopt(pr, "sectionName", &section) < 0 ||
 	    iget(pr, "port", &port) < 0)
 		return;   /* malformed: no controller could claim it */
-	if (strcmp(group, GW_GROUP) != 0 || strcmp(kind, "Gateway") != 0)
+	if (strcmp(group, GW_GROUP) != 0 || (strcmp(kind, "Gateway") != 0 && strcmp(kind, "ListenerSet") != 0))
 		return;
-	struct gw *g = find_gw(c, ns, name);
+	/* a Gateway parent selects its own listeners, a ListenerSet parent that set's only */
+	struct lset *ls = NULL;
+	struct gw *g;
+	if (!strcmp(kind, "ListenerSet")) {
+		json_t *li = json_object_get(c->ls_index, tprintf(c, "%s/%s", ns, name));
+		ls = li ? &c->lsets[json_integer_value(li)] : NULL;
+		g = ls ? ls->gw : NULL;
+	} else {
+		g = find_gw(c, ns, name);
+	}
 	const char *reason = NULL;
 	char msg[300] = "";
 	const char *ctl;
 	if (!g) {
-		/* serving every class: a Gateway that does not exist is ours to report */
-		if (c->o->controller_name || pl_store_get(c->s, PL_K_GATEWAY, ns, name))
+		/* serving every class: a parent that does not exist is ours to report */
+		if (c->o->controller_name || ls || pl_store_get(c->s, PL_K_GATEWAY, ns, name) ||
+		    pl_store_get(c->s, PL_K_LISTENERSET, ns, name))
 			return;
 		ctl = PL_DEFAULT_CONTROLLER_NAME;
 		reason = "NoMatchingParent";
-		snprintf(msg, sizeof(msg), "Gateway %s/%s not found", ns, name);
+		snprintf(msg, sizeof(msg), "%s %s/%s not found", kind, ns, name);
 	} else {
 		ctl = g->controller;
 	}
@@ -3150,13 +3382,18 @@ static void route_parent(struct rctx *rc, json_t *pr)
 	}
 	if (!reason && g->acc_bad) {
 		reason = "NoMatchingParent";
-		snprintf(msg, sizeof(msg), "Gateway %s/%s is not accepted", ns, name);
+		snprintf(msg, sizeof(msg), "Gateway %s/%s is not accepted", g->o->ns, g->o->name);
 	}
-	struct lst *cand[MAX_LISTENERS];
+	if (!reason && ls && ls->reason) {
+		reason = "NoMatchingParent";
+		snprintf(msg, sizeof(msg), "ListenerSet %s/%s is not accepted", ns, name);
+	}
+	size_t lo = ls ? ls->first : 0, hi = ls ? ls->first + ls->n : g ? g->n_own : 0;
+	struct lst *cand[MAX_GW_LISTENERS];
 	size_t nc = 0;
 	if (!reason) {
 		size_t sel = 0, prog = 0;
-		for (size_t i = 0; i < g->n; i++) {
+		for (size_t i = lo; i < hi; i++) {
 			struct lst *l = &g->l[i];
 			if (l->dup || (section && strcmp(l->name, section) != 0) || (port && l->port != port))
 				continue;
@@ -3170,20 +3407,20 @@ static void route_parent(struct rctx *rc, json_t *pr)
 		}
 		if (!sel) {
 			reason = "NoMatchingParent";
-			snprintf(msg, sizeof(msg), "Gateway %s/%s has no listener%s%s%s", ns, name,
+			snprintf(msg, sizeof(msg), "%s %s/%s has no listener%s%s%s", kind, ns, name,
 				 section ? " named " : "", section ? section : "", port ? " on that port" : "");
 		} else if (!prog) {
 			reason = "NoMatchingParent";
-			snprintf(msg, sizeof(msg), "no selected listener of Gateway %s/%s is programmed", ns, name);
+			snprintf(msg, sizeof(msg), "no selected listener of %s %s/%s is programmed", kind, ns, name);
 		} else if (!nc) {
 			reason = "NotAllowedByListeners";
-			snprintf(msg, sizeof(msg), "no listener of Gateway %s/%s allows %ss from namespace %s", ns,
+			snprintf(msg, sizeof(msg), "no listener of %s %s/%s allows %ss from namespace %s", kind, ns,
 				 name, cr->kind, cr->o->ns);
 		}
 	}
 	/* hostnames: route x listener intersections */
-	char **hosts[MAX_LISTENERS];
-	size_t nh[MAX_LISTENERS];
+	char **hosts[MAX_GW_LISTENERS];
+	size_t nh[MAX_GW_LISTENERS];
 	size_t attachable = 0;
 	if (!reason) {
 		for (size_t i = 0; i < nc; i++) {
@@ -3204,7 +3441,7 @@ static void route_parent(struct rctx *rc, json_t *pr)
 		}
 		if (!attachable) {
 			reason = "NoMatchingListenerHostname";
-			snprintf(msg, sizeof(msg), "no hostname of the route matches a listener of Gateway %s/%s", ns, name);
+			snprintf(msg, sizeof(msg), "no hostname of the route matches a listener of %s %s/%s", kind, ns, name);
 		}
 	}
 	if (!reason && cr->n_rules == 0) {
@@ -4706,6 +4943,39 @@ static json_t *obj_header(struct ctx *c, const struct pl_obj *o, json_t *status)
 	return j;
 }
 
+/* One entry of status.listeners of o (the Gateway or ListenerSet that declares l). */
+static json_t *listener_status(struct ctx *c, const struct pl_obj *o, const struct lst *l)
+{
+	int prog = lst_programmed(l);
+	json_t *lj = J(json_object());
+	jset(lj, "name", jstr(l->name));
+	jset(lj, "supportedKinds", json_incref(l->supported_kinds));
+	jset(lj, "attachedRoutes", json_integer(lst_attachable(l) ? l->attached : 0));
+	json_t *conds = J(json_array());
+	/* a ListenerSet's conflicted listener is not accepted: its conflict is the reason everywhere */
+	const char *lsconf = l->ls && l->accepted ? l->conf_reason : NULL;
+	if (lsconf)
+		jpush(conds, cond(c, o, "Accepted", 0, lsconf, l->conf_msg));
+	else if (l->accepted)
+		jpush(conds, cond(c, o, "Accepted", 1, "Accepted", "Listener is accepted"));
+	else
+		jpush(conds, cond(c, o, "Accepted", 0, l->acc_reason, l->acc_msg));
+	if (l->conf_reason)
+		jpush(conds, cond(c, o, "Conflicted", 1, l->conf_reason, l->conf_msg));
+	else
+		jpush(conds, cond(c, o, "Conflicted", 0, "NoConflicts", "No conflicts"));
+	if (l->refs_reason)
+		jpush(conds, cond(c, o, "ResolvedRefs", 0, l->refs_reason, l->refs_msg));
+	else
+		jpush(conds, cond(c, o, "ResolvedRefs", 1, "ResolvedRefs", "All references are resolved"));
+	if (prog)
+		jpush(conds, cond(c, o, "Programmed", 1, "Programmed", "Listener is programmed"));
+	else
+		jpush(conds, cond(c, o, "Programmed", 0, lsconf ? lsconf : "Invalid", "Listener is not programmed"));
+	jset(lj, "conditions", conds);
+	return lj;
+}
+
 static json_t *gateway_status(struct ctx *c, struct gw *g)
 {
 	json_t *st = J(json_object());
@@ -4718,36 +4988,14 @@ static json_t *gateway_status(struct ctx *c, struct gw *g)
 
 	size_t bad_l = 0, prog_l = 0;
 	json_t *ls = J(json_array());
-	for (size_t i = 0; i < g->n; i++) {
+	for (size_t i = 0; i < g->n_own; i++) {
 		struct lst *l = &g->l[i];
 		if (l->dup)
 			continue;
 		int prog = lst_programmed(l);
 		prog_l += prog;
 		bad_l += !prog || l->refs_reason;
-		json_t *lj = J(json_object());
-		jset(lj, "name", jstr(l->name));
-		jset(lj, "supportedKinds", json_incref(l->supported_kinds));
-		jset(lj, "attachedRoutes", json_integer(lst_attachable(l) ? l->attached : 0));
-		json_t *conds = J(json_array());
-		if (l->accepted)
-			jpush(conds, cond(c, g->o, "Accepted", 1, "Accepted", "Listener is accepted"));
-		else
-			jpush(conds, cond(c, g->o, "Accepted", 0, l->acc_reason, l->acc_msg));
-		if (l->conf_reason)
-			jpush(conds, cond(c, g->o, "Conflicted", 1, l->conf_reason, l->conf_msg));
-		else
-			jpush(conds, cond(c, g->o, "Conflicted", 0, "NoConflicts", "No conflicts"));
-		if (l->refs_reason)
-			jpush(conds, cond(c, g->o, "ResolvedRefs", 0, l->refs_reason, l->refs_msg));
-		else
-			jpush(conds, cond(c, g->o, "ResolvedRefs", 1, "ResolvedRefs", "All references are resolved"));
-		if (prog)
-			jpush(conds, cond(c, g->o, "Programmed", 1, "Programmed", "Listener is programmed"));
-		else
-			jpush(conds, cond(c, g->o, "Programmed", 0, "Invalid", "Listener is not programmed"));
-		jset(lj, "conditions", conds);
-		jpush(ls, lj);
+		jpush(ls, listener_status(c, g->o, l));
 	}
 	json_t *conds = J(json_array());
 	if (g->acc_bad) {
@@ -4778,6 +5026,36 @@ static json_t *gateway_status(struct ctx *c, struct gw *g)
 					  "client certificate validation allows insecure fallback"));
 			break;
 		}
+	jset(st, "conditions", conds);
+	jset(st, "listeners", ls);
+	if (json_object_get(json_object_get(g->o->json, "spec"), "allowedListeners"))
+		jset(st, "attachedListenerSets", json_integer(g->attached_ls));
+	return st;
+}
+
+static json_t *listenerset_status(struct ctx *c, const struct lset *s)
+{
+	json_t *st = J(json_object());
+	json_t *ls = J(json_array());
+	size_t bad_l = 0;
+	for (size_t k = s->first; k < s->first + s->n; k++) {
+		const struct lst *l = &s->gw->l[k];
+		if (l->dup)
+			continue;
+		bad_l += !lset_listener_ok(l);
+		jpush(ls, listener_status(c, s->o, l));
+	}
+	json_t *conds = J(json_array());
+	if (s->reason) {
+		jpush(conds, cond(c, s->o, "Accepted", 0, s->reason, s->msg));
+		jpush(conds, cond(c, s->o, "Programmed", 0, s->reason, "ListenerSet is not accepted"));
+	} else {
+		if (bad_l)
+			jpush(conds, cond(c, s->o, "Accepted", 1, "ListenersNotValid", "Some listeners are not valid"));
+		else
+			jpush(conds, cond(c, s->o, "Accepted", 1, "Accepted", "ListenerSet is accepted"));
+		jpush(conds, cond(c, s->o, "Programmed", 1, "Programmed", "ListenerSet is programmed"));
+	}
 	jset(st, "conditions", conds);
 	jset(st, "listeners", ls);
 	return st;
@@ -4875,12 +5153,12 @@ static void snaps_free(struct pl_compiler *pc)
 }
 
 /*
- * GatewayClasses and Gateways are compared by content: the Kubernetes
+ * GatewayClasses, Gateways and ListenerSets are compared by content: the Kubernetes
  * controller rewrites a Gateway's copy in place (pool addresses) and
  * replaces it with every status write, neither of which changes what a route
  * compiles to.
  */
-static const enum pl_kind snap_kinds[] = { PL_K_GATEWAYCLASS, PL_K_GATEWAY };
+static const enum pl_kind snap_kinds[] = { PL_K_GATEWAYCLASS, PL_K_GATEWAY, PL_K_LISTENERSET };
 
 static int snaps_same(const struct pl_compiler *pc, const struct pl_store *s)
 {
@@ -5222,6 +5500,9 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 	}
 	for (size_t i = 0; i < c.n_gws; i++)
 		add_status(&c, r, c.gws[i].o, gateway_status(&c, &c.gws[i]));
+	for (size_t i = 0; i < c.n_lsets; i++)
+		if (c.lsets[i].gw)
+			add_status(&c, r, c.lsets[i].o, listenerset_status(&c, &c.lsets[i]));
 	for (size_t i = 0; i < c.n_routes; i++) {
 		const struct croute *cr = c.routes[i];
 		if (!cr->status)
@@ -5245,6 +5526,7 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 		jint_gc(pc);
 	pc->mark = c.mark;
 	json_decref(c.gw_index);
+	json_decref(c.ls_index);
 	json_decref(c.cls_status);
 	pl_arena_free(c.tmp);
 	r->table = c.t;

@@ -44,6 +44,7 @@ static const struct {
 	[PL_K_UDPROUTE] = { "gateway.networking.k8s.io", "UDPRoute", 1 },
 	[PL_K_BACKENDTLSPOLICY] = { "gateway.networking.k8s.io", "BackendTLSPolicy", 1 },
 	[PL_K_GRPCROUTE] = { "gateway.networking.k8s.io", "GRPCRoute", 1 },
+	[PL_K_LISTENERSET] = { "gateway.networking.k8s.io", "ListenerSet", 1 },
 };
 
 /* Versions we read; the three Gateway API versions share one schema for our purposes. */

@@ -52,6 +52,7 @@ enum pl_kind {
 	PL_K_UDPROUTE,
 	PL_K_BACKENDTLSPOLICY,
 	PL_K_GRPCROUTE,         /* added (issue 6) */
+	PL_K_LISTENERSET,       /* added: Gateway API v1 ListenerSet */
 	PL_K_N
 };
 
