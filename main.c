@@ -3,6 +3,7 @@
  * to the proxy (which serves them); the two only meet in common/table.h.
  */
 #include "common/pl.h"
+#include "common/jalloc.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "controller/controller.h"
@@ -154,6 +155,7 @@ static void block_stop_signals(void)
 int main(int argc, char **argv)
 {
 	memory_settings();
+	pl_jalloc_init();   /* before any JSON value: the controller's long-lived values (common/jalloc.h) */
 	const char *env = getenv("PYLON_LOG");
 	if (env && pl_log_parse_level(env) >= 0)
 		pl_log_set_level((enum pl_log_level)pl_log_parse_level(env));

@@ -13,6 +13,7 @@
  */
 #include "pl.h"
 #include "jintern.h"
+#include "jalloc.h"
 
 #define MIN_CAP 1024
 #define GC_MIN_ADDED 4096
@@ -213,6 +214,19 @@ static json_t *intern(struct pl_jintern *t, json_t *v)
 			return c;
 		}
 	}
+	/*
+	 * A value seen for the first time is kept as a copy on the long-lived
+	 * heap (jalloc.h): v is usually part of a freshly parsed tree, most of
+	 * which is freed at once. Its members are interned already, so a
+	 * shallow copy is enough.
+	 */
+	int was = pl_jalloc_longlived(1);
+	json_t *c = json_copy(v);
+	pl_jalloc_longlived(was);
+	if (!c)
+		PL_PANIC("out of memory");
+	json_decref(v);
+	v = c;
 	t->slot[i].h = h;
 	t->slot[i].v = json_incref(v);
 	t->n++;

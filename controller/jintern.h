@@ -15,8 +15,9 @@
  *   Code that only reads, compares (json_equal: pointer-equal values compare
  *   at once) or dumps an interned value needs nothing special.
  * - pl_jintern() takes v (the reference is consumed) and returns a new
- *   reference to the canonical value equal to it: v itself (now interned)
- *   when nothing equal was interned yet, else the older value. Members of a
+ *   reference to the canonical value equal to it: a shallow copy of v made
+ *   on the long-lived heap (jalloc.h; now interned) when nothing equal was
+ *   interned yet, else the older value. Members of a
  *   container are interned first, in place; v must therefore not be shared
  *   with code that expects it unchanged (a freshly parsed tree is fine).
  *   Objects are equal when they have the same keys in the same order with

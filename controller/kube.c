@@ -36,6 +36,7 @@
 #include "compile.h"
 #include "kube.h"
 #include "jintern.h"
+#include "jalloc.h"
 #include "kubeconf.h"
 #include "log.h"
 #include "status.h"
@@ -110,6 +111,7 @@ static const char *const default_features[] = {
 	"HTTPRouteRetryBackendTimeout",
 	"HTTPRouteRetryConnectionError",
 	"HTTPRouteSchemeRedirect",
+	"ListenerSet",
 	"ReferenceGrant",
 	"TCPRoute",
 	"TLSRoute",
@@ -137,6 +139,7 @@ static const struct res resources[] = {
 	{ "UDPRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "udproutes", 1, 0 },
 	{ "BackendTLSPolicy", "gateway.networking.k8s.io", { "v1", "v1alpha3" }, "backendtlspolicies", 1, 0 },
 	{ "ReferenceGrant", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "referencegrants", 1, 0 },
+	{ "ListenerSet", "gateway.networking.k8s.io", { "v1" }, "listenersets", 1, 0 },
 	{ "Namespace", "", { "v1" }, "namespaces", 0, 0 },
 	{ "Service", "", { "v1" }, "services", 1, 0 },
 	{ "EndpointSlice", "discovery.k8s.io", { "v1" }, "endpointslices", 1, 0 },
@@ -191,7 +194,7 @@ struct sreq {
 	char *key;                   /* "Kind/ns/name"; also the key in K.sq_index while queued */
 	char *path;
 	char rv[64];
-	json_t *want;
+	char *txt;                   /* the status, compact JSON */
 	char *body;                  /* made by status_pump() */
 	struct curl_slist *hdrs;
 	CURL *h;
@@ -200,7 +203,7 @@ struct sreq {
 
 struct wr {                      /* a status we wrote, until the watch shows it */
 	char rv[64];
-	json_t *status;
+	uint64_t hash;                   /* of its compact JSON text */
 };
 
 struct areq;
@@ -596,9 +599,14 @@ static int is_publish_service(enum pl_kind k, const char *ns, const char *name)
 	return k == PL_K_SERVICE && K.publish_name && !strcmp(ns, K.publish_ns) && !strcmp(name, K.publish_name);
 }
 
-/* The slim copy of obj (a new object sharing obj's values; obj is not changed). */
+/*
+ * The slim copy of obj (a new object sharing obj's values; obj is not
+ * changed). What it makes lives as long as the stored object: on the
+ * long-lived heap (jalloc.h), like the values intern_slim() then puts in.
+ */
 static json_t *slim(enum pl_kind k, const json_t *obj, int stub, int with_status)
 {
+	int was = pl_jalloc_longlived(1);
 	json_t *o = json_object(), *md = json_object();
 	if (!o || !md)
 		PL_PANIC("out of memory");
@@ -615,6 +623,7 @@ static json_t *slim(enum pl_kind k, const json_t *obj, int stub, int with_status
 	json_object_set_new(o, "metadata", md);
 	if (stub) {
 		json_object_set_new(o, "_pylonStub", json_true());
+		pl_jalloc_longlived(was);
 		return o;
 	}
 	switch (k) {
@@ -657,12 +666,15 @@ static json_t *slim(enum pl_kind k, const json_t *obj, int stub, int with_status
 	}
 	json_t *st = json_object_get(obj, "status");
 	if (with_status && st) {
+		pl_jalloc_longlived(0);   /* json_dumps()' result is for free() */
 		char *txt = json_dumps(st, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (!txt)
 			PL_PANIC("out of memory");
+		pl_jalloc_longlived(1);
 		json_object_set_new(o, "_pylonStatus", json_string(txt));
 		free(txt);
 	}
+	pl_jalloc_longlived(was);
 	return o;
 }
 
@@ -673,16 +685,23 @@ static json_t *slim(enum pl_kind k, const json_t *obj, int stub, int with_status
  */
 static void intern_slim(json_t *o)
 {
+	int was = pl_jalloc_longlived(1);
 	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
 		json_t *v = json_object_iter_value(it);
 		if (strcmp(json_object_iter_key(it), "metadata") != 0) {
 			json_object_iter_set_new(o, it, pl_jintern(K.jt, json_incref(v)));
 			continue;
 		}
-		for (void *mi = json_object_iter(v); mi; mi = json_object_iter_next(v, mi))
+		for (void *mi = json_object_iter(v); mi; mi = json_object_iter_next(v, mi)) {
+			json_t *mv = json_object_iter_value(mi);
 			if (strcmp(json_object_iter_key(mi), "resourceVersion") != 0)
-				json_object_iter_set_new(v, mi, pl_jintern(K.jt, json_incref(json_object_iter_value(mi))));
+				mv = pl_jintern(K.jt, json_incref(mv));
+			else if (!(mv = json_copy(mv)))   /* out of the parsed tree */
+				PL_PANIC("out of memory");
+			json_object_iter_set_new(v, mi, mv);
+		}
 	}
+	pl_jalloc_longlived(was);
 }
 
 /* The status the API server holds for o (a new reference), or NULL. */
@@ -801,7 +820,7 @@ static void refs_update(void)
 	json_t *set = json_object();
 	if (!set)
 		PL_PANIC("out of memory");
-	static const enum pl_kind from[] = { PL_K_GATEWAY, PL_K_BACKENDTLSPOLICY };
+	static const enum pl_kind from[] = { PL_K_GATEWAY, PL_K_BACKENDTLSPOLICY, PL_K_LISTENERSET };
 	for (size_t f = 0; f < PL_ARRAY_LEN(from); f++) {
 		const struct pl_obj *const *v;
 		size_t n = pl_store_list(K.store, from[f], &v);
@@ -916,7 +935,7 @@ static void apply(struct watch *w, json_t *obj, int deleted)
 	/* the compiler does not read load-balancer addresses: the next status pass must look at every Gateway */
 	if (is_publish_service(w->kind, ns, name))
 		K.status_full = 1;
-	if (w->kind == PL_K_GATEWAY || w->kind == PL_K_BACKENDTLSPOLICY)
+	if (w->kind == PL_K_GATEWAY || w->kind == PL_K_BACKENDTLSPOLICY || w->kind == PL_K_LISTENERSET)
 		K.refs_dirty = 1;
 	if (deleted) {
 		const struct pl_obj *old = pl_store_get(K.store, w->kind, ns, name);
@@ -1960,22 +1979,27 @@ static json_t *merge_parents(const json_t *cur_parents, const json_t *want_paren
 
 static void written_free(json_t *v)
 {
-	struct wr *w = (struct wr *)(uintptr_t)json_integer_value(v);
-	if (w) {
-		json_decref(w->status);
-		free(w);
-	}
+	free((struct wr *)(uintptr_t)json_integer_value(v));
 }
 
-static void written_set(const char *key, const char *rv, json_t *status)
+static void written_set(const char *key, const char *rv, uint64_t hash)
 {
 	json_t *old = json_object_get(K.written, key);
 	if (old)
 		written_free(old);
 	struct wr *w = pl_xcalloc(1, sizeof(*w));
 	snprintf(w->rv, sizeof(w->rv), "%s", rv ? rv : "");
-	w->status = json_incref(status);
+	w->hash = hash;
 	json_object_set_new(K.written, key, json_integer((json_int_t)(uintptr_t)w));
+}
+
+/* FNV-1a: tells a status we wrote from another (a collision costs one skipped write until the next pass). */
+static uint64_t text_hash(const char *p)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	return h;
 }
 
 static void written_clear(void)
@@ -2027,14 +2051,23 @@ static int status_write(const struct pl_obj *o, const json_t *cur, json_t *want)
 	const char *rv = sget(json_object_get(o->json, "metadata"), "resourceVersion");
 	char key[600];
 	snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(o->kind), o->ns, o->name);
+	/*
+	 * Kept as compact text, not as a tree: after a burst of route changes
+	 * thousands of writes wait here (a route's parents as a tree take
+	 * several times the text's size).
+	 */
+	char *txt = json_dumps(want, JSON_COMPACT);
+	if (!txt)
+		return -1;
+	uint64_t h = text_hash(txt);
 	json_t *wv = json_object_get(K.written, key);
 	struct wr *w = wv ? (struct wr *)(uintptr_t)json_integer_value(wv) : NULL;
-	if (w && rv && strcmp(w->rv, rv) == 0 && json_equal(w->status, want))
-		return 0;   /* written already; the watch has not shown it yet */
 	const struct res *r = res_of_kind(pl_kind_str(o->kind));
 	struct watch *wt = watch_of_kind(o->kind);
-	if (!r || !wt)
-		return 0;
+	if ((w && rv && strcmp(w->rv, rv) == 0 && w->hash == h) || !r || !wt) {
+		free(txt);
+		return 0;   /* written already, the watch has not shown it yet; or not a kind we write */
+	}
 	char path[1024];
 	obj_path(r, wt->ver, o->ns, o->name, path, sizeof(path));
 	/* a queued write of the same object is superseded */
@@ -2049,10 +2082,10 @@ static int status_write(const struct pl_obj *o, const json_t *cur, json_t *want)
 			PL_PANIC("out of memory");
 		sq_insert(q, o->kind == PL_K_GATEWAYCLASS || o->kind == PL_K_GATEWAY);
 	}
-	json_decref(q->want);
-	q->want = json_incref(want);
+	free(q->txt);
+	q->txt = txt;
 	snprintf(q->rv, sizeof(q->rv), "%s", rv ? rv : "");
-	written_set(key, rv, want);   /* optimistic; dropped again if the write fails */
+	written_set(key, rv, h);   /* optimistic; dropped again if the write fails */
 	return 1;
 }
 
@@ -2061,7 +2094,7 @@ static void sreq_free(struct sreq *q)
 	if (q->h)
 		curl_easy_cleanup(q->h);
 	curl_slist_free_all(q->hdrs);
-	json_decref(q->want);
+	free(q->txt);
 	free(q->body);
 	free(q->resp.p);
 	free(q->key);
@@ -2085,15 +2118,32 @@ static struct sreq *sq_pop(void)
 
 static size_t on_sync_data(char *p, size_t sz, size_t nm, void *data);
 
+/* {"metadata":{"resourceVersion":rv},"status":txt} (no resourceVersion when rv is ""), or NULL. */
+static char *patch_body(const char *rv, const char *txt)
+{
+	json_t *jrv = rv[0] ? json_string(rv) : NULL;
+	char *qrv = jrv ? json_dumps(jrv, JSON_ENCODE_ANY) : NULL;
+	json_decref(jrv);
+	if (rv[0] && !qrv)
+		return NULL;
+	size_t n = strlen(txt) + (qrv ? strlen(qrv) : 0) + 64;
+	char *b = malloc(n);
+	if (b) {
+		if (qrv)
+			snprintf(b, n, "{\"metadata\":{\"resourceVersion\":%s},\"status\":%s}", qrv, txt);
+		else
+			snprintf(b, n, "{\"status\":%s}", txt);
+	}
+	free(qrv);
+	return b;
+}
+
 /* Starts queued status writes while fewer than STATUS_INFLIGHT are running. */
 static void status_pump(void)
 {
 	while (K.sq_head && K.n_inflight < STATUS_INFLIGHT) {
 		struct sreq *q = sq_pop();
-		json_t *patch = json_pack("{s:{s:s?}, s:O}", "metadata", "resourceVersion", q->rv[0] ? q->rv : NULL,
-					  "status", q->want);
-		q->body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
-		json_decref(patch);
+		q->body = patch_body(q->rv, q->txt);
 		q->h = q->body ? curl_easy_init() : NULL;
 		struct curl_slist *ct = curl_slist_append(NULL, "Content-Type: application/merge-patch+json");
 		q->hdrs = q->h && ct ? pl_kconf_setup(&K.kc, q->h, q->path, ct) : NULL;
@@ -2232,6 +2282,14 @@ static void status_pass(void)
 					keep_ltt(json_object_get(l, "conditions"), json_object_get(old, "conditions"));
 				}
 			}
+			if (pk == PL_K_LISTENERSET) {   /* a full status like a Gateway's */
+				json_t *ls = json_object_get(want, "listeners"), *l;
+				size_t j;
+				json_array_foreach(ls, j, l) {
+					json_t *old = find_named(json_object_get(cur, "listeners"), sget(l, "name"));
+					keep_ltt(json_object_get(l, "conditions"), json_object_get(old, "conditions"));
+				}
+			}
 			keep_ltt(json_object_get(want, "conditions"), json_object_get(cur, "conditions"));
 			rc = status_write(o, cur, want);
 		}
@@ -2243,7 +2301,8 @@ static void status_pass(void)
 	/* routes that no longer name a Gateway of ours: take our entries out of status.parents */
 	char k2[600];
 	for (int k = 0; k < PL_K_N; k++) {
-		if (k == PL_K_GATEWAYCLASS || k == PL_K_GATEWAY || !kind_has_status((enum pl_kind)k))
+		if (k == PL_K_GATEWAYCLASS || k == PL_K_GATEWAY || k == PL_K_LISTENERSET ||
+		    !kind_has_status((enum pl_kind)k))
 			continue;
 		const struct pl_obj *const *v;
 		size_t n = pl_store_list(K.store, (enum pl_kind)k, &v);
@@ -2559,6 +2618,17 @@ static void *kube_main(void *arg)
 		if (!K.dirty && !K.status_due && K.trim_pending && pl_now_ns() >= trim_at()) {
 			pl_jintern_gc(K.jt);
 			malloc_trim(0);
+			if (pl_log_level >= PL_LOG_INFO) {
+				struct mallinfo2 mi = mallinfo2();
+				size_t sb, su;
+				pl_jalloc_stats(&sb, &su);
+				pl_info("kubernetes: idle trim: malloc heap %.1f MB in use, %.1f MB free; long-lived "
+					 "JSON %.1f MB in %.1f MB of slabs; status writes: %llu done, %zu queued, %u in flight, "
+					 "%zu awaiting the watch", (double)mi.uordblks / 1e6,
+					 (double)mi.fordblks / 1e6, (double)su / 1e6, (double)sb / 1e6,
+					 (unsigned long long)K.status_writes, json_object_size(K.sq_index), K.n_inflight,
+					 json_object_size(K.written));
+			}
 			K.trim_pending = 0;
 			K.last_trim_ns = pl_now_ns();
 		}
