@@ -3553,7 +3553,7 @@ static struct croute *route_build(struct ctx *c, const struct pl_obj *o, size_t 
 			jint_keep(c, &kb, st);
 		}
 		cr->unhealthy = rc.unhealthy;
-		cr->status = obj_header(c, o, st);
+		cr->status = c->o->status_map ? st : obj_header(c, o, st);
 	}
 	json_decref(rc.parents);
 	if (cr->atts.n) {
@@ -5088,7 +5088,13 @@ static void add_status(struct ctx *c, struct pl_compile_result *r, const struct 
 {
 	if (unhealthy(st))
 		r->problems++;
-	jpush(r->statuses, obj_header(c, o, st));
+	if (!c->o->status_map) {
+		jpush(r->statuses, obj_header(c, o, st));
+		return;
+	}
+	char *key = acat(c->tmp, (const char *[]){ pl_kind_str(o->kind), "/", o->ns, "/", o->name }, 5);
+	if (json_object_set_new(r->statuses, key, st) != 0)
+		PL_PANIC("out of memory");
 }
 
 /* ---------------------------------------------------------------- the compiler */
@@ -5475,7 +5481,7 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 	c.ids_gen = cluster_ids_gen();
 	c.gw_index = J(json_object());
 	c.cls_status = J(json_object());
-	r->statuses = J(json_array());
+	r->statuses = J(pc->o.status_map ? json_object() : json_array());
 
 	pass_classes(&c);
 	pass_gateways(&c);
@@ -5509,7 +5515,10 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 			continue;
 		if (cr->unhealthy)
 			r->problems++;
-		jpush(r->statuses, json_incref(cr->status));
+		if (c.o->status_map)
+			json_object_set(r->statuses, cr->full, cr->status);
+		else
+			jpush(r->statuses, json_incref(cr->status));
 	}
 	for (size_t i = 0; i < c.n_btls; i++) {
 		if (json_object_size(c.btls[i].ancestors))

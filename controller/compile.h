@@ -12,7 +12,12 @@
  *   JSON array of {apiVersion, kind, metadata: {name, namespace}, status}, one
  *   per object we are responsible for (GatewayClasses we serve, their
  *   Gateways, HTTPRoutes with at least one parentRef to them), in the order
- *   GatewayClass, Gateway, HTTPRoute, each by namespace/name.
+ *   GatewayClass, Gateway, HTTPRoute, each by namespace/name. With
+ *   opts->status_map, r->statuses is instead a JSON object from
+ *   "Kind/namespace/name" ("Kind//name" for cluster-scoped objects) to the
+ *   status alone, in the same order: what the Kubernetes controller reads,
+ *   without a {apiVersion, kind, metadata} document per route (the
+ *   persistent compiler would keep one per route: ~0.7 KB each).
  *   r->problems counts those objects with some condition in its unhealthy
  *   state (Accepted, ResolvedRefs, Programmed, SupportedVersion not "True";
  *   Conflicted, PartiallyInvalid "True").
@@ -67,6 +72,7 @@ struct pl_compile_opts {
 	const char *now;              /* lastTransitionTime (RFC 3339); NULL: "1970-01-01T00:00:00Z" */
 	int ephemeral;                /* fuzzing/tests: no process-wide registries (rule->stats NULL,
 					 cluster ids numbered per table) */
+	int status_map;               /* r->statuses as {"Kind/ns/name": status} (see below) */
 	size_t max_entries;           /* route entries in the table counting hostname fallbacks (the
 					 rules of less specific hostnames copied behind a vhost's own);
 					 past it each vhost holds its own routes only. 0: 1000000 */

@@ -2368,17 +2368,11 @@ static int all_synced(void)
  */
 static json_t *desired_map(json_t *statuses, const json_t *prev)
 {
-	json_t *m = json_object(), *src = json_object(), *e;
-	if (!m || !src)
+	json_t *m = json_object(), *st;
+	if (!m)
 		PL_PANIC("out of memory");
-	size_t i;
-	char key[600];
-	json_array_foreach(statuses, i, e) {
-		json_t *md = json_object_get(e, "metadata"), *st = json_object_get(e, "status");
-		const char *kind = sget(e, "kind"), *ns = sget(md, "namespace"), *name = sget(md, "name");
-		if (!kind || !name || !st)
-			continue;
-		snprintf(key, sizeof(key), "%s/%s/%s", kind, ns ? ns : "", name);
+	const char *key;
+	json_object_foreach(statuses, key, st) {
 		json_t *p = json_object_get(prev, key);
 		/*
 		 * An unchanged route's status is the very json_t the previous result
@@ -2388,10 +2382,9 @@ static json_t *desired_map(json_t *statuses, const json_t *prev)
 			json_object_set(m, key, p);
 		else
 			json_object_set_new(m, key, pl_jintern(K.jt, json_deep_copy(st)));
-		json_object_set(src, key, st);
 	}
 	json_decref(K.desired_src);
-	K.desired_src = src;
+	K.desired_src = json_incref(statuses);
 	return m;
 }
 
@@ -2508,17 +2501,11 @@ static void compile_publish(void)
 	int64_t t0 = pl_now_ns();
 	K.dirty = 0;
 	K.last_compile_ns = t0;
-	/*
-	 * The compile after an idle malloc_trim() faults its working set in
-	 * again: ~1300 faults, 25-40 ms at 3000 routes on this 2-core VM against
-	 * ~2 ms otherwise (the bench's p99 outlier). Kept for the idle RSS: a
-	 * compile run right after the trim to fault it in (tried) keeps ~18 MB
-	 * more resident at 5000 routes.
-	 */
-	K.trim_pending = 1;
+	K.trim_pending = 1;   /* and compile_warm() after the trim */
 	assign_pool_addresses();
 	/* a fixed time: lastTransitionTime is filled in when status is written (keep_ltt) */
-	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z" };
+	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z",
+				     .status_map = 1 };
 	struct pl_compile_result r;
 	int64_t t_req = pl_now_ns();
 	compile_store(&o, &r);
@@ -2563,6 +2550,34 @@ static void compile_publish(void)
 		atomic_store(&kube_ready, 1);
 		pl_info("kubernetes: first full sync compiled and published: ready");
 	}
+}
+
+/*
+ * malloc_trim() gives back every free page, the compile's working set among
+ * them (the pages its tables, indexes and statuses reuse each run: ~1,700 at
+ * 3000 routes). The next compile would fault them in again, 25-70 ms on this
+ * 2-core VM against ~2 ms warm, and that compile is the one a route change
+ * waits for. So a compile whose result is thrown away runs right after the
+ * trim, while nothing waits: the working set is resident again and the
+ * burst's garbage stays returned.
+ */
+static void compile_warm(void)
+{
+	if (!compiler || K.dirty)
+		return;
+	/*
+	 * As compile_publish() does: a status write coming back replaces the
+	 * Gateway's copy, pool address and all; compiled without it, the
+	 * Gateway would look changed (a full compile, twice).
+	 */
+	assign_pool_addresses();
+	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z",
+				     .status_map = 1 };
+	struct pl_compile_result r;
+	compile_store(&o, &r);
+	pl_debug("kubernetes: warm-up compile after trim: %.2f ms, %ld faults",
+		 (double)(CT.end_ns - CT.start_ns) / 1e6, CT.minflt);
+	pl_compile_result_clear(&r);
 }
 
 /* ---------------------------------------------------------------- thread */
@@ -2618,6 +2633,7 @@ static void *kube_main(void *arg)
 		if (!K.dirty && !K.status_due && K.trim_pending && pl_now_ns() >= trim_at()) {
 			pl_jintern_gc(K.jt);
 			malloc_trim(0);
+			compile_warm();
 			if (pl_log_level >= PL_LOG_INFO) {
 				struct mallinfo2 mi = mallinfo2();
 				size_t sb, su;

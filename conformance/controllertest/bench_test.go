@@ -125,6 +125,25 @@ func waitAttached(t *testing.T, r *rest, ns string, n int, d time.Duration) time
 	return 0
 }
 
+// waitStatuses waits until n HTTPRoutes in ns carry a status from pylon: the status writes that
+// follow a burst of creates are done (the API server is busy with them until then, and the
+// propagation and memory measurements are about a cluster at rest).
+func waitStatuses(t *testing.T, r *rest, ns string, n int, d time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	last := -1
+	for time.Since(t0) < d {
+		code, b, err := r.do("GET", "/apis/gateway.networking.k8s.io/v1/namespaces/"+ns+"/httproutes", nil, "")
+		if err == nil && code == 200 {
+			if last = strings.Count(string(b), `"controllerName":"`); last >= n {
+				return
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("route statuses did not reach %d within %v (last %d)", n, d, last)
+}
+
 func pct(v []float64, p float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -199,7 +218,7 @@ func TestBenchPropagation(t *testing.T) {
 	// 2. up to nBase attached routes
 	r.createRoutes(t, ns, "r", 1000, nBase, 16)
 	waitAttached(t, r, ns, nBase, 120*time.Second)
-	time.Sleep(3 * time.Second) // let status writes drain
+	waitStatuses(t, r, ns, nBase, 180*time.Second)
 	waitHTTP(t, addr, fmt.Sprintf("r%d.bench", nBase-1), "backend=bench", 200, 10*time.Second)
 
 	// 3. propagation: new route -> first 200 (end to end), event -> swap (controller)
@@ -289,7 +308,7 @@ func TestBenchPropagation(t *testing.T) {
 	total := 5000
 	r.createRoutes(t, ns, "r", nBase, total, 16)
 	waitAttached(t, r, ns, total+50+10, 120*time.Second)
-	time.Sleep(3 * time.Second)
+	waitStatuses(t, r, ns, total+50+10, 180*time.Second)
 	off = len(p.logText())
 	// a change the compiler reads (pylon drops annotations on arrival: annotating would not compile)
 	cl.kc("label", "endpointslice", "echo-1", "-n", ns, "bench=1", "--overwrite")

@@ -495,6 +495,10 @@ static unsigned count_problems(const json_t *statuses)
 	unsigned n = 0;
 	size_t i;
 	json_t *e;
+	const char *k;
+	if (json_is_object(statuses))   /* opts.status_map */
+		json_object_foreach((json_t *)statuses, k, e)
+			n += (unsigned)unhealthy(e);
 	json_array_foreach(statuses, i, e)
 		n += (unsigned)unhealthy(json_object_get(e, "status"));
 	return n;
@@ -548,7 +552,7 @@ static int compare(struct pl_compiler *inc, struct pl_store *s, const struct pl_
 	return bad;
 }
 
-static void run_sequence(uint64_t seed, unsigned steps, int ephemeral, const char *ctl)
+static void run_sequence(uint64_t seed, unsigned steps, int ephemeral, const char *ctl, int status_map)
 {
 	rng_state = seed;
 	next_route = 0;
@@ -558,7 +562,8 @@ static void run_sequence(uint64_t seed, unsigned steps, int ephemeral, const cha
 	base_store(s);
 	for (unsigned i = 0; i < 12; i++)
 		apply_change(s, CH_ROUTE_ADD);
-	struct pl_compile_opts o = { .controller_name = ctl, .now = "2024-01-01T00:00:00Z", .ephemeral = ephemeral };
+	struct pl_compile_opts o = { .controller_name = ctl, .now = "2024-01-01T00:00:00Z", .ephemeral = ephemeral,
+				     .status_map = status_map };
 	struct pl_compiler *inc = pl_compiler_new(&o);
 	struct kept keep[3] = { 0 };
 	unsigned full_runs = 0, route_steps = 0, reused_steps = 0, slice_steps = 0, slice_fast = 0;
@@ -594,9 +599,9 @@ static void run_sequence(uint64_t seed, unsigned steps, int ephemeral, const cha
 	}
 	CHECK(route_steps == reused_steps);
 	CHECK(slice_steps == slice_fast);
-	printf("test_incremental: seed %llu%s%s: %u steps, %u full compiles, %u route-only steps incremental, "
+	printf("test_incremental: seed %llu%s%s%s: %u steps, %u full compiles, %u route-only steps incremental, "
 	       "%u slice-only steps without route recompiles\n", (unsigned long long)seed, ephemeral ? " ephemeral" : "",
-	       ctl ? " controller-name" : "", steps, full_runs, reused_steps, slice_fast);
+	       ctl ? " controller-name" : "", status_map ? " status-map" : "", steps, full_runs, reused_steps, slice_fast);
 	/* the compiler goes first: tables it made stay valid without it */
 	pl_compiler_free(inc);
 	for (int i = 0; i < 3; i++) {
@@ -644,10 +649,11 @@ int main(int argc, char **argv)
 	unsigned steps = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 200;
 	uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
 	test_store_switch();
-	run_sequence(seed, steps, 1, NULL);
-	run_sequence(seed + 1, steps, 0, NULL);
-	run_sequence(seed + 2, steps, 1, PL_DEFAULT_CONTROLLER_NAME);
-	run_sequence(seed + 3, steps, 0, PL_DEFAULT_CONTROLLER_NAME);
+	run_sequence(seed, steps, 1, NULL, 0);
+	run_sequence(seed + 1, steps, 0, NULL, 0);
+	run_sequence(seed + 2, steps, 1, PL_DEFAULT_CONTROLLER_NAME, 0);
+	run_sequence(seed + 3, steps, 0, PL_DEFAULT_CONTROLLER_NAME, 0);
+	run_sequence(seed + 4, steps, 0, PL_DEFAULT_CONTROLLER_NAME, 1);   /* as the Kubernetes controller runs it */
 	if (fails)
 		fprintf(stderr, "test_incremental: %d check(s) failed\n", fails);
 	else
