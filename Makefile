@@ -32,6 +32,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure
 	bash scripts/fuzz-smoke.sh
 	PYLON_BIN=$(CURDIR)/$(BUILD)/pylon python3 -m pytest -q tests/blackbox
+	$(MAKE) controller-test
 
 # Sanitizer runs of the unit and black-box tests (docs/testing.md).
 asan: deps
@@ -93,6 +94,7 @@ conformance-selftest: build
 # parents only, no status write when nothing changed. Not part of `make test` (needs the binaries).
 .PHONY: controller-test bench-kube
 controller-test: build
+	bash conformance/scripts/build-k8s.sh all
 	cd conformance && PYLON_BIN=$(abspath $(BUILD))/pylon GOMODCACHE=$${PYLON_CACHE:-$$HOME/.cache/pylon}/gomod \
 		GOTOOLCHAIN=local GOFLAGS=-buildvcs=false go test -count=1 -v -timeout 10m ./controllertest/
 
