@@ -10,14 +10,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 static void check_invariants(const struct pl_buf *b)
 {
@@ -113,8 +106,8 @@ int main(void)
 	test_basic();
 	test_budget();
 	test_fd();
-	if (failures) {
-		fprintf(stderr, "test_buf: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_buf: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_buf: ok\n");

@@ -10,14 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "proxy/clienthello.h"
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 /* A ClientHello as an OpenSSL client sends it; returns its length. */
 static size_t make_hello(uint8_t *out, size_t cap, const char *sni, int max_version, int alpn)
@@ -132,8 +125,8 @@ int main(void)
 	check_hello(NULL, 0, 0);
 	check_hello("x", TLS1_2_VERSION, 1);
 	test_others();
-	if (failures) {
-		fprintf(stderr, "test_clienthello: %d check(s) failed\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_clienthello: %d check(s) failed\n", fails);
 		return 1;
 	}
 	fprintf(stderr, "test_clienthello: ok\n");

@@ -15,9 +15,7 @@
 #include "proxy/reqhead.h"
 
 #include <stdio.h>
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 /* ---------------------------------------------------------------- origins */
 

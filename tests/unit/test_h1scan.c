@@ -6,14 +6,7 @@
 #include "common/pl.h"
 
 #include "proxy/h1scan.h"
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 #define MAX_LINE 64
 #define MAX_HEAD 256
@@ -148,7 +141,7 @@ static void check_vec(const char *name, const char *b, size_t len, int want, siz
 	size_t off = 0;
 	const char *reason = NULL;
 	int rc;
-	int bad = failures;
+	int bad = fails;
 
 	if (want == PL_H1SCAN_DONE && want_off == 0)
 		want_off = len;
@@ -179,7 +172,7 @@ static void check_vec(const char *name, const char *b, size_t len, int want, siz
 	if (want == PL_H1SCAN_DONE)
 		CHECK(off == want_off);
 
-	if (failures != bad)
+	if (fails != bad)
 		fprintf(stderr, "  in vector \"%s\" (got %d, reason %s)\n", name, rc, reason ? reason : "-");
 }
 
@@ -250,8 +243,8 @@ int main(void)
 	test_vectors();
 	test_head_limit();
 	test_reasons_and_counts();
-	if (failures) {
-		fprintf(stderr, "test_h1scan: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_h1scan: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_h1scan: ok (%zu vectors)\n", PL_ARRAY_LEN(vecs));

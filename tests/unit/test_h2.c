@@ -7,14 +7,7 @@
 #include "proxy/h2.h"
 
 #include <stdio.h>
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 #define STR(s) s, sizeof(s) - 1
 
@@ -55,8 +48,8 @@ int main(void)
 {
 	test_preface();
 	test_b64url();
-	if (failures) {
-		fprintf(stderr, "test_h2: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_h2: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_h2: ok\n");

@@ -6,14 +6,7 @@
  * The connection engine itself is exercised by tests/blackbox.
  */
 #include "proxy/http1.c"
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 #define STR(s) s, sizeof(s) - 1
 
@@ -93,8 +86,8 @@ int main(void)
 	test_target();
 	test_kinds();
 	test_upgrade_h2c();
-	if (failures) {
-		fprintf(stderr, "test_http1: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_http1: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_http1: ok\n");

@@ -9,9 +9,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 static size_t used(void)
 {
@@ -110,7 +108,7 @@ int main(void)
 	test_release();
 	test_json();
 	if (fails) {
-		fprintf(stderr, "test_jalloc: %d failures\n", fails);
+		fprintf(stderr, "test_jalloc: %d fails\n", fails);
 		return 1;
 	}
 	printf("test_jalloc: ok\n");

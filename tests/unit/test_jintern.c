@@ -4,9 +4,7 @@
  */
 #include "common/pl.h"
 #include "controller/jintern.h"
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 static json_t *parse(const char *s)
 {
@@ -135,7 +133,7 @@ int main(void)
 	test_gc_partial();
 	test_many();
 	if (fails) {
-		fprintf(stderr, "test_jintern: %d failures\n", fails);
+		fprintf(stderr, "test_jintern: %d fails\n", fails);
 		return 1;
 	}
 	printf("test_jintern: ok\n");

@@ -10,9 +10,7 @@
 
 #include <errno.h>
 #include <unistd.h>
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 static void test_pool(void)
 {

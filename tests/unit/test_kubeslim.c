@@ -5,9 +5,7 @@
  * its static functions.
  */
 #include "controller/kube.c"
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 static json_t *parse(const char *s)
 {
@@ -212,7 +210,7 @@ int main(void)
 	test_keys();
 	test_status_only();
 	if (fails) {
-		fprintf(stderr, "test_kubeslim: %d failures\n", fails);
+		fprintf(stderr, "test_kubeslim: %d fails\n", fails);
 		return 1;
 	}
 	printf("test_kubeslim: ok\n");

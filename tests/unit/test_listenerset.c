@@ -11,9 +11,7 @@
 #include "common/table.h"
 #include "controller/compile.h"
 #include "controller/store.h"
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 #define CLASS \
 	"apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: pylon}\n" \

@@ -11,14 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 #define STR(s) s, sizeof(s) - 1
 
@@ -260,8 +253,8 @@ int main(void)
 	test_mods();
 	test_h2_head();
 	test_field_ok();
-	if (failures) {
-		fprintf(stderr, "test_reqhead: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_reqhead: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_reqhead: ok\n");

@@ -5,14 +5,7 @@
 #include "common/pl.h"
 
 #include "proxy/rewrite.h"
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 static struct pl_match prefix(const char *p)
 {
@@ -29,7 +22,7 @@ static void check_rw(const struct pl_path_mod *pm, const struct pl_match *m, con
 	if (n < 0 || strcmp(out, want) != 0 || (size_t)n != strlen(want)) {
 		fprintf(stderr, "%s:%d: rewrite(%s) = %d \"%s\", want \"%s\"\n", __FILE__, __LINE__, path, n,
 			n < 0 ? "" : out, want);
-		failures++;
+		fails++;
 		return;
 	}
 	for (size_t sz = 0; sz <= strlen(want); sz++) {
@@ -119,13 +112,13 @@ static void check_loc(const struct pl_redirect *rd, const struct pl_match *m, co
 	if (!want) {
 		if (n != -1) {
 			fprintf(stderr, "%s:%d: location = \"%s\", want -1\n", __FILE__, line, out);
-			failures++;
+			fails++;
 		}
 		return;
 	}
 	if (n < 0 || strcmp(out, want) != 0 || (size_t)n != strlen(want)) {
 		fprintf(stderr, "%s:%d: location = %d \"%s\", want \"%s\"\n", __FILE__, line, n, n < 0 ? "" : out, want);
-		failures++;
+		fails++;
 		return;
 	}
 	for (size_t sz = 0; sz <= strlen(want); sz++) {
@@ -214,8 +207,8 @@ int main(void)
 	test_prefix();
 	test_full();
 	test_redirect();
-	if (failures) {
-		fprintf(stderr, "test_rewrite: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_rewrite: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_rewrite: ok\n");

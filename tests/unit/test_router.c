@@ -6,14 +6,7 @@
 #include "common/arena.h"
 #include "common/table.h"
 #include "proxy/router.h"
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 static struct pl_arena *A;
 
@@ -398,8 +391,8 @@ int main(void)
 	test_find();
 	test_pick();
 	test_endpoint();
-	if (failures) {
-		fprintf(stderr, "test_router: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_router: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_router: ok\n");

@@ -12,9 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 static char dir[256];
 

@@ -17,9 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 /* A self-signed P-256 certificate and its key as PEM; 0 or -1. */
 static int make_cert(char *crt, size_t crtsz, char *key, size_t keysz)

@@ -9,14 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-
-static int failures;
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-		failures++; \
-	} } while (0)
+#include "check.h"
 
 /* a self-signed EC CA (the same as test_backendtls.c's ConfigMap) */
 static const char CA_PEM[] =
@@ -139,8 +132,8 @@ int main(void)
 	test_lru();
 	test_race();
 	test_warn_once();
-	if (failures) {
-		fprintf(stderr, "test_uptls: %d failure(s)\n", failures);
+	if (fails) {
+		fprintf(stderr, "test_uptls: %d failure(s)\n", fails);
 		return 1;
 	}
 	printf("test_uptls: ok\n");

@@ -5,9 +5,7 @@
 #include "common/log.h"
 #include "controller/store.h"
 #include "controller/yamlload.h"
-
-static int fails;
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+#include "check.h"
 
 static int typed(const char *s, json_type t)
 {
