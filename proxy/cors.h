@@ -7,7 +7,8 @@
  * rule with the filter is answered by the proxy: pl_cors_preflight() gives
  * the status and fields. Any other request goes to the backend;
  * pl_cors_actual() gives what is added to (and dropped from) the backend's
- * response. Both describe fields as a struct pl_header_mod (set, add and
+ * response, and to any response the proxy makes itself for the request
+ * once the rule matched (redirect, 5xx). Both describe fields as a struct pl_header_mod (set, add and
  * remove lists), so the callers write them with the response-modifier
  * helpers of reqhead.h. See docs/proxy.md "CORS" for the choices made where
  * the Gateway API leaves room.

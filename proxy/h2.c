@@ -87,6 +87,7 @@ struct h2s {
 	struct pl_route_stats *stats;
 	const struct pl_header_mod *resp_mods[PL_RH_MAX_MODS];
 	unsigned n_resp_mods;
+	const struct pl_header_mod *cors_local;  /* CORS fields of replies made here (pl_rh_cors_actual); NULL: none */
 	char mname[24];
 	char target[96];
 	int status;
@@ -442,17 +443,29 @@ static void go_local(struct h2s *st)
 	pl_buf_consume(&st->up_out, pl_buf_size(&st->up_out));
 }
 
-/* A response made here: status, optional extra field, a short text body unless bodyless. */
+/* Appends the request's CORS fields for a reply made here (st->cors_local) to nv; the new count. */
+static size_t cors_local_nv(const struct h2s *st, nghttp2_nv *nv, size_t n, size_t cap)
+{
+	struct nvfill f = { nv, n, cap };
+	pl_rh_mods_each(&st->cors_local, st->cors_local != NULL, 0, nv_kv, &f);
+	return f.n;
+}
+
+/*
+ * A response made here: status, optional extra field, the request's CORS
+ * fields, a short text body unless bodyless.
+ */
 static void local_reply(struct h2s *st, int status, const char *xname, const char *xval, size_t xlen, int with_body)
 {
 	struct pl_h2conn *c = st->c;
 	char sbuf[4], lbuf[24];
 	snprintf(sbuf, sizeof(sbuf), "%03d", status);
-	nghttp2_nv nv[4];
+	nghttp2_nv nv[4 + PL_CORS_MAX_FIELDS];
 	size_t n = 0;
 	nv[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)sbuf, 7, 3, NGHTTP2_NV_FLAG_NONE };
 	if (xname)
 		nv[n++] = (nghttp2_nv){ (uint8_t *)xname, (uint8_t *)xval, strlen(xname), xlen, NGHTTP2_NV_FLAG_NONE };
+	n = cors_local_nv(st, nv, n, PL_ARRAY_LEN(nv) - 2);
 	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
 	if (with_body) {
 		char body[80];
@@ -509,15 +522,16 @@ static int grpc_reply(struct h2s *st, int status, const char *why)
 			msg[ml++] = hex[*p & 15];
 		}
 	}
-	nghttp2_nv nv[4] = {
+	nghttp2_nv nv[4 + PL_CORS_MAX_FIELDS] = {
 		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"grpc-status", (uint8_t *)code, 11, 2, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"grpc-message", (uint8_t *)msg, 12, ml, NGHTTP2_NV_FLAG_NONE },
 	};
+	size_t n = cors_local_nv(st, nv, 4, PL_ARRAY_LEN(nv));
 	go_local(st);
 	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
-	if (nghttp2_submit_response(st->c->s, st->id, nv, PL_ARRAY_LEN(nv), NULL) != 0)
+	if (nghttp2_submit_response(st->c->s, st->id, nv, n, NULL) != 0)
 		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
 	count_status(st, 200);
 	return 1;
@@ -566,23 +580,14 @@ static void send_preflight(struct h2s *st, const struct pl_cors *cors, const str
 {
 	struct pl_h2conn *c = st->c;
 	int status = pl_cors_preflight(&st->cors, cors, view);
-	const struct pl_header_mod *m = &st->cors.mod;
-	if (status != 200) {
+	/* the preflight's fields overwrite the actual ones in st->cors: local_reply writes them */
+	st->cors_local = &st->cors.mod;
+	if (status == 200)
+		pl_debug("%s \"%s %s\" (h2) 200 CORS preflight", c->peer, st->mname, st->target);
+	else
 		pl_info("%s \"%s %s\" (h2) %d: CORS preflight from an origin the rule does not allow", c->peer,
 			st->mname, st->target, status);
-		local_reply(st, status, "vary", m->add[0].value, m->add[0].value_len, 1);
-		return;
-	}
-	pl_debug("%s \"%s %s\" (h2) 200 CORS preflight", c->peer, st->mname, st->target);
-	nghttp2_nv nv[1 + PL_CORS_MAX_FIELDS];
-	struct nvfill f = { nv, 0, PL_ARRAY_LEN(nv) };
-	nv[f.n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE };
-	pl_rh_mods_each(&m, 1, 0, nv_kv, &f);
-	go_local(st);
-	pl_buf_consume(&st->rbody, pl_buf_size(&st->rbody));
-	if (nghttp2_submit_response(c->s, st->id, nv, f.n, NULL) != 0)
-		stream_reset(st, NGHTTP2_INTERNAL_ERROR);
-	count_status(st, 200);
+	local_reply(st, status, NULL, NULL, 0, status != 200);
 }
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -1371,7 +1376,7 @@ static void head_done(struct h2s *st)
 	st->rule = rt.rule;
 	if (st->rule)
 		st->stats = st->rule->stats;
-	pl_rh_cors_actual(&rt.f, &view, &st->cors);
+	st->cors_local = pl_rh_cors_actual(&rt.f, &view, &st->cors);
 	memcpy(st->resp_mods, rt.f.resp_mods, sizeof(st->resp_mods));
 	st->n_resp_mods = rt.f.n_resp_mods;
 	if (how == PL_RH_LOCAL) {

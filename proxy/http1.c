@@ -90,6 +90,7 @@ struct h1_req {
 	struct pl_route_stats *stats;
 	const struct pl_header_mod *resp_mods[PL_RH_MAX_MODS];
 	unsigned n_resp_mods;
+	const struct pl_header_mod *cors_local; /* CORS fields of replies made here (pl_rh_cors_actual); NULL: none */
 	const char *method;
 	char target[96];                        /* for logs */
 	int status;                             /* final status sent; 0 until then */
@@ -633,10 +634,13 @@ static void wr_conn_field(struct pl_h1conn *c, struct pl_wr *w)
 /*
  * Writes a complete response made here into out and moves to H1_LOCAL.
  * extra: preformatted header lines ("Name: value\r\n"...), may be NULL.
+ * The request's CORS fields (r->cors_local) follow them.
  */
 static void local_reply(struct pl_h1conn *c, int status, const char *extra, size_t extra_len, int with_body)
 {
 	struct h1_req *r = &c->req;
+	const struct pl_header_mod *const *cm = &r->cors_local;
+	unsigned n_cm = r->cors_local != NULL;
 	char body[64];
 	int blen = 0;
 	if (with_body)
@@ -646,7 +650,7 @@ static void local_reply(struct pl_h1conn *c, int status, const char *extra, size
 		    status == 431 || status == 501 || status == 505;
 	if (!r->req_done || !r->keepalive || c->w->draining || fatal)
 		c->close_after = 1;
-	if (pl_buf_reserve(&c->out, 256 + extra_len + (size_t)blen) != 0) {
+	if (pl_buf_reserve(&c->out, 256 + extra_len + pl_rh_mods_size(cm, n_cm) + (size_t)blen) != 0) {
 		conn_close(c);
 		return;
 	}
@@ -654,6 +658,7 @@ static void local_reply(struct pl_h1conn *c, int status, const char *extra, size
 	wr_status_line(&w, status, NULL, 0);
 	if (extra)
 		pl_wr_put(&w, extra, extra_len);
+	pl_rh_mods_emit(&w, cm, n_cm, 0);
 	if (blen > 0)
 		PL_WR_LIT(&w, "Content-Type: text/plain\r\n");
 	PL_WR_LIT(&w, "Content-Length: ");
@@ -750,23 +755,14 @@ static void send_preflight(struct pl_h1conn *c, const struct pl_cors *cors, cons
 {
 	struct h1_req *r = &c->req;
 	int status = pl_cors_preflight(&r->cors, cors, view);
-	const struct pl_header_mod *m = &r->cors.mod;
-	size_t len = pl_rh_mods_size(&m, 1);
-	char *extra = malloc(len);
-	if (!extra) {
-		conn_close(c);
-		return;
-	}
-	struct pl_wr w = { extra, extra + len, 0 };
-	pl_rh_mods_emit(&w, &m, 1, 0);
-	PL_BUG_ON(w.over);
+	/* the preflight's fields overwrite the actual ones in r->cors: local_reply writes them */
+	r->cors_local = &r->cors.mod;
 	if (status == 200)
 		pl_debug("%s \"%s %s\" 200 CORS preflight", c->peer, r->method, r->target);
 	else
 		pl_info("%s \"%s %s\" %d: CORS preflight from an origin the rule does not allow", c->peer, r->method,
 			r->target, status);
-	local_reply(c, status, extra, len, status != 200);
-	free(extra);
+	local_reply(c, status, NULL, 0, status != 200);
 }
 
 /*
@@ -1249,7 +1245,7 @@ static void handle_head(struct pl_h1conn *c, size_t head_len)
 	r->rule = rt.rule;
 	if (r->rule)
 		r->stats = r->rule->stats;
-	pl_rh_cors_actual(&rt.f, &view, &r->cors);
+	r->cors_local = pl_rh_cors_actual(&rt.f, &view, &r->cors);
 	memcpy(r->resp_mods, rt.f.resp_mods, sizeof(r->resp_mods));
 	r->n_resp_mods = rt.f.n_resp_mods;
 	if (how == PL_RH_LOCAL) {

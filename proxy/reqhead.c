@@ -208,14 +208,16 @@ int pl_rh_route(struct pl_worker *w, const struct pl_bind *b, const char *sni, c
 	return PL_RH_PROXY;
 }
 
-void pl_rh_cors_actual(struct pl_rh_filters *f, const struct pl_req_view *view, struct pl_cors_fields *store)
+const struct pl_header_mod *pl_rh_cors_actual(struct pl_rh_filters *f, const struct pl_req_view *view,
+					      struct pl_cors_fields *store)
 {
 	if (!f->cors)
-		return;
+		return NULL;
 	const struct pl_header_mod *m = pl_cors_actual(store, f->cors, view);
 	/* the compiler allows one ResponseHeaderModifier per list: rule + backendRef leave room */
 	PL_BUG_ON(f->n_resp_mods >= PL_RH_MAX_MODS);
 	f->resp_mods[f->n_resp_mods++] = m;
+	return m;
 }
 
 /*

@@ -120,9 +120,20 @@ int pl_rh_route(struct pl_worker *w, const struct pl_bind *b, const char *sni, c
  * change to the backend's response for this request (pl_cors_actual()) and
  * appends it to f->resp_mods, after the rule's and backendRef's modifiers.
  * store must live as long as the copy of resp_mods the caller keeps.
+ *
+ * Returns that change, or NULL without a CORS filter. Every response the
+ * caller makes itself for the request after routing (redirect, 5xx for a
+ * missing or failing backend, timeouts, ...) carries its set and add
+ * fields too (pl_rh_mods_emit() / pl_rh_mods_each() over just this one),
+ * so a browser shows the page the status rather than a CORS error: keep
+ * it with the request. A preflight (PL_RH_CORS) replaces store's contents
+ * with pl_cors_preflight()'s answer, which its reply carries instead.
+ * Answers made before a rule matched (400, 404, 421, 431...) get nothing:
+ * f->cors is NULL then.
  */
 struct pl_cors_fields;
-void pl_rh_cors_actual(struct pl_rh_filters *f, const struct pl_req_view *view, struct pl_cors_fields *store);
+const struct pl_header_mod *pl_rh_cors_actual(struct pl_rh_filters *f, const struct pl_req_view *view,
+					      struct pl_cors_fields *store);
 
 /*
  * Header modifiers (RequestHeaderModifier / ResponseHeaderModifier lists).
