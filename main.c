@@ -43,7 +43,7 @@ static void usage_run(FILE *f)
 	      "  --publish-service NS/N   Kubernetes: report the load-balancer addresses of this Service\n"
 	      "  --lease-namespace NS     Kubernetes: namespace of the leader-election Lease (default: the pod's)\n"
 	      "  --no-leader-election     Kubernetes: write status without holding the Lease (one replica)\n"
-	      "  --debounce-ms MS         Kubernetes: coalesce bursts of events for MS before compiling (default 10)\n"
+	      "  --debounce-ms MS         Kubernetes: coalesce bursts of events for MS before compiling (default 10, 0: none)\n"
 	      "  --controller-name NAME   serve only GatewayClasses with this controllerName (default: all;\n"
 	      "                           with Kubernetes: pylon.dev/gateway-controller)\n"
 	      "  --workers N              worker threads (default: number of CPUs)\n"
@@ -131,7 +131,8 @@ static const struct option opts[] = {
  * is freed, later ones come from the heap, where their pages stay after
  * free() until a malloc_trim(). Fixed thresholds keep every large transient
  * buffer mmap'd (returned at once when freed) and the heap top trimmed
- * beyond 1 MB (docs/kubernetes.md, "Memory").
+ * beyond 1 MB (docs/kubernetes.md, "Memory"; 32 MB in Kubernetes mode, where
+ * the controller's idle trim returns memory: controller/kube.c).
  */
 static void memory_settings(void)
 {
@@ -187,7 +188,7 @@ int main(int argc, char **argv)
 	}
 
 	struct pl_ctl_config ctl = { .poll_ms = 200 };
-	struct pl_kube_config kube = { 0 };
+	struct pl_kube_config kube = { .debounce_ms = 10 };   /* --debounce-ms 0: none */
 	struct pl_proxy_config px;
 	pl_proxy_config_defaults(&px);
 	const char *listen = NULL;

@@ -67,6 +67,23 @@
 #define FETCH_HOLD_NS (2000ll * 1000000)   /* a compile waits this long at most for referenced Secrets */
 #define MS 1000000ll
 #define WATCH_EARLY_NS (1000 * MS)   /* a clean watch end sooner than this backs off */
+/*
+ * A 410 within this long of the previous one backs off (a server that answers
+ * every watch with 410 must not make us relist in a loop). Longer than the
+ * largest backoff (BACKOFF_MAX_MS plus jitter), so a retry that meets 410
+ * again keeps backing off instead of starting over at once.
+ */
+#define GONE_REPEAT_NS (60ll * 1000000000)
+/*
+ * A watch that delivers no byte for this long is dropped and resumed
+ * (CURLOPT_LOW_SPEED_TIME): a stalled connection would otherwise only be
+ * noticed by CURLOPT_TIMEOUT (WATCH_TIMEOUT_S + 90). With allowWatchBookmarks
+ * and a timeoutSeconds (240..360 s here) the API server sends a BOOKMARK
+ * about every minute and one just before the timeout, so a healthy but quiet
+ * watch never stays silent this long; 90 s leaves half a bookmark interval
+ * of slack for a busy server.
+ */
+#define WATCH_SILENT_S 90
 
 /* Features pylon passes (GatewayClass status.supportedFeatures), sorted:
  * each one's conformance tests pass (conformance/reports/). */
@@ -170,6 +187,9 @@ struct watch {
 	int synced;                  /* listed at least once (or absent) */
 	int absent_logged;
 	unsigned fails;
+	unsigned gones;              /* 410s in a row, each within GONE_REPEAT_NS of the last */
+	unsigned stalls;             /* silent watches dropped since the last clean end */
+	int64_t gone_ns;             /* when the last 410 came */
 	int64_t due_ns;
 	int64_t start_ns;            /* when the current request was started */
 	uint64_t events;
@@ -419,13 +439,22 @@ static const char *pool_take(const char *key, const char *txt)
 /*
  * The address for Gateway key: the one it has, else the one its status shows
  * (kept across restarts and shared by replicas) when free, else the next free.
+ * A replica that does not write status moves to the address the status
+ * shows when it holds another (replicas pick without talking to each
+ * other), so they all end up binding the address the leader publishes.
  */
 static const char *pool_alloc(const char *key, const json_t *status, int claim_only)
 {
 	const char *have = sget(K.assigned, key);
+	const char *prev = sget(json_array_get(json_object_get(status, "addresses"), 0), "value");
+	if (have && !K.leader && prev && strcmp(prev, have) != 0) {
+		pl_info("Gateway %s: address %s back to the pool: the Gateway's status shows %s", key, have, prev);
+		json_object_del(K.used_addrs, have);
+		json_object_del(K.assigned, key);
+		have = NULL;
+	}
 	if (have)
 		return have;
-	const char *prev = sget(json_array_get(json_object_get(status, "addresses"), 0), "value");
 	struct in_addr pa;
 	if (prev && inet_pton(AF_INET, prev, &pa) == 1 && ntohl(pa.s_addr) >= K.pool_lo &&
 	    ntohl(pa.s_addr) <= K.pool_hi && !json_object_get(K.used_addrs, prev)) {
@@ -910,6 +939,22 @@ static void apply_meta(struct watch *w, json_t *obj, const char *ns, const char 
 	fetch_want(w->kind, ns, name);
 }
 
+/* 1 if this replica, not writing status, holds a pool address for Gateway ns/name other than its status shows. */
+static int pool_moved(const char *ns, const char *name)
+{
+	char key[512];
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	const char *have = K.have_pool && !K.leader ? sget(K.assigned, key) : NULL;
+	const struct pl_obj *o = have ? pl_store_get(K.store, PL_K_GATEWAY, ns, name) : NULL;
+	if (!o)
+		return 0;
+	json_t *st = api_status(o);
+	const char *shown = sget(json_array_get(json_object_get(st, "addresses"), 0), "value");
+	int moved = shown && strcmp(shown, have) != 0;
+	json_decref(st);
+	return moved;
+}
+
 /* obj: a reference we own (consumed). */
 static void apply(struct watch *w, json_t *obj, int deleted)
 {
@@ -988,9 +1033,11 @@ static void apply(struct watch *w, json_t *obj, int deleted)
 	int r = pl_store_put(K.store, sl, "", err, sizeof(err));
 	if (r < 0)
 		pl_warn("kubernetes: %s %s/%s ignored: %s", w->r->kind, ns, name, err);
-	else if (r != PL_STORE_IGNORED && status_only && K.desired)
+	else if (r != PL_STORE_IGNORED && status_only && K.desired) {
 		status_touch(w->kind, ns, name);
-	else if (r != PL_STORE_IGNORED)
+		if (w->kind == PL_K_GATEWAY && pool_moved(ns, name))
+			mark_dirty();   /* pool_alloc() moves this replica to the leader's address */
+	} else if (r != PL_STORE_IGNORED)
 		mark_dirty();
 	json_decref(sl);
 }
@@ -1019,8 +1066,7 @@ static int handle_event(struct watch *w, const char *line, size_t n)
 	} else if (strcmp(type, "ERROR") == 0) {
 		json_int_t code = json_integer_value(json_object_get(obj, "code"));
 		if (code == 410) {
-			pl_info("kubernetes: %s watch: resourceVersion %s is gone; listing again", w->r->kind, w->rv);
-			rc = 1;
+			rc = 1;   /* logged by watch_done(), which knows whether 410s repeat */
 		} else {
 			pl_warn("kubernetes: %s watch: error %lld: %s", w->r->kind, (long long)code,
 				sget(obj, "message") ? sget(obj, "message") : "?");
@@ -1140,6 +1186,11 @@ static void watch_start(struct watch *w)
 	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(w->h, CURLOPT_PRIVATE, w);
 	curl_easy_setopt(w->h, CURLOPT_TIMEOUT_MS, w->st == W_LIST ? 60000L : (long)(WATCH_TIMEOUT_S + 90) * 1000L);
+	if (w->st == W_WATCH) {
+		/* less than 1 byte/s for WATCH_SILENT_S: the stream stalled (bookmarks would have come) */
+		curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_TIME, (long)WATCH_SILENT_S);
+	}
 	w->start_ns = pl_now_ns();
 	CURLMcode mc = curl_multi_add_handle(K.multi, w->h);
 	if (mc != CURLM_OK) {
@@ -1168,15 +1219,18 @@ static void watch_retry(struct watch *w, const char *why)
 static void list_page_done(struct watch *w)
 {
 	json_error_t je;
-	json_t *list = json_loadb(w->buf, w->len, 0, &je);
+	/* as strict as watch events: a duplicate key is hostile input, not "last one wins" */
+	json_t *list = json_loadb(w->buf, w->len, JSON_REJECT_DUPLICATES, &je);
 	free(w->buf);   /* a page is up to MAX_BODY: not kept between pages */
 	w->buf = NULL;
 	w->len = w->cap = 0;
 	if (!json_is_object(list)) {
+		char why[256];
+		snprintf(why, sizeof(why), "list: bad JSON: %s", list ? "not an object" : je.text);
 		json_decref(list);
 		free(w->cont);
 		w->cont = NULL;
-		watch_retry(w, "list: bad JSON");
+		watch_retry(w, why);
 		return;
 	}
 	json_t *items = json_object_get(list, "items"), *it;
@@ -1246,12 +1300,31 @@ static void watch_done(struct watch *w, CURLcode res)
 	char why[256];
 
 	if (w->abort_reason == 1 || code == 410) {
-		/* resourceVersion too old: list again */
+		/*
+		 * resourceVersion too old: list again, at once the first time. 410s
+		 * that keep coming (a broken server or proxy) back off like errors.
+		 */
+		int64_t now = pl_now_ns();
+		if (w->gones && now - w->gone_ns < GONE_REPEAT_NS)
+			w->gones++;
+		else
+			w->gones = 1;
+		w->gone_ns = now;
+		w->due_ns = w->gones > 1 ? now + backoff_ns(w->gones - 1) : 0;
+		if (w->gones == 1)
+			pl_info("kubernetes: %s %s: resourceVersion %s is gone; listing again", w->r->kind,
+				was == W_LIST ? "list" : "watch", w->rv[0] ? w->rv : "(continue token)");
+		else if (w->gones == 2)
+			pl_warn("kubernetes: %s %s: resourceVersion %s is gone again; listing again in %lld ms",
+				w->r->kind, was == W_LIST ? "list" : "watch", w->rv[0] ? w->rv : "(continue token)",
+				(long long)((w->due_ns - now) / MS));
+		else
+			pl_debug("kubernetes: %s: 410 Gone (%u in a row); listing again in %lld ms", w->r->kind,
+				 w->gones, (long long)((w->due_ns - now) / MS));
 		free(w->cont);
 		w->cont = NULL;
 		w->need_list = 1;
 		w->rv[0] = '\0';
-		w->due_ns = 0;
 		return;
 	}
 	if (code == 404 && was == W_LIST && !w->synced) {
@@ -1285,7 +1358,25 @@ static void watch_done(struct watch *w, CURLcode res)
 		}
 		if (w->fails)
 			pl_info("kubernetes: %s watch: reconnected", w->r->kind);
-		w->fails = 0;
+		w->fails = w->gones = w->stalls = 0;
+		w->due_ns = 0;
+		return;
+	}
+	if (was == W_WATCH && res == CURLE_OPERATION_TIMEDOUT && pl_now_ns() - w->start_ns >= WATCH_SILENT_S * 1000 * MS) {
+		/*
+		 * Silent for WATCH_SILENT_S (or past CURLOPT_TIMEOUT): resume from the
+		 * last resourceVersion at once; that bound already keeps this from
+		 * spinning, and a dead server shows up as errors on the new request.
+		 */
+		if (!w->stalls++ && pl_now_ns() - w->start_ns >= (int64_t)(WATCH_TIMEOUT_S + 90) * 1000 * MS)
+			pl_warn("kubernetes: %s watch: did not end by its timeoutSeconds; resuming from resourceVersion %s",
+				w->r->kind, w->rv);
+		else if (w->stalls == 1)
+			pl_warn("kubernetes: %s watch: no data for %d s; resuming from resourceVersion %s", w->r->kind,
+				WATCH_SILENT_S, w->rv);
+		else
+			pl_debug("kubernetes: %s watch: silent again (%u); resuming from resourceVersion %s", w->r->kind,
+				 w->stalls, w->rv);
 		w->due_ns = 0;
 		return;
 	}
@@ -2720,9 +2811,15 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 	PL_BUG_ON(K.running);
 	char err[1024];
 	memset(&K, 0, sizeof(K));
-	K.cfg = *cfg;
-	if (!K.cfg.debounce_ms)
-		K.cfg.debounce_ms = 10;
+	/*
+	 * In this mode the idle trim returns freed memory (and compile_warm()
+	 * faults the compile's working set back in). glibc's own trimming of a
+	 * heap top beyond 1 MB (main.c) would hand back, between two compiles,
+	 * the pages the next compile reuses: a few hundred page faults in the
+	 * compile a route change waits for. Only tops beyond 32 MB go at once.
+	 */
+	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+	K.cfg = *cfg;   /* debounce_ms 0: compile as soon as the store changed (main.c defaults it to 10) */
 	K.controller_name = pl_xstrdup(cfg->controller_name ? cfg->controller_name : PL_DEFAULT_CONTROLLER_NAME);
 	K.class_name = cfg->gateway_class_name ? pl_xstrdup(cfg->gateway_class_name) : NULL;
 	if (cfg->address_pool) {

@@ -28,7 +28,7 @@ struct pl_kube_config {
 	const char *publish_service;      /* "ns/name" of the LoadBalancer Service fronting pylon; NULL: none */
 	const char *lease_namespace;      /* NULL: POD_NAMESPACE, the pod's namespace, else "default" */
 	int no_leader_election;           /* 1: always write status (single replica, tests) */
-	unsigned debounce_ms;             /* coalescing window for bursts of events (default 10) */
+	unsigned debounce_ms;             /* coalescing window for bursts of events (0: none; main.c defaults it to 10) */
 };
 
 int pl_kube_start(const struct pl_kube_config *cfg);

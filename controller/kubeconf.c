@@ -6,6 +6,7 @@
 #include "pl.h"
 #include "kubeconf.h"
 #include "log.h"
+#include "manifests.h"
 #include "yamlload.h"
 
 #include <errno.h>
@@ -57,59 +58,6 @@ int pl_base64_decode(const char *in, size_t n, char **out, size_t *out_len)
 	d[o] = '\0';
 	*out = d;
 	*out_len = o;
-	return 0;
-}
-
-/* Whole file into a NUL-terminated malloc'd buffer, at most max bytes. 0 or -errno. */
-static int slurp(const char *path, size_t max, char **out, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	if (fstat(fd, &st) != 0 || st.st_size < 0 || (size_t)st.st_size > max) {
-		close(fd);
-		return -EFBIG;
-	}
-	size_t cap = (size_t)st.st_size + 1, n = 0;
-	char *b = malloc(cap);
-	if (!b) {
-		close(fd);
-		return -ENOMEM;
-	}
-	for (;;) {
-		if (n + 1 >= cap) {
-			if (cap > max) {
-				free(b);
-				close(fd);
-				return -EFBIG;
-			}
-			char *nb = realloc(b, cap * 2);
-			if (!nb) {
-				free(b);
-				close(fd);
-				return -ENOMEM;
-			}
-			b = nb;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, b + n, cap - n - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			free(b);
-			close(fd);
-			return -e;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	close(fd);
-	b[n] = '\0';
-	*out = b;
-	*len = n;
 	return 0;
 }
 
@@ -171,7 +119,7 @@ int pl_kconf_load_kubeconfig(struct pl_kconf *c, const char *path, char *err, si
 	memset(c, 0, sizeof(*c));
 	char *buf;
 	size_t len;
-	int e = slurp(path, MAX_CRED_BYTES, &buf, &len);
+	int e = pl_manifests_read_file(path, MAX_CRED_BYTES, &buf, &len);
 	if (e < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(-e));
 		return -1;
@@ -187,8 +135,14 @@ int pl_kconf_load_kubeconfig(struct pl_kconf *c, const char *path, char *err, si
 	}
 	char *dir = NULL;
 	const char *slash = strrchr(path, '/');
-	if (slash)
+	if (slash) {
 		dir = strndup(path, (size_t)(slash - path) ? (size_t)(slash - path) : 1);
+		if (!dir) {   /* without it relative file names would silently resolve against the cwd */
+			snprintf(err, errlen, "%s: out of memory", path);
+			json_decref(root);
+			return -1;
+		}
+	}
 
 	const char *ctxname = jstr(root, "current-context");
 	json_t *ctx = ctxname && *ctxname ? named(root, "contexts", ctxname, "context")
@@ -264,7 +218,7 @@ int pl_kconf_load_incluster(struct pl_kconf *c, char **namespace_out, char *err,
 		char *ns;
 		size_t len;
 		*namespace_out = NULL;
-		if (slurp(SA_DIR "/namespace", 256, &ns, &len) == 0) {
+		if (pl_manifests_read_file(SA_DIR "/namespace", 256, &ns, &len) == 0) {
 			while (len && (ns[len - 1] == '\n' || ns[len - 1] == ' '))
 				ns[--len] = '\0';
 			*namespace_out = ns;
@@ -302,7 +256,7 @@ static void refresh_token(struct pl_kconf *c)
 		return;
 	char *b;
 	size_t len;
-	int e = slurp(c->token_file, 64 * 1024, &b, &len);
+	int e = pl_manifests_read_file(c->token_file, 64 * 1024, &b, &len);
 	if (e < 0) {
 		pl_warn("kubernetes: token file %s: %s; keeping the last token", c->token_file, strerror(-e));
 		return;

@@ -161,49 +161,59 @@ int pl_manifests_signature(const char *path, uint64_t *sig, char *err, size_t er
 	return 0;
 }
 
-/* Reads a whole file, at most max bytes. Returns a malloc'd buffer (NUL-terminated) or NULL. */
-static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen)
+int pl_manifests_read_file(const char *path, size_t max, char **out, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
+	if (fd < 0)
+		return -errno;
+	/* a regular file is read into one buffer of its size (+1 to see EOF); anything else grows */
 	size_t cap = 64 * 1024, n = 0;
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0) {
+		if ((uint64_t)st.st_size > max) {
+			close(fd);
+			return -EFBIG;
+		}
+		cap = (size_t)st.st_size + 1;
+	}
+	if (cap > max)
+		cap = max + 1;   /* one byte more than allowed tells "too large" from "exactly max" */
+	int e = -ENOMEM;
 	char *buf = malloc(cap + 1);
 	while (buf) {
 		if (n == cap) {
-			if (cap >= max) {
-				snprintf(err, errlen, "%s: manifests larger than %u bytes in total", path,
-					 PL_MANIFESTS_MAX_BYTES);
-				goto fail;
-			}
-			cap = PL_MIN(cap * 2, max);
-			char *nb = realloc(buf, cap + 1);
-			if (!nb)
+			if (n > max) {
+				e = -EFBIG;
 				break;
+			}
+			size_t nc = cap > max / 2 ? max + 1 : cap * 2;
+			char *nb = realloc(buf, nc + 1);
+			if (!nb) {
+				e = -ENOMEM;
+				break;
+			}
 			buf = nb;
+			cap = nc;
 		}
 		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			goto fail;
+			e = -errno;
+			break;
 		}
 		if (r == 0) {
 			close(fd);
-			buf[n] = 0;
+			buf[n] = '\0';
+			*out = buf;
 			*len = n;
-			return buf;
+			return 0;
 		}
 		n += (size_t)r;
 	}
-	snprintf(err, errlen, "%s: out of memory", path);
-fail:
 	free(buf);
 	close(fd);
-	return NULL;
+	return e;
 }
 
 int pl_manifests_load(const char *path, struct pl_store *s, char *err, size_t errlen)
@@ -215,8 +225,14 @@ int pl_manifests_load(const char *path, struct pl_store *s, char *err, size_t er
 	int rc = 0;
 	for (size_t i = 0; i < l.n; i++) {
 		size_t len;
-		char *buf = read_file(l.v[i].path, budget, &len, err, errlen);
-		if (!buf) {
+		char *buf;
+		int e = pl_manifests_read_file(l.v[i].path, budget, &buf, &len);
+		if (e < 0) {
+			if (e == -EFBIG)
+				snprintf(err, errlen, "%s: manifests larger than %u bytes in total", l.v[i].path,
+					 PL_MANIFESTS_MAX_BYTES);
+			else
+				snprintf(err, errlen, "%s: %s", l.v[i].path, strerror(-e));
 			rc = -1;
 			break;
 		}

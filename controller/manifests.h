@@ -14,6 +14,10 @@
  *   changes. 0 and *sig, or -1 with a reason in err.
  * - pl_manifests_load(): loads every file into s (store.h). Returns the number
  *   of files read, or -1 with "file:line:column: why" (or "path: why") in err.
+ * - pl_manifests_read_file(): a whole file (any file: kubeconf.c reads
+ *   credentials with it) into a NUL-terminated malloc'd *out of *len bytes,
+ *   at most max bytes. 0, or -errno: -EFBIG when the file is larger than max,
+ *   -ENOMEM. The caller frees *out.
  * - No shared state; any thread.
  */
 #ifndef PL_MANIFESTS_H
@@ -30,5 +34,6 @@ struct pl_store;
 
 int pl_manifests_signature(const char *path, uint64_t *sig, char *err, size_t errlen);
 int pl_manifests_load(const char *path, struct pl_store *s, char *err, size_t errlen);
+int pl_manifests_read_file(const char *path, size_t max, char **out, size_t *len);
 
 #endif

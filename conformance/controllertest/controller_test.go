@@ -366,7 +366,7 @@ spec:
 	if _, err := cl.kc("patch", "httproute", "r", "-n", ns, "--subresource=status", "--type=merge", "-p", otherEntry); err != nil {
 		t.Fatal(err)
 	}
-	startPylon(t, ctl, "127.0.32.0/24")
+	startPylon(t, ctl, "127.0.32.0/24", "--debounce-ms", "0") // 0: no debounce (compile at once)
 	check := func(wantOurs bool) {
 		t.Helper()
 		var parents []any
