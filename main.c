@@ -131,8 +131,8 @@ static const struct option opts[] = {
  * is freed, later ones come from the heap, where their pages stay after
  * free() until a malloc_trim(). Fixed thresholds keep every large transient
  * buffer mmap'd (returned at once when freed) and the heap top trimmed
- * beyond 1 MB (docs/kubernetes.md, "Memory"; 32 MB in Kubernetes mode, where
- * the controller's idle trim returns memory: controller/kube.c).
+ * beyond 1 MB (docs/kubernetes.md, "Memory"; Kubernetes mode, where the
+ * controller's idle trim returns memory, sets its own: controller/kube.c).
  */
 static void memory_settings(void)
 {

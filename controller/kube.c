@@ -2815,10 +2815,14 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 	 * In this mode the idle trim returns freed memory (and compile_warm()
 	 * faults the compile's working set back in). glibc's own trimming of a
 	 * heap top beyond 1 MB (main.c) would hand back, between two compiles,
-	 * the pages the next compile reuses: a few hundred page faults in the
-	 * compile a route change waits for. Only tops beyond 32 MB go at once.
+	 * the pages the next compile reuses, and blocks from 256 kB up (a
+	 * compile's larger arrays at thousands of routes) would be mmap'd
+	 * afresh, and faulted in, by every compile: page faults in the compile
+	 * a route change waits for. Here only heap tops beyond 32 MB go back at
+	 * once, and only blocks from 4 MB up are mmap'd.
 	 */
 	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 	K.cfg = *cfg;   /* debounce_ms 0: compile as soon as the store changed (main.c defaults it to 10) */
 	K.controller_name = pl_xstrdup(cfg->controller_name ? cfg->controller_name : PL_DEFAULT_CONTROLLER_NAME);
 	K.class_name = cfg->gateway_class_name ? pl_xstrdup(cfg->gateway_class_name) : NULL;
