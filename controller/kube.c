@@ -1963,13 +1963,13 @@ static int table_has_bind(const struct pl_table *t, const char *addr, long long 
 /*
  * Programmed means bound: a listener the table serves stays Programmed=False
  * (Pending) until the proxy reports its socket open. Returns 1 when some
- * listener is still pending (and the write should wait a little).
+ * listener is still pending (and the write should wait a little). unusable
+ * is the reason when no listener could be bound (the kind's own word for it).
  */
-static int gateway_binds(json_t *st, const struct pl_obj *o, const struct pl_table *t)
+static int listener_binds(json_t *st, const char *addr, const json_t *specls, const struct pl_table *t,
+			  const char *unusable)
 {
-	const char *addr = sget(json_array_get(json_object_get(st, "addresses"), 0), "value");
 	json_t *ls = json_object_get(st, "listeners"), *l;
-	json_t *specls = json_object_get(json_object_get(o->json, "spec"), "listeners");
 	size_t i;
 	int pending = 0, programmed = 0, failed = 0;
 	char msg[256];
@@ -2002,9 +2002,30 @@ static int gateway_binds(json_t *st, const struct pl_obj *o, const struct pl_tab
 		if (pending)
 			set_cond(gc, "Programmed", "False", "Pending", "waiting for the proxy to listen");
 		else if (failed)
-			set_cond(gc, "Programmed", "False", "AddressNotUsable", "no listener could be bound");
+			set_cond(gc, "Programmed", "False", unusable, "no listener could be bound");
 	}
 	return pending > 0;
+}
+
+static int gateway_binds(json_t *st, const struct pl_obj *o, const struct pl_table *t)
+{
+	return listener_binds(st, sget(json_array_get(json_object_get(st, "addresses"), 0), "value"),
+			      json_object_get(json_object_get(o->json, "spec"), "listeners"), t, "AddressNotUsable");
+}
+
+/*
+ * The same for a ListenerSet: its listeners bind on its parent Gateway's
+ * address (as the Gateway's wanted status gives it).
+ */
+static int listenerset_binds(json_t *st, const struct pl_obj *o, const struct pl_table *t)
+{
+	const json_t *spec = json_object_get(o->json, "spec"), *pr = json_object_get(spec, "parentRef");
+	const char *gns = sget(pr, "namespace"), *gname = sget(pr, "name");
+	char key[600];
+	snprintf(key, sizeof(key), "Gateway/%s/%s", gns ? gns : o->ns, gname ? gname : "");
+	const json_t *gst = json_object_get(K.desired, key);
+	return listener_binds(st, sget(json_array_get(json_object_get(gst, "addresses"), 0), "value"),
+			      json_object_get(spec, "listeners"), t, "Invalid");
 }
 
 /* Addresses from the LoadBalancer Service fronting pylon (--publish-service). */
@@ -2374,6 +2395,12 @@ static void status_pass(void)
 				}
 			}
 			if (pk == PL_K_LISTENERSET) {   /* a full status like a Gateway's */
+				if (listenerset_binds(want, o, t) && now - K.compiled_ns < PENDING_BIND_NS) {
+					waiting = 1;
+					json_decref(want);
+					json_decref(cur);
+					continue;
+				}
 				json_t *ls = json_object_get(want, "listeners"), *l;
 				size_t j;
 				json_array_foreach(ls, j, l) {

@@ -728,3 +728,79 @@ spec:
 		t.Fatalf("Gateway does not report the published address: %v", field(cl.get(t, "gateway", ns, "gw"), "status"))
 	}
 }
+
+// A ListenerSet's listeners are Programmed only when bound on the parent Gateway's address: one on
+// a port someone else holds there is Programmed=False Invalid with the bind error, a free one True.
+func TestListenerSetProgrammedMeansBound(t *testing.T) {
+	ns, class, ctl := "t-lset", "ctl-lset", "pylon.dev/ctltest-lset"
+	startPylon(t, ctl, "127.0.36.0/24")
+	// the first pool address, with a port already taken on it
+	held, err := net.Listen("tcp", "127.0.36.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	busy := held.Addr().(*net.TCPAddr).Port
+	free := freePort()
+	cl.apply(t, nsClassYAML(ns, class, ctl)+"---\n"+fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+  namespace: %[1]s
+spec:
+  gatewayClassName: %[2]s
+  allowedListeners:
+    namespaces:
+      from: Same
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata:
+  name: ls
+  namespace: %[1]s
+spec:
+  parentRef:
+    name: gw
+  listeners:
+  - name: busy
+    port: %[3]d
+    protocol: HTTP
+  - name: free
+    port: %[4]d
+    protocol: HTTP
+`, ns, class, busy, free))
+	if addr := gatewayAddr(t, ns); addr != "127.0.36.1" {
+		t.Fatalf("Gateway address %s, want 127.0.36.1", addr)
+	}
+	var ls []any
+	want := func() bool {
+		o := cl.get(t, "listenerset", ns, "ls")
+		ls, _ = field(o, "status", "listeners").([]any)
+		if len(ls) != 2 {
+			return false
+		}
+		okBusy, okFree := false, false
+		for _, l := range ls {
+			conds := field(l, "conditions")
+			switch str(l, "name") {
+			case "busy":
+				for _, c := range conds.([]any) {
+					if str(c, "type") == "Programmed" && str(c, "status") == "False" && str(c, "reason") == "Invalid" &&
+						strings.Contains(str(c, "message"), "cannot listen") {
+						okBusy = true
+					}
+				}
+			case "free":
+				okFree = condTrue(conds, "Programmed")
+			}
+		}
+		return okBusy && okFree
+	}
+	if waitFor(15*time.Second, want) != nil {
+		t.Fatalf("ListenerSet listeners status: %v", ls)
+	}
+}
