@@ -2554,6 +2554,7 @@ static void compile_run(const struct pl_compile_opts *o, struct pl_compile_resul
 static void *compile_thread(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "pl-compile");
 	pthread_mutex_lock(&CT.mu);
 	for (;;) {
 		while (!CT.busy && !CT.quit)
@@ -2725,6 +2726,7 @@ static int64_t trim_at(void)
 static void *kube_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "pl-kube");
 	while (!atomic_load(&K.stop)) {
 		int64_t now = pl_now_ns();
 		for (size_t i = 0; i < K.nw; i++) {

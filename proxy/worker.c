@@ -398,6 +398,9 @@ static void on_publish(void *data)
 static void *worker_main(void *arg)
 {
 	struct pl_worker *w = arg;
+	char name[16];   /* what top -H, ps -L and perf show */
+	snprintf(name, sizeof(name), "pl-worker-%u", w->id);
+	pthread_setname_np(pthread_self(), name);
 	pickup_table(w);
 	if (w->admin)
 		pl_admin_start(w);
