@@ -2327,6 +2327,36 @@ static void status_done(struct sreq *q, CURLcode res)
 	sreq_free(q);
 }
 
+/* A kind whose status is a parents list (the route kinds). */
+static int route_kind_with_status(enum pl_kind k)
+{
+	return k != PL_K_GATEWAYCLASS && k != PL_K_GATEWAY && k != PL_K_LISTENERSET && kind_has_status(k);
+}
+
+/* Takes our entries out of o's status.parents, if it has any. -1: the write failed. */
+static int drop_our_parents(const struct pl_obj *o)
+{
+	/* without our controller name in its text the status has no entry of ours */
+	const char *txt = sget(o->json, "_pylonStatus");
+	if (!txt || !strstr(txt, K.controller_name))
+		return 0;
+	json_t *cur = api_status(o);
+	json_t *parents = json_object_get(cur, "parents");
+	int mine = 0, rc = 0;
+	size_t q;
+	json_t *p;
+	json_array_foreach(parents, q, p) mine |= ours(p);
+	if (mine) {
+		json_t *empty = json_array();
+		json_t *w2 = json_pack("{s:o}", "parents", merge_parents(parents, empty));
+		json_decref(empty);
+		rc = status_write(o, cur, w2) < 0 ? -1 : 0;
+		json_decref(w2);
+	}
+	json_decref(cur);
+	return rc;
+}
+
 /*
  * One pass over the statuses we want. Three scopes: everything (leadership
  * gained, a write failed, listeners pending), what the last compile changed
@@ -2416,39 +2446,41 @@ static void status_pass(void)
 		if (rc < 0)
 			failed++;
 	}
-	/* routes that no longer name a Gateway of ours: take our entries out of status.parents */
-	char k2[600];
-	for (int k = 0; k < PL_K_N; k++) {
-		if (k == PL_K_GATEWAYCLASS || k == PL_K_GATEWAY || k == PL_K_LISTENERSET ||
-		    !kind_has_status((enum pl_kind)k))
-			continue;
-		const struct pl_obj *const *v;
-		size_t n = pl_store_list(K.store, (enum pl_kind)k, &v);
-		for (size_t j = 0; j < n; j++) {
-			snprintf(k2, sizeof(k2), "%s/%s/%s", pl_kind_str(v[j]->kind), v[j]->ns, v[j]->name);
-			if (json_object_get(K.desired, k2))
+	/*
+	 * Routes that no longer name a Gateway of ours: take our entries out of
+	 * status.parents. A full pass looks at every route; the others only at
+	 * the keys that dropped out of the desired map since the last pass and
+	 * the objects someone else changed, so a compile at thousands of routes
+	 * does not walk them all.
+	 */
+	if (full) {
+		for (int k = 0; k < PL_K_N; k++) {
+			if (!route_kind_with_status((enum pl_kind)k))
 				continue;
-			if (!full && !json_object_get(only, k2) && !(diff && json_object_get(K.prev_desired, k2)))
-				continue;
-			/* without our controller name in its text the status has no entry of ours */
-			const char *txt = sget(v[j]->json, "_pylonStatus");
-			if (!txt || !strstr(txt, K.controller_name))
-				continue;
-			json_t *cur = api_status(v[j]);
-			json_t *parents = json_object_get(cur, "parents");
-			int mine = 0;
-			size_t q;
-			json_t *p;
-			json_array_foreach(parents, q, p) mine |= ours(p);
-			if (mine) {
-				json_t *empty = json_array();
-				json_t *w2 = json_pack("{s:o}", "parents", merge_parents(parents, empty));
-				json_decref(empty);
-				if (status_write(v[j], cur, w2) < 0)
+			const struct pl_obj *const *v;
+			size_t n = pl_store_list(K.store, (enum pl_kind)k, &v);
+			char k2[600];
+			for (size_t j = 0; j < n; j++) {
+				snprintf(k2, sizeof(k2), "%s/%s/%s", pl_kind_str(v[j]->kind), v[j]->ns, v[j]->name);
+				if (!json_object_get(K.desired, k2) && drop_our_parents(v[j]) < 0)
 					failed++;
-				json_decref(w2);
 			}
-			json_decref(cur);
+		}
+	} else {
+		const json_t *sets[2] = { only, diff ? K.prev_desired : NULL };
+		for (int si = 0; si < 2; si++) {
+			const char *k2;
+			json_t *unused;
+			json_object_foreach((json_t *)sets[si], k2, unused) {
+				enum pl_kind pk;
+				if (json_object_get(K.desired, k2) || (si == 1 && json_object_get(only, k2)) ||
+				    split_key(k2, &pk, ns, sizeof(ns), name, sizeof(name)) != 0 ||
+				    !route_kind_with_status(pk))
+					continue;
+				const struct pl_obj *o = pl_store_get(K.store, pk, ns, name);
+				if (o && drop_our_parents(o) < 0)
+					failed++;
+			}
 		}
 	}
 	/* what this pass stood on: the next compile is compared with it */
