@@ -131,13 +131,21 @@ static const struct option opts[] = {
  * is freed, later ones come from the heap, where their pages stay after
  * free() until a malloc_trim(). Fixed thresholds keep every large transient
  * buffer mmap'd (returned at once when freed) and the heap top trimmed
- * beyond 1 MB (docs/kubernetes.md, "Memory"; Kubernetes mode, where the
- * controller's idle trim returns memory, sets its own: controller/kube.c).
+ * beyond 1 MB (docs/kubernetes.md, "Memory").
+ *
+ * Kubernetes mode: the controller's idle trim returns freed memory (and its
+ * warm-up compile faults the compile's working set back in). There, trimming
+ * a heap top beyond 1 MB would hand back, between two compiles, the pages the
+ * next compile reuses, and every block from 256 kB up (a compile's larger
+ * arrays at thousands of routes) would be mmap'd afresh, and faulted in, by
+ * every compile: page faults in the compile a route change waits for. So
+ * only heap tops beyond 32 MB go back at once, and blocks from 4 MB up are
+ * mmap'd.
  */
-static void memory_settings(void)
+static void memory_settings(int kube)
 {
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, kube ? 4 * 1024 * 1024 : 256 * 1024);
+	mallopt(M_TRIM_THRESHOLD, kube ? 32 * 1024 * 1024 : 1024 * 1024);
 }
 
 /*
@@ -155,7 +163,7 @@ static void block_stop_signals(void)
 
 int main(int argc, char **argv)
 {
-	memory_settings();
+	memory_settings(0);
 	pl_jalloc_init();   /* before any JSON value: the controller's long-lived values (common/jalloc.h) */
 	const char *env = getenv("PYLON_LOG");
 	if (env && pl_log_parse_level(env) >= 0)
@@ -262,6 +270,7 @@ int main(int argc, char **argv)
 		}
 		kube.controller_name = ctl.controller_name;
 		px.ready = pl_kube_ready;
+		memory_settings(1);
 		block_stop_signals();
 		if (pl_kube_start(&kube) != 0)
 			return 1;

@@ -38,6 +38,9 @@ int pl_strncaseeq(const char *a, const char *b, size_t n);   /* 1 if equal ignor
 int pl_parse_u64(const char *s, size_t n, uint64_t *out);
 /* Monotonic clock in nanoseconds. */
 int64_t pl_now_ns(void);
+/* 64-bit FNV-1a of p[0..n) continued from h (start with PL_FNV_INIT): hash keys and fingerprints, not security. */
+#define PL_FNV_INIT 14695981039346656037ull
+uint64_t pl_fnv1a(uint64_t h, const void *p, size_t n);
 
 #ifndef PL_NO_POISON
 #pragma GCC poison strcpy strcat sprintf strtok atoi gets vsprintf

@@ -484,16 +484,6 @@ static void vpush(struct pl_arena *a, struct vec *v, void *p)
 	v->v[v->n++] = p;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-#define FNV_INIT 14695981039346656037ull
 
 /*
  * String -> pointer map, open addressing. Keys are not copied: they must
@@ -531,13 +521,13 @@ static struct sslot *smap_find(const struct smap *m, const char *k, uint64_t h)
 /* The slot holding k, or NULL. */
 static struct sslot *smap_slot(const struct smap *m, const char *k)
 {
-	struct sslot *sl = smap_find(m, k, fnv1a(FNV_INIT, k, strlen(k)));
+	struct sslot *sl = smap_find(m, k, pl_fnv1a(PL_FNV_INIT, k, strlen(k)));
 	return sl && sl->k ? sl : NULL;
 }
 
 static void *smap_get(const struct smap *m, const char *k)
 {
-	struct sslot *sl = smap_find(m, k, fnv1a(FNV_INIT, k, strlen(k)));
+	struct sslot *sl = smap_find(m, k, pl_fnv1a(PL_FNV_INIT, k, strlen(k)));
 	return sl && sl->k ? sl->v : NULL;
 }
 
@@ -560,7 +550,7 @@ static void **smap_put(struct smap *m, const char *k)
 		m->s = ns;
 		m->cap = cap;
 	}
-	uint64_t h = fnv1a(FNV_INIT, k, strlen(k));
+	uint64_t h = pl_fnv1a(PL_FNV_INIT, k, strlen(k));
 	struct sslot *sl = smap_find(m, k, h);
 	if (!sl->k) {
 		sl->k = k;
@@ -594,7 +584,7 @@ static void smap_free_owned(struct smap *m, void (*vfree)(void *))
 /* Removes k (linear probing: the entries after it move back so lookups still find them). */
 static void smap_del(struct smap *m, const char *k)
 {
-	struct sslot *sl = smap_find(m, k, fnv1a(FNV_INIT, k, strlen(k)));
+	struct sslot *sl = smap_find(m, k, pl_fnv1a(PL_FNV_INIT, k, strlen(k)));
 	if (!sl || !sl->k)
 		return;
 	size_t mask = m->cap - 1, i = (size_t)(sl - m->s), j = i;
@@ -1472,7 +1462,7 @@ static void gateway_backend_tls(struct ctx *c, struct gw *g)
 	}
 	g->bk_crt = crt;   /* secret_bytes() made them in c->a, NUL-terminated */
 	g->bk_key = key;
-	g->bk_fp = fnv1a(fnv1a(FNV_INIT, crt, cl), key, kl);
+	g->bk_fp = pl_fnv1a(pl_fnv1a(PL_FNV_INIT, crt, cl), key, kl);
 }
 
 static void listener_tls(struct ctx *c, struct lst *l)
@@ -1638,16 +1628,16 @@ static void listener_frontend(struct ctx *c, struct lst *l)
 
 static void tls_fingerprint(struct pl_listener_tls *t)
 {
-	uint64_t h = fnv1a(FNV_INIT, &t->mode, sizeof(t->mode));
+	uint64_t h = pl_fnv1a(PL_FNV_INIT, &t->mode, sizeof(t->mode));
 	for (uint32_t i = 0; i < t->n_certs; i++) {
-		h = fnv1a(h, t->certs[i].cert_pem, t->certs[i].cert_len);
-		h = fnv1a(h, "\0", 1);
-		h = fnv1a(h, t->certs[i].key_pem, t->certs[i].key_len);
-		h = fnv1a(h, "\0", 1);
+		h = pl_fnv1a(h, t->certs[i].cert_pem, t->certs[i].cert_len);
+		h = pl_fnv1a(h, "\0", 1);
+		h = pl_fnv1a(h, t->certs[i].key_pem, t->certs[i].key_len);
+		h = pl_fnv1a(h, "\0", 1);
 	}
 	if (t->client_ca_pem)
-		h = fnv1a(h, t->client_ca_pem, strlen(t->client_ca_pem));
-	h = fnv1a(h, &t->client_optional, sizeof(t->client_optional));
+		h = pl_fnv1a(h, t->client_ca_pem, strlen(t->client_ca_pem));
+	h = pl_fnv1a(h, &t->client_optional, sizeof(t->client_optional));
 	t->fingerprint = h;
 }
 
@@ -4017,13 +4007,13 @@ static void btls_parse(struct ctx *c, struct btls *p)
 	}
 	if (p->acc_reason)
 		bt->error = pl_arena_strdup(c->a, p->acc_msg);
-	uint64_t h = FNV_INIT;
+	uint64_t h = PL_FNV_INIT;
 	if (bt->sni)
-		h = fnv1a(h, bt->sni, strlen(bt->sni) + 1);
+		h = pl_fnv1a(h, bt->sni, strlen(bt->sni) + 1);
 	if (all)
-		h = fnv1a(h, all, all_len + 1);
+		h = pl_fnv1a(h, all, all_len + 1);
 	for (uint32_t k = 0; k < bt->n_sans; k++)
-		h = fnv1a(h, bt->sans[k], strlen(bt->sans[k]) + 1);
+		h = pl_fnv1a(h, bt->sans[k], strlen(bt->sans[k]) + 1);
 	bt->fingerprint = h ? h : 1;
 	p->ancestors = J(json_object());
 }
@@ -4267,7 +4257,7 @@ static void cclu_build(struct ctx *c, struct cclu *cc, const struct vec *sl)
 			/* TLS with the Gateway's client certificate: a cluster of its own (see cluster_name()) */
 			cl->tls->client_cert_pem = pl_arena_strdup(b->a, cg->bk_crt);
 			cl->tls->client_key_pem = pl_arena_strdup(b->a, cg->bk_key);
-			cl->tls->fingerprint = fnv1a(cl->tls->fingerprint, &cg->bk_fp, sizeof(cg->bk_fp));
+			cl->tls->fingerprint = pl_fnv1a(cl->tls->fingerprint, &cg->bk_fp, sizeof(cg->bk_fp));
 		}
 	}
 	atomic_init(&cl->rr, 0);

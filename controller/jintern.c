@@ -36,20 +36,13 @@ static uint64_t mix(uint64_t h, uint64_t x)
 	return h * 0xff51afd7ed558ccdull;
 }
 
-static uint64_t bytes_hash(uint64_t h, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-	return h;
-}
-
 /* v's members are canonical already. */
 static uint64_t hash(const json_t *v)
 {
 	uint64_t h = 1469598103934665603ull ^ (uint64_t)json_typeof(v);
 	switch (json_typeof(v)) {
 	case JSON_STRING:
-		return mix(bytes_hash(h, json_string_value(v), json_string_length(v)), json_string_length(v));
+		return mix(pl_fnv1a(h, json_string_value(v), json_string_length(v)), json_string_length(v));
 	case JSON_INTEGER:
 		return mix(h, (uint64_t)json_integer_value(v));
 	case JSON_REAL: {
@@ -67,7 +60,7 @@ static uint64_t hash(const json_t *v)
 	}
 	case JSON_OBJECT:
 		for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {
-			h = bytes_hash(h, json_object_iter_key(it), json_object_iter_key_len(it));
+			h = pl_fnv1a(h, json_object_iter_key(it), json_object_iter_key_len(it));
 			h = mix(h, (uint64_t)(uintptr_t)json_object_iter_value(it));
 		}
 		return mix(h, json_object_size(v));

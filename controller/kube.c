@@ -2105,14 +2105,6 @@ static void written_set(const char *key, const char *rv, uint64_t hash)
 	json_object_set_new(K.written, key, json_integer((json_int_t)(uintptr_t)w));
 }
 
-/* FNV-1a: tells a status we wrote from another (a collision costs one skipped write until the next pass). */
-static uint64_t text_hash(const char *p)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *p; p++)
-		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-	return h;
-}
 
 static void written_clear(void)
 {
@@ -2171,7 +2163,7 @@ static int status_write(const struct pl_obj *o, const json_t *cur, json_t *want)
 	char *txt = json_dumps(want, JSON_COMPACT);
 	if (!txt)
 		return -1;
-	uint64_t h = text_hash(txt);
+	uint64_t h = pl_fnv1a(PL_FNV_INIT, txt, strlen(txt));   /* a collision: one write skipped until the next pass */
 	json_t *wv = json_object_get(K.written, key);
 	struct wr *w = wv ? (struct wr *)(uintptr_t)json_integer_value(wv) : NULL;
 	const struct res *r = res_of_kind(pl_kind_str(o->kind));
@@ -2409,23 +2401,11 @@ static void status_pass(void)
 		} else {
 			if (pk == PL_K_GATEWAYCLASS)
 				json_object_set_new(want, "supportedFeatures", features_json());
-			if (pk == PL_K_GATEWAY) {
-				published_addresses(want, o);
-				if (gateway_binds(want, o, t) && now - K.compiled_ns < PENDING_BIND_NS) {
-					waiting = 1;
-					json_decref(want);
-					json_decref(cur);
-					continue;
-				}
-				json_t *ls = json_object_get(want, "listeners"), *l;
-				size_t j;
-				json_array_foreach(ls, j, l) {
-					json_t *old = find_named(json_object_get(cur, "listeners"), sget(l, "name"));
-					keep_ltt(json_object_get(l, "conditions"), json_object_get(old, "conditions"));
-				}
-			}
-			if (pk == PL_K_LISTENERSET) {   /* a full status like a Gateway's */
-				if (listenerset_binds(want, o, t) && now - K.compiled_ns < PENDING_BIND_NS) {
+			if (pk == PL_K_GATEWAY || pk == PL_K_LISTENERSET) {   /* listeners, bound or not */
+				if (pk == PL_K_GATEWAY)
+					published_addresses(want, o);
+				int pending = pk == PL_K_GATEWAY ? gateway_binds(want, o, t) : listenerset_binds(want, o, t);
+				if (pending && now - K.compiled_ns < PENDING_BIND_NS) {
 					waiting = 1;
 					json_decref(want);
 					json_decref(cur);
@@ -2872,18 +2852,6 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 	PL_BUG_ON(K.running);
 	char err[1024];
 	memset(&K, 0, sizeof(K));
-	/*
-	 * In this mode the idle trim returns freed memory (and compile_warm()
-	 * faults the compile's working set back in). glibc's own trimming of a
-	 * heap top beyond 1 MB (main.c) would hand back, between two compiles,
-	 * the pages the next compile reuses, and blocks from 256 kB up (a
-	 * compile's larger arrays at thousands of routes) would be mmap'd
-	 * afresh, and faulted in, by every compile: page faults in the compile
-	 * a route change waits for. Here only heap tops beyond 32 MB go back at
-	 * once, and only blocks from 4 MB up are mmap'd.
-	 */
-	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
-	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 	K.cfg = *cfg;   /* debounce_ms 0: compile as soon as the store changed (main.c defaults it to 10) */
 	K.controller_name = pl_xstrdup(cfg->controller_name ? cfg->controller_name : PL_DEFAULT_CONTROLLER_NAME);
 	K.class_name = cfg->gateway_class_name ? pl_xstrdup(cfg->gateway_class_name) : NULL;

@@ -132,30 +132,20 @@ static int scan(const char *path, struct list *l, char *err, size_t errlen)
 	return 0;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 int pl_manifests_signature(const char *path, uint64_t *sig, char *err, size_t errlen)
 {
 	struct list l = { 0 };
 	if (scan(path, &l, err, errlen) != 0)
 		return -1;
-	uint64_t h = 0xcbf29ce484222325ULL;
+	uint64_t h = PL_FNV_INIT;
 	for (size_t i = 0; i < l.n; i++) {
 		const struct stat *st = &l.v[i].st;
 		uint64_t f[5] = { (uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
 				  (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec };
-		h = fnv(h, l.v[i].path, strlen(l.v[i].path) + 1);
-		h = fnv(h, f, sizeof(f));
+		h = pl_fnv1a(h, l.v[i].path, strlen(l.v[i].path) + 1);
+		h = pl_fnv1a(h, f, sizeof(f));
 	}
-	h = fnv(h, &l.n, sizeof(l.n));
+	h = pl_fnv1a(h, &l.n, sizeof(l.n));
 	list_free(&l);
 	*sig = h;
 	return 0;

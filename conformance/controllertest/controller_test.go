@@ -733,9 +733,9 @@ spec:
 // a port someone else holds there is Programmed=False Invalid with the bind error, a free one True.
 func TestListenerSetProgrammedMeansBound(t *testing.T) {
 	ns, class, ctl := "t-lset", "ctl-lset", "pylon.dev/ctltest-lset"
-	startPylon(t, ctl, "127.0.36.0/24")
+	startPylon(t, ctl, "127.0.38.0/24")
 	// the first pool address, with a port already taken on it
-	held, err := net.Listen("tcp", "127.0.36.1:0")
+	held, err := net.Listen("tcp", "127.0.38.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,8 +773,8 @@ spec:
     port: %[4]d
     protocol: HTTP
 `, ns, class, busy, free))
-	if addr := gatewayAddr(t, ns); addr != "127.0.36.1" {
-		t.Fatalf("Gateway address %s, want 127.0.36.1", addr)
+	if addr := gatewayAddr(t, ns); addr != "127.0.38.1" {
+		t.Fatalf("Gateway address %s, want 127.0.38.1", addr)
 	}
 	var ls []any
 	want := func() bool {
