@@ -955,6 +955,25 @@ static int pool_moved(const char *ns, const char *name)
 	return moved;
 }
 
+/*
+ * Stored object dst takes the status text and metadata.resourceVersion of
+ * slim object src, which differs from it in nothing else (same_but_status()).
+ * Both are long-lived: the members move on the long-lived heap.
+ */
+static void status_in_place(json_t *dst, json_t *src)
+{
+	int was = pl_jalloc_longlived(1);
+	json_t *st = json_object_get(src, "_pylonStatus");
+	if (st)
+		json_object_set(dst, "_pylonStatus", st);
+	else
+		json_object_del(dst, "_pylonStatus");
+	json_t *rv = json_object_get(json_object_get(src, "metadata"), "resourceVersion");
+	if (rv)
+		json_object_set(json_object_get(dst, "metadata"), "resourceVersion", rv);
+	pl_jalloc_longlived(was);
+}
+
 /* obj: a reference we own (consumed). */
 static void apply(struct watch *w, json_t *obj, int deleted)
 {
@@ -1029,15 +1048,30 @@ static void apply(struct watch *w, json_t *obj, int deleted)
 			status_only = same_but_status(oj, sl);
 		}
 	}
+	if (status_only) {
+		/*
+		 * The API server's echo of a status write, mostly. Put, it would
+		 * count as a change: the next compile would build the route again
+		 * (thousands of them after a burst of writes). Nothing the
+		 * compiler reads changed, so the stored object takes the new
+		 * status and resourceVersion in place (store.h).
+		 */
+		status_in_place(old->json, sl);
+		if (!K.desired)
+			mark_dirty();
+		else {
+			status_touch(w->kind, ns, name);
+			if (w->kind == PL_K_GATEWAY && pool_moved(ns, name))
+				mark_dirty();   /* pool_alloc() moves this replica to the leader's address */
+		}
+		json_decref(sl);
+		return;
+	}
 	char err[512];
 	int r = pl_store_put(K.store, sl, "", err, sizeof(err));
 	if (r < 0)
 		pl_warn("kubernetes: %s %s/%s ignored: %s", w->r->kind, ns, name, err);
-	else if (r != PL_STORE_IGNORED && status_only && K.desired) {
-		status_touch(w->kind, ns, name);
-		if (w->kind == PL_K_GATEWAY && pool_moved(ns, name))
-			mark_dirty();   /* pool_alloc() moves this replica to the leader's address */
-	} else if (r != PL_STORE_IGNORED)
+	else if (r != PL_STORE_IGNORED)
 		mark_dirty();
 	json_decref(sl);
 }
@@ -2666,13 +2700,17 @@ static void compile_publish(void)
 	 * the compile thread, the compile and its page faults, the way back, the
 	 * swap itself.
 	 */
+	struct pl_compiler_stats cs = { 0 };
+	if (compiler)
+		pl_compiler_get_stats(compiler, &cs);
 	pl_info("kubernetes: generation %llu: %zu objects, %u binds, %u clusters, %u with problems; compile+swap %.2f ms, "
 	       "first event to swap %.2f ms (wait %.2f, prep %.2f, wake %.2f, compile %.2f [%ld faults], back %.2f, "
-	       "swap %.2f)", (unsigned long long)pl_table_generation(), pl_store_count(K.store), nb, nc,
-	       r.problems, (double)(t1 - t0) / 1e6, (double)(t1 - K.first_event_ns) / 1e6,
+	       "swap %.2f); routes %zu built, %zu reused%s%s", (unsigned long long)pl_table_generation(),
+	       pl_store_count(K.store), nb, nc, r.problems, (double)(t1 - t0) / 1e6, (double)(t1 - K.first_event_ns) / 1e6,
 	       (double)(t0 - K.first_event_ns) / 1e6, (double)(t_req - t0) / 1e6, (double)(CT.start_ns - t_req) / 1e6,
 	       (double)(CT.end_ns - CT.start_ns) / 1e6, CT.minflt, (double)(t_back - CT.end_ns) / 1e6,
-	       (double)(t1 - t_back) / 1e6);
+	       (double)(t1 - t_back) / 1e6, cs.routes_compiled, cs.routes_reused, cs.full ? ", full: " : "",
+	       cs.full && cs.why ? cs.why : "");
 	if (prev)
 		pl_table_unref(prev);
 	pl_compile_result_clear(&r);

@@ -29,6 +29,10 @@
  *   oldest first (a key may come more than once), from a log of the last
  *   PL_STORE_LOG changes: 0, or -1 (fn not called) when the log no longer
  *   reaches back to since.
+ * - A caller may change members no compiler reads (the Kubernetes
+ *   controller's status text and metadata.resourceVersion) of a stored
+ *   object in place: that is no change (rev, epochs and log stay), so the
+ *   incremental compiler's cache of the object stays valid.
  */
 #ifndef PL_STORE_H
 #define PL_STORE_H

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -802,5 +803,39 @@ spec:
 	}
 	if waitFor(15*time.Second, want) != nil {
 		t.Fatalf("ListenerSet listeners status: %v", ls)
+	}
+}
+
+// The API server echoes every status write back as a watch event that changes nothing the compiler
+// reads. Such an echo must not count as a change of the route: the next compile (here: one new
+// route) reuses the routes compiled before, instead of building every route whose status came back.
+func TestStatusEchoKeepsCompiledRoutes(t *testing.T) {
+	ns, class, ctl := "t-echo", "ctl-echo", "pylon.dev/ctltest-echo"
+	p := startPylon(t, ctl, "127.0.39.0/24")
+	port := backend(t, "echo")
+	y := baseYAML(ns, class, ctl) + "---\n" + serviceYAML(ns, "echo", port)
+	for i := 0; i < 5; i++ {
+		y += "---\n" + routeYAML(ns, fmt.Sprintf("r%d", i), fmt.Sprintf("r%d.example", i), "echo")
+	}
+	cl.apply(t, y)
+	addr := gatewayAddr(t, ns)
+	waitHTTP(t, addr, "r4.example", "backend=echo", 200, 10*time.Second)
+	for i := 0; i < 5; i++ {
+		name := fmt.Sprintf("r%d", i)
+		if err := waitFor(10*time.Second, func() bool { return len(routeParentsOf(t, ns, name)) == 1 }); err != nil {
+			t.Fatalf("route %s has no status", name)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the last echoes reach pylon
+	off := len(p.logText())
+	cl.apply(t, routeYAML(ns, "r5", "r5.example", "echo"))
+	waitHTTP(t, addr, "r5.example", "backend=echo", 200, 10*time.Second)
+	m := regexp.MustCompile(`routes (\d+) built, (\d+) reused`).FindStringSubmatch(p.logText()[off:])
+	if m == nil {
+		t.Fatalf("no compile logged after creating r5:\n%s", p.logText()[off:])
+	}
+	if m[1] != "1" || m[2] != "5" {
+		t.Fatalf("compile after one new route: %s built, %s reused; want 1 built, 5 reused (status echoes "+
+			"must not invalidate compiled routes)", m[1], m[2])
 	}
 }
