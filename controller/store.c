@@ -47,15 +47,36 @@ static const struct {
 	[PL_K_LISTENERSET] = { "gateway.networking.k8s.io", "ListenerSet", 1 },
 };
 
-/* Versions we read; the three Gateway API versions share one schema for our purposes. */
+/*
+ * Versions we read; the Gateway API versions share one schema for our
+ * purposes. v1alpha1 is read in that schema too (articles write v1 objects
+ * under it); what only the 2021 v1alpha1 schema had is refused by
+ * old_alpha_field().
+ */
 static int version_ok(const char *group, const char *version)
 {
 	if (strcmp(group, "gateway.networking.k8s.io") == 0)
 		return !strcmp(version, "v1") || !strcmp(version, "v1beta1") || !strcmp(version, "v1alpha2") ||
-		       !strcmp(version, "v1alpha3");
+		       !strcmp(version, "v1alpha3") || !strcmp(version, "v1alpha1");
 	if (strcmp(group, "discovery.k8s.io") == 0)
 		return !strcmp(version, "v1") || !strcmp(version, "v1beta1");
 	return strcmp(version, "v1") == 0;
+}
+
+/* The first field only the first v1alpha1 schema had (spec.gateways, rules[].forwardTo, listeners[].routes), or NULL. */
+static const char *old_alpha_field(const json_t *obj)
+{
+	const json_t *spec = json_object_get(obj, "spec"), *v;
+	size_t i;
+	if (json_object_get(spec, "gateways"))
+		return "spec.gateways";
+	json_array_foreach(json_object_get(spec, "rules"), i, v)
+		if (json_object_get(v, "forwardTo"))
+			return "spec.rules[].forwardTo";
+	json_array_foreach(json_object_get(spec, "listeners"), i, v)
+		if (json_object_get(v, "routes"))
+			return "spec.listeners[].routes";
+	return NULL;
 }
 
 const char *pl_kind_str(enum pl_kind k)
@@ -373,6 +394,10 @@ int pl_store_put(struct pl_store *s, json_t *obj, const char *origin, char *err,
 	}
 	if (!kinds[k].namespaced)
 		ns = "";
+	const char *alpha = !strcmp(version, "v1alpha1") ? old_alpha_field(obj) : NULL;
+	if (alpha)
+		return fail(err, errlen, origin, "%s %s: %s is of the v1alpha1 schema of 2021, which pylon does not read; "
+			    "write it as v1 (parentRefs, backendRefs, allowedRoutes)", kind, name, alpha);
 
 	struct kindset *ks = &s->k[k];
 	size_t i = lower_bound(ks, ns, name);

@@ -9,7 +9,7 @@
  *   valid until the next put/delete/free.
  * - pl_store_put() takes a reference to obj (the caller keeps its own). It
  *   accepts the kinds of enum pl_kind in the apiVersions listed in store.c
- *   (Gateway API v1/v1beta1/v1alpha2, core v1, discovery.k8s.io/v1). Namespaced
+ *   (Gateway API v1/v1beta1/v1alpha3/v1alpha2/v1alpha1, core v1, discovery.k8s.io/v1). Namespaced
  *   objects without metadata.namespace go to "default"; cluster-scoped objects
  *   get namespace "". Returns PL_STORE_ADDED, PL_STORE_REPLACED (same key seen
  *   before: the new object wins, load order and the first origin are kept),

@@ -35,6 +35,51 @@ def test_quickstart_example(env, tmp_path):
     assert p.get("/nowhere").status == 404
 
 
+def test_seed_003_examples(env, tmp_path):
+    """examples/seed-003/: the article's v1alpha1 objects as written, the listener's port 80 and
+    the backends' ports swapped for free ones; and the 2021 v1alpha1 schema refused with a reason."""
+    cases = {"getting-started": ("9091", {"/": 200, "/anything/x?y=1": 200}),
+             "concepts": ("9092", {"/api": 200, "/api/users": 200, "/": 404, "/apis": 404})}
+    for sub, (be_port, expect) in cases.items():
+        be = env.echo(sub)
+        gw_port = free_port()
+        mdir = tmp_path / sub
+        shutil.copytree(REPO / "examples" / "seed-003" / sub, mdir)
+        gw = mdir / "10-gateway.yaml"
+        assert "v1alpha1" in gw.read_text()
+        gw.write_text(re.sub(r"\bport: 80\b", f"port: {gw_port}", gw.read_text()))
+        b = mdir / "30-backends.yaml"
+        b.write_text(b.read_text().replace(be_port, str(be.port)))
+        p = env.pylon(gateway_obj=False, mdir=mdir)
+        p.port = gw_port
+        p.wait_ready()
+        for path, code in expect.items():
+            r = p.get(path)
+            assert r.status == code, (sub, path, r)
+            if code == 200:
+                assert r.pod == sub and r.json()["path"] == path, (sub, path, r)
+        p.stop()
+
+    old = tmp_path / "old-alpha"
+    shutil.copytree(REPO / "examples" / "seed-003" / "getting-started", old)
+    (old / "20-route.yaml").write_text("""apiVersion: gateway.networking.k8s.io/v1alpha1
+kind: HTTPRoute
+metadata:
+  name: old
+spec:
+  gateways:
+    allow: All
+  rules:
+  - forwardTo:
+    - serviceName: example-service
+      port: 80
+""")
+    r = env.check(old)
+    assert r.returncode != 0, r
+    assert "spec.gateways is of the v1alpha1 schema of 2021" in r.stdout + r.stderr, r
+
+
+
 def test_path_exact_prefix_regex(env):
     a, b, c = env.echo("exact"), env.echo("prefix"), env.echo("regex")
     objs = backend("a", a.port) + backend("b", b.port) + backend("c", c.port) + [
