@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -834,8 +835,9 @@ func TestStatusEchoKeepsCompiledRoutes(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no compile logged after creating r5:\n%s", p.logText()[off:])
 	}
-	if m[1] != "1" || m[2] != "5" {
-		t.Fatalf("compile after one new route: %s built, %s reused; want 1 built, 5 reused (status echoes "+
-			"must not invalidate compiled routes)", m[1], m[2])
+	// other tests' routes, left in the cluster, are compiled (and reused) too
+	if reused, _ := strconv.Atoi(m[2]); m[1] != "1" || reused < 5 {
+		t.Fatalf("compile after one new route: %s built, %s reused; want 1 built, at least 5 reused (status "+
+			"echoes must not invalidate compiled routes)", m[1], m[2])
 	}
 }
