@@ -289,8 +289,8 @@ static struct {
 	json_t *written;             /* "Kind/ns/name" -> struct wr (as integer pointer) */
 	json_t *status_keys;         /* "Kind/ns/name" whose status changed, for a partial pass; empty: all */
 	int status_full;             /* next pass covers every object (leadership, failures) */
-	int status_diff;             /* next pass covers what the last compile changed */
-	json_t *prev_desired;        /* the desired map the last full/diff pass worked from */
+	int status_diff;             /* next pass covers what the compiles since the last pass changed */
+	json_t *desired_changed;     /* "Kind/ns/name" whose desired status changed or left since the last pass */
 	char now_str[40];            /* lastTransitionTime for conditions that change in this pass */
 	json_t *assigned;            /* "ns/name" -> pool address */
 	json_t *used_addrs;          /* address -> true */
@@ -2384,25 +2384,89 @@ static int drop_our_parents(const struct pl_obj *o)
 }
 
 /*
+ * Writes the status we want for key ("Kind/ns/name"), st, if the API holds
+ * another. 1: skipped, the Gateway's or ListenerSet's listeners are still
+ * binding; 0: done; -1: the write could not be queued.
+ */
+static int status_examine(const char *key, const json_t *st, struct pl_table *t, int64_t now)
+{
+	enum pl_kind pk;
+	char ns[256], name[256];
+	if (split_key(key, &pk, ns, sizeof(ns), name, sizeof(name)) != 0)
+		return 0;
+	const struct pl_obj *o = pl_store_get(K.store, pk, ns, name);
+	if (!o)
+		return 0;
+	json_t *want = json_deep_copy(st);
+	json_t *cur = api_status(o);
+	int rc;
+	if (json_object_get(want, "parents")) {
+		json_t *p = merge_parents(json_object_get(cur, "parents"), json_object_get(want, "parents"));
+		json_t *w2 = json_pack("{s:o}", "parents", p);
+		rc = status_write(o, cur, w2);
+		json_decref(w2);
+	} else {
+		if (pk == PL_K_GATEWAYCLASS)
+			json_object_set_new(want, "supportedFeatures", features_json());
+		if (pk == PL_K_GATEWAY || pk == PL_K_LISTENERSET) {   /* listeners, bound or not */
+			if (pk == PL_K_GATEWAY)
+				published_addresses(want, o);
+			int pending = pk == PL_K_GATEWAY ? gateway_binds(want, o, t) : listenerset_binds(want, o, t);
+			if (pending && now - K.compiled_ns < PENDING_BIND_NS) {
+				json_decref(want);
+				json_decref(cur);
+				return 1;
+			}
+			json_t *ls = json_object_get(want, "listeners"), *l;
+			size_t j;
+			json_array_foreach(ls, j, l) {
+				json_t *old = find_named(json_object_get(cur, "listeners"), sget(l, "name"));
+				keep_ltt(json_object_get(l, "conditions"), json_object_get(old, "conditions"));
+			}
+		}
+		keep_ltt(json_object_get(want, "conditions"), json_object_get(cur, "conditions"));
+		rc = status_write(o, cur, want);
+	}
+	json_decref(want);
+	json_decref(cur);
+	return rc < 0 ? -1 : 0;
+}
+
+/* A route kind's key no longer in the desired map: our entries leave its status.parents. -1: failed. */
+static int status_gone(const char *key)
+{
+	enum pl_kind pk;
+	char ns[256], name[256];
+	if (json_object_get(K.desired, key) || split_key(key, &pk, ns, sizeof(ns), name, sizeof(name)) != 0 ||
+	    !route_kind_with_status(pk))
+		return 0;
+	const struct pl_obj *o = pl_store_get(K.store, pk, ns, name);
+	return o ? drop_our_parents(o) : 0;
+}
+
+/*
  * One pass over the statuses we want. Three scopes: everything (leadership
- * gained, a write failed, listeners pending), what the last compile changed
- * (desired status differs from the previous compile's, or vanished), and the
- * objects whose status someone else changed (status_keys). Unchanged objects
- * cost one pointer comparison (desired statuses are interned), so a compile
- * at 10,000 routes does not re-examine 10,000 statuses.
+ * gained, a write failed, listeners pending), what the compiles since the
+ * last pass changed (K.desired_changed: desired status differs from the
+ * previous compile's, or vanished), and the objects whose status someone
+ * else changed (status_keys). The partial passes look at those keys only,
+ * so a compile at 10,000 routes does not walk 10,000 statuses.
  */
 static void status_pass(void)
 {
 	int64_t now = pl_now_ns();
 	K.status_due = 0;
 	int full = K.status_full, diff = K.status_diff;
-	json_t *only = K.status_keys;   /* handed over: events during the pass start a new set */
+	json_t *only = K.status_keys;   /* handed over: events during the pass start new sets */
+	json_t *changed = K.desired_changed;
 	K.status_keys = json_object();
-	if (!K.status_keys)
+	K.desired_changed = json_object();
+	if (!K.status_keys || !K.desired_changed)
 		PL_PANIC("out of memory");
 	K.status_full = K.status_diff = 0;
 	if (!K.leader || !K.desired) {
 		json_decref(only);
+		json_decref(changed);
 		return;
 	}
 	now_rfc3339(K.now_str, sizeof(K.now_str), 0);
@@ -2410,64 +2474,15 @@ static void status_pass(void)
 		K.trim_pending = 1;
 	pl_debug("kubernetes: status pass (%s)", full ? "all objects" : diff ? "changed by the compile" : "changed objects");
 	struct pl_table *t = pl_table_acquire();
-	int failed = 0, waiting = 0;
+	int failed = 0, waiting = 0, rc;
 	const char *key;
-	json_t *st;
-	char ns[256], name[256];
-	json_object_foreach(K.desired, key, st) {
-		json_t *prev = json_object_get(K.prev_desired, key);
-		if (!full && !json_object_get(only, key) && !(diff && (!prev || !json_equal(prev, st))))
-			continue;
-		enum pl_kind pk;
-		if (split_key(key, &pk, ns, sizeof(ns), name, sizeof(name)) != 0)
-			continue;
-		const struct pl_obj *o = pl_store_get(K.store, pk, ns, name);
-		if (!o)
-			continue;
-		json_t *want = json_deep_copy(st);
-		json_t *cur = api_status(o);
-		int rc;
-		if (json_object_get(want, "parents")) {
-			json_t *p = merge_parents(json_object_get(cur, "parents"), json_object_get(want, "parents"));
-			json_t *w2 = json_pack("{s:o}", "parents", p);
-			rc = status_write(o, cur, w2);
-			json_decref(w2);
-		} else {
-			if (pk == PL_K_GATEWAYCLASS)
-				json_object_set_new(want, "supportedFeatures", features_json());
-			if (pk == PL_K_GATEWAY || pk == PL_K_LISTENERSET) {   /* listeners, bound or not */
-				if (pk == PL_K_GATEWAY)
-					published_addresses(want, o);
-				int pending = pk == PL_K_GATEWAY ? gateway_binds(want, o, t) : listenerset_binds(want, o, t);
-				if (pending && now - K.compiled_ns < PENDING_BIND_NS) {
-					waiting = 1;
-					json_decref(want);
-					json_decref(cur);
-					continue;
-				}
-				json_t *ls = json_object_get(want, "listeners"), *l;
-				size_t j;
-				json_array_foreach(ls, j, l) {
-					json_t *old = find_named(json_object_get(cur, "listeners"), sget(l, "name"));
-					keep_ltt(json_object_get(l, "conditions"), json_object_get(old, "conditions"));
-				}
-			}
-			keep_ltt(json_object_get(want, "conditions"), json_object_get(cur, "conditions"));
-			rc = status_write(o, cur, want);
-		}
-		json_decref(want);
-		json_decref(cur);
-		if (rc < 0)
-			failed++;
-	}
-	/*
-	 * Routes that no longer name a Gateway of ours: take our entries out of
-	 * status.parents. A full pass looks at every route; the others only at
-	 * the keys that dropped out of the desired map since the last pass and
-	 * the objects someone else changed, so a compile at thousands of routes
-	 * does not walk them all.
-	 */
+	json_t *st, *unused;
 	if (full) {
+		json_object_foreach(K.desired, key, st) {
+			if ((rc = status_examine(key, st, t, now)) != 0)
+				*(rc > 0 ? &waiting : &failed) += 1;
+		}
+		/* routes that no longer name a Gateway of ours: take our entries out of status.parents */
 		for (int k = 0; k < PL_K_N; k++) {
 			if (!route_kind_with_status((enum pl_kind)k))
 				continue;
@@ -2481,31 +2496,25 @@ static void status_pass(void)
 			}
 		}
 	} else {
-		const json_t *sets[2] = { only, diff ? K.prev_desired : NULL };
+		const json_t *sets[2] = { only, changed };
 		for (int si = 0; si < 2; si++) {
-			const char *k2;
-			json_t *unused;
-			json_object_foreach((json_t *)sets[si], k2, unused) {
-				enum pl_kind pk;
-				if (json_object_get(K.desired, k2) || (si == 1 && json_object_get(only, k2)) ||
-				    split_key(k2, &pk, ns, sizeof(ns), name, sizeof(name)) != 0 ||
-				    !route_kind_with_status(pk))
-					continue;
-				const struct pl_obj *o = pl_store_get(K.store, pk, ns, name);
-				if (o && drop_our_parents(o) < 0)
-					failed++;
+			json_object_foreach((json_t *)sets[si], key, unused) {
+				if (si == 1 && json_object_get(only, key))
+					continue;   /* done with the first set */
+				if ((st = json_object_get(K.desired, key)))
+					rc = status_examine(key, st, t, now);
+				else
+					rc = status_gone(key) < 0 ? -1 : 0;
+				if (rc != 0)
+					*(rc > 0 ? &waiting : &failed) += 1;
 			}
 		}
 	}
-	/* what this pass stood on: the next compile is compared with it */
-	if (full || diff) {
-		json_decref(K.prev_desired);
-		K.prev_desired = json_incref(K.desired);
-	}
 	json_decref(only);
+	json_decref(changed);
 	if (t)
 		pl_table_unref(t);
-	K.waiting_binds = waiting;
+	K.waiting_binds = waiting != 0;
 	if (failed || waiting) {
 		K.status_full = 1;
 		K.status_due = 1;
@@ -2524,32 +2533,43 @@ static int all_synced(void)
 }
 
 /*
- * The compiler's statuses as "Kind/ns/name" -> status, interned: a status
- * equal to the previous compile's is the same value, and the statuses of
- * thousands of routes attached the same way are one value between them. A
- * status that changed is interned as a copy made here, so what is kept lives
- * in this thread's arena, not among the compile's garbage.
+ * K.desired brought to the compiler's statuses ("Kind/ns/name" -> status),
+ * in place, interned: a status equal to the previous compile's stays the same
+ * value, and the statuses of thousands of routes attached the same way are
+ * one value between them. A status that changed is interned as a copy made
+ * here, so what is kept lives in this thread's arena, not among the
+ * compile's garbage. The keys that changed or left go to K.desired_changed,
+ * which is all the next status pass needs to look at.
  */
-static json_t *desired_map(json_t *statuses, const json_t *prev)
+static void desired_update(json_t *statuses)
 {
-	json_t *m = json_object(), *st;
-	if (!m)
+	if (!K.desired && !(K.desired = json_object()))
 		PL_PANIC("out of memory");
 	const char *key;
+	json_t *st;
 	json_object_foreach(statuses, key, st) {
-		json_t *p = json_object_get(prev, key);
+		json_t *p = json_object_get(K.desired, key);
 		/*
 		 * An unchanged route's status is the very json_t the previous result
 		 * held (compile.h): one pointer comparison instead of a deep one.
 		 */
 		if (p && (json_object_get(K.desired_src, key) == st || json_equal(p, st)))
-			json_object_set(m, key, p);
-		else
-			json_object_set_new(m, key, pl_jintern(K.jt, json_deep_copy(st)));
+			continue;
+		json_object_set_new(K.desired, key, pl_jintern(K.jt, json_deep_copy(st)));
+		json_object_set_new(K.desired_changed, key, json_true());
+	}
+	/* every key of statuses is in K.desired now: a larger map holds keys that left */
+	if (json_object_size(K.desired) > json_object_size(statuses)) {
+		void *tmp;
+		json_object_foreach_safe(K.desired, tmp, key, st) {
+			if (json_object_get(statuses, key))
+				continue;
+			json_object_set_new(K.desired_changed, key, json_true());
+			json_object_del(K.desired, key);
+		}
 	}
 	json_decref(K.desired_src);
 	K.desired_src = json_incref(statuses);
-	return m;
 }
 
 /*
@@ -2724,12 +2744,10 @@ static void compile_publish(void)
 	       (double)(t_back - t1) / 1e6, cs.routes_compiled, cs.routes_reused, cs.full ? ", full: " : "",
 	       cs.full && cs.why ? cs.why : "");
 	/* after the log line, whose timestamp the benchmark takes for the swap's */
-	json_t *old = K.desired;
-	K.desired = desired_map(r.statuses, old);
+	desired_update(r.statuses);
 	if (prev)
 		pl_table_unref(prev);
 	pl_compile_result_clear(&r);
-	json_decref(old);
 	if (!atomic_load(&kube_ready)) {
 		atomic_store(&kube_ready, 1);
 		pl_info("kubernetes: first full sync compiled and published: ready");
@@ -2957,11 +2975,12 @@ int pl_kube_start(const struct pl_kube_config *cfg)
 	K.multi = curl_multi_init();
 	K.written = json_object();
 	K.status_keys = json_object();
+	K.desired_changed = json_object();
 	K.sq_index = json_object();
 	K.assigned = json_object();
 	K.used_addrs = json_object();
-	if (!K.store || !K.multi || !K.written || !K.status_keys || !K.sq_index || !K.assigned || !K.used_addrs ||
-	    !K.refs)
+	if (!K.store || !K.multi || !K.written || !K.status_keys || !K.desired_changed || !K.sq_index || !K.assigned ||
+	    !K.used_addrs || !K.refs)
 		PL_PANIC("out of memory");
 	curl_multi_setopt(K.multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 	K.w = pl_xcalloc(PL_ARRAY_LEN(resources), sizeof(*K.w));
@@ -3058,7 +3077,7 @@ void pl_kube_stop(void)
 	json_decref(K.used_addrs);
 	json_decref(K.desired);
 	json_decref(K.desired_src);
-	json_decref(K.prev_desired);
+	json_decref(K.desired_changed);
 	json_decref(K.refs);
 	pl_compiler_free(compiler);
 	compiler = NULL;

@@ -281,6 +281,9 @@ func TestBenchPropagation(t *testing.T) {
 	for i, a := range p.args {
 		if a == "debug" {
 			p.args[i] = "info"
+			if v := os.Getenv("PYLON_CTLBENCH_LOG"); v != "" { // debug: what the controller thread does
+				p.args[i] = v
+			}
 		}
 	}
 	p.start(t)
@@ -421,7 +424,7 @@ func TestBenchPropagation(t *testing.T) {
 	time.Sleep(time.Second)
 	c5, _ := swapTimes(p.logText(), off)
 	busy := rssKB(p.cmd.Process.Pid, "VmRSS")
-	time.Sleep(7 * time.Second) // idle: pylon returns freed heap to the system (malloc_trim)
+	time.Sleep(7 * time.Second)                          // idle: pylon returns freed heap to the system (malloc_trim)
 	if f := os.Getenv("PYLON_CTLBENCH_SMAPS"); f != "" { // where the idle RSS is, mapping by mapping
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", p.cmd.Process.Pid))
 		os.WriteFile(f, b, 0o644)
