@@ -105,14 +105,31 @@ int pl_rh_parse_host(const char *v, size_t n, char *out, size_t cap)
 	return (int)hl;
 }
 
+/* Length of a '.' at p[i], written as is or percent-encoded ("%2e", "%2E"); 0 if none. */
+static size_t dot_at(const char *p, size_t i, size_t n)
+{
+	if (i < n && p[i] == '.')
+		return 1;
+	if (i + 2 < n && p[i] == '%' && p[i + 1] == '2' && (p[i + 2] == 'e' || p[i + 2] == 'E'))
+		return 3;
+	return 0;
+}
+
+/*
+ * A segment of one or two dots, each '.' or "%2e" (RFC 3986 6.2.2.2: the
+ * encoded form is the same character, and a backend that decodes before
+ * resolving would climb out of the prefix the route matched).
+ */
 int pl_rh_has_dot_segment(const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (p[i] != '/' || i + 1 >= n || p[i + 1] != '.')
+		if (p[i] != '/')
 			continue;
-		size_t j = i + 2;
-		if (j < n && p[j] == '.')
-			j++;
+		size_t j = i + 1, d = dot_at(p, j, n);
+		if (!d)
+			continue;
+		j += d;
+		j += dot_at(p, j, n);
 		if (j == n || p[j] == '/' || p[j] == '?')
 			return 1;
 	}

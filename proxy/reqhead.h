@@ -62,7 +62,7 @@ const char *pl_rh_reason(int status);
  */
 int pl_rh_parse_host(const char *v, size_t n, char *out, size_t cap);
 
-/* 1 if path has a "." or ".." segment (it could escape a prefix match). */
+/* 1 if path has a "." or ".." segment, dots written as is or as "%2e" (it could escape a prefix match). */
 int pl_rh_has_dot_segment(const char *p, size_t n);
 
 /* The filters that apply to one request, collected rule first, then backendRef. */

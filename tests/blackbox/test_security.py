@@ -1,5 +1,6 @@
 """Hostile bytes: request smuggling attempts from clients, broken responses
 from backends, oversized heads."""
+import subprocess
 import time
 
 import pytest
@@ -125,3 +126,23 @@ def test_backend_sends_too_much_head(env):
         assert time.monotonic() - t < 3 * SLOW
     finally:
         evil.stop()
+
+
+DOT_PATHS = ["/a/../b", "/a/./b", "/a/%2e%2e/b", "/a/%2E%2e", "/a/.%2e/b", "/a/%2e/b?x=1"]
+
+
+@pytest.mark.parametrize("path", DOT_PATHS)
+def test_dot_segments_rejected(proxied, path):
+    """A "." or ".." segment, dots written as is or percent-encoded, could climb out of the prefix a
+    route matched once a backend resolves it: 400 on HTTP/1.1 and HTTP/2, the backend never sees it."""
+    p, a = proxied
+    raw, _ = raw_exchange(p.port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert status_of(raw) == 400, f"{path}: {raw[:300]!r}"
+    r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--path-as-is", "-o", "/dev/null",
+                        "-w", "%{http_version} %{http_code}", f"http://127.0.0.1:{p.port}{path}"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.stdout == "2 400", (path, r.stdout, r.stderr)
+    assert not [x for x in a.stats()["recent"] if "/b" in x or x.startswith("/a/")], a.stats()["recent"]
+    # dots that are not a whole segment are ordinary characters
+    raw, _ = raw_exchange(p.port, b"GET /a/%2e%2e%2e/b...c HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert status_of(raw) == 200, raw[:300]

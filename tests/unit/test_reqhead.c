@@ -52,6 +52,18 @@ static void test_dots(void)
 	CHECK(!pl_rh_has_dot_segment(STR("/a/..b/c")));
 	CHECK(!pl_rh_has_dot_segment(STR("/.well-known/x")));
 	CHECK(!pl_rh_has_dot_segment(STR("/a/b...")));
+	/* percent-encoded dots are dots (RFC 3986 6.2.2.2) */
+	CHECK(pl_rh_has_dot_segment(STR("/a/%2e%2e/b")));
+	CHECK(pl_rh_has_dot_segment(STR("/a/%2E%2e")));
+	CHECK(pl_rh_has_dot_segment(STR("/a/.%2e/b")));
+	CHECK(pl_rh_has_dot_segment(STR("/a/%2e./b")));
+	CHECK(pl_rh_has_dot_segment(STR("/a/%2e?x")));
+	CHECK(pl_rh_has_dot_segment(STR("/%2E")));
+	CHECK(!pl_rh_has_dot_segment(STR("/a/%2e%2e%2e/b")));
+	CHECK(!pl_rh_has_dot_segment(STR("/a/%2ex/b")));
+	CHECK(!pl_rh_has_dot_segment(STR("/a/%2/b")));
+	CHECK(!pl_rh_has_dot_segment(STR("/a/%2")));
+	CHECK(!pl_rh_has_dot_segment(STR("/a/%25%32%65")));
 }
 
 static void test_chunk(void)
