@@ -224,6 +224,7 @@ struct sreq {
 struct wr {                      /* a status we wrote, until the watch shows it */
 	char rv[64];
 	uint64_t hash;                   /* of its compact JSON text */
+	int deferred;                    /* a newer status waits for the watch to show this one */
 };
 
 struct areq;
@@ -887,16 +888,23 @@ static int referenced(enum pl_kind k, const char *ns, const char *name)
 	return json_object_get(K.refs, key) != NULL;
 }
 
+/* key ("Kind/ns/name") is examined again by a pass in delay_ns at the latest. */
+static void status_retry(const char *key, int64_t delay_ns)
+{
+	json_object_set_new(K.status_keys, key, json_true());
+	int64_t at = pl_now_ns() + delay_ns;
+	if (!K.status_due || K.status_at_ns > at) {
+		K.status_due = 1;
+		K.status_at_ns = at;
+	}
+}
+
 /* A status-only change: no recompile, but check that status against what we want. */
 static void status_touch(enum pl_kind k, const char *ns, const char *name)
 {
 	char key[600];
 	snprintf(key, sizeof(key), "%s/%s/%s", pl_kind_str(k), ns, name);
-	json_object_set_new(K.status_keys, key, json_true());
-	if (!K.status_due || K.status_at_ns > pl_now_ns() + (int64_t)K.cfg.debounce_ms * MS) {
-		K.status_due = 1;
-		K.status_at_ns = pl_now_ns() + (int64_t)K.cfg.debounce_ms * MS;
-	}
+	status_retry(key, (int64_t)K.cfg.debounce_ms * MS);
 }
 
 static void written_free(json_t *v);
@@ -912,8 +920,11 @@ static void written_prune(enum pl_kind k, const char *ns, const char *name, cons
 	struct wr *w = (struct wr *)(uintptr_t)json_integer_value(wv);
 	if (rv && w && strcmp(w->rv, rv) == 0)
 		return;
+	int deferred = w && w->deferred;
 	written_free(wv);
 	json_object_del(K.written, key);
+	if (deferred)
+		status_retry(key, 0);
 }
 
 /*
@@ -2202,9 +2213,23 @@ static int status_write(const struct pl_obj *o, const json_t *cur, json_t *want)
 	struct wr *w = wv ? (struct wr *)(uintptr_t)json_integer_value(wv) : NULL;
 	const struct res *r = res_of_kind(pl_kind_str(o->kind));
 	struct watch *wt = watch_of_kind(o->kind);
-	if ((w && rv && strcmp(w->rv, rv) == 0 && w->hash == h) || !r || !wt) {
+	if (!r || !wt) {
 		free(txt);
-		return 0;   /* written already, the watch has not shown it yet; or not a kind we write */
+		return 0;   /* not a kind we write */
+	}
+	if (w && rv && strcmp(w->rv, rv) == 0 && (w->hash == h || !json_object_get(K.sq_index, key))) {
+		/*
+		 * Our last write of this object was based on the version we hold
+		 * and the watch has not shown its result: that one is written
+		 * already, or, sent with other content, makes a newer write fail
+		 * with 409 for sure (it moved the resourceVersion on). The watch's
+		 * next version of the object brings it back here (written_prune()).
+		 * A write still queued is superseded below instead.
+		 */
+		if (w->hash != h)
+			w->deferred = 1;
+		free(txt);
+		return 0;
 	}
 	char path[1024];
 	obj_path(r, wt->ver, o->ns, o->name, path, sizeof(path));
@@ -2346,9 +2371,13 @@ static void status_done(struct sreq *q, CURLcode res)
 			written_free(wv);
 			json_object_del(K.written, q->key);
 		}
-		K.status_full = 1;
-		K.status_due = 1;
-		K.status_at_ns = pl_now_ns() + (code == 409 ? 50 : 1000) * MS;
+		/*
+		 * That object again, not every object: a full pass at thousands of
+		 * routes keeps this thread from the watches for 100 ms and more,
+		 * and a Gateway's write meets a 409 whenever its last write's echo
+		 * is still on the way.
+		 */
+		status_retry(q->key, (code == 409 ? 50 : 1000) * MS);
 	}
 	sreq_free(q);
 }
@@ -2477,10 +2506,12 @@ static void status_pass(void)
 	int failed = 0, waiting = 0, rc;
 	const char *key;
 	json_t *st, *unused;
+	/* a Gateway or ListenerSet whose listeners are still binding: that one again in 100 ms */
+#define EXAMINED(key, rc) do { if ((rc) > 0) { waiting++; status_retry((key), 100 * MS); } else if ((rc) < 0) failed++; } while (0)
 	if (full) {
 		json_object_foreach(K.desired, key, st) {
-			if ((rc = status_examine(key, st, t, now)) != 0)
-				*(rc > 0 ? &waiting : &failed) += 1;
+			rc = status_examine(key, st, t, now);
+			EXAMINED(key, rc);
 		}
 		/* routes that no longer name a Gateway of ours: take our entries out of status.parents */
 		for (int k = 0; k < PL_K_N; k++) {
@@ -2505,8 +2536,7 @@ static void status_pass(void)
 					rc = status_examine(key, st, t, now);
 				else
 					rc = status_gone(key) < 0 ? -1 : 0;
-				if (rc != 0)
-					*(rc > 0 ? &waiting : &failed) += 1;
+				EXAMINED(key, rc);
 			}
 		}
 	}
@@ -2514,11 +2544,12 @@ static void status_pass(void)
 	json_decref(changed);
 	if (t)
 		pl_table_unref(t);
+#undef EXAMINED
 	K.waiting_binds = waiting != 0;
-	if (failed || waiting) {
+	if (failed) {   /* out of memory queueing a write: everything again, later */
 		K.status_full = 1;
 		K.status_due = 1;
-		K.status_at_ns = now + (waiting ? 100 * MS : 500 * MS);
+		K.status_at_ns = now + 500 * MS;
 	}
 }
 
