@@ -414,6 +414,38 @@ static void test_actual(void)
 	CHECK(rf.n_resp_mods == 0);
 }
 
+/*
+ * pl_rh_cors_actual(): nothing without a CORS filter; with one, the change
+ * pl_cors_actual() makes, appended to the response modifiers (what the
+ * proxy's own replies after routing carry too).
+ */
+static void test_rh_cors_actual(void)
+{
+	const struct pl_cors *c1 = cors_of("HTTPRoute/default/c1");
+	if (!c1)
+		return;
+	struct pl_hdr h[] = { H("Origin", "https://www.foo.com") };
+	struct pl_req_view v = view_of("GET", h, 1);
+	struct pl_cors_fields store;
+	struct pl_rh_filters f = { 0 };
+	CHECK(pl_rh_cors_actual(&f, &v, &store) == NULL);
+	CHECK(f.n_resp_mods == 0);
+	f.cors = c1;
+	f.n_resp_mods = 1;   /* a ResponseHeaderModifier of the rule comes first */
+	const struct pl_header_mod *m = pl_rh_cors_actual(&f, &v, &store);
+	CHECK(m != NULL && f.n_resp_mods == 2 && f.resp_mods[1] == m);
+	if (!m)
+		return;
+	CHECK(field_is(m, "access-control-allow-origin", "https://www.foo.com"));
+	CHECK(field_is(m, "vary", "Origin"));
+	/* an origin the filter does not allow: no allow-origin */
+	struct pl_hdr h2[] = { H("Origin", "https://evil.example") };
+	v = view_of("GET", h2, 1);
+	f.n_resp_mods = 0;
+	m = pl_rh_cors_actual(&f, &v, &store);
+	CHECK(m != NULL && f.n_resp_mods == 1 && field(m, "access-control-allow-origin") == NULL);
+}
+
 int main(void)
 {
 	pl_log_set_level(PL_LOG_ERROR);
@@ -422,6 +454,7 @@ int main(void)
 	test_allowed();
 	test_preflight();
 	test_actual();
+	test_rh_cors_actual();
 	pl_compile_result_clear(&compiled);
 	if (fails)
 		fprintf(stderr, "test_cors: %d check(s) failed\n", fails);
