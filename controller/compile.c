@@ -754,6 +754,7 @@ struct croute {
 	json_t *status;              /* statuses entry; NULL: no parent of ours */
 	int unhealthy;
 	struct rinst *inst;          /* its rules as tables hold them; NULL while not in the table */
+	uint64_t built;              /* pl_compiler.runs of the run that built it */
 	int materialized;            /* attached to a listener the table serves (this compile) */
 };
 
@@ -866,11 +867,14 @@ struct pl_compiler {
 	size_t n_lc;
 	struct smap jint;            /* shared status values: key (heap) -> json_t (a reference) */
 	size_t jint_live;            /* values after the last jint_gc() */
+	json_t *other_keys;          /* status_delta: keys of the last run's statuses other than routes' */
 	size_t route_hint;           /* first block of the next route's blob (bytes) */
 	struct pl_compiler_stats st;
 };
 
 struct ctx {
+	json_t *gone_keys;           /* status_delta: route keys that had a status (array); NULL: not asked */
+	json_t *other_keys;          /* status_delta: this run's keys other than routes' */
 	struct pl_compiler *pc;
 	const struct pl_store *s;
 	const struct pl_compile_opts *o;
@@ -3512,6 +3516,7 @@ static struct croute *route_build(struct ctx *c, const struct pl_obj *o, size_t 
 	cr->name = pl_arena_strdup(b->a, o->name);
 	cr->rev = o->rev;
 	cr->o = o;
+	cr->built = c->pc->runs;
 	cr->kind = pl_kind_str(rkinds[kidx]);
 	cr->svc_proto = rkinds[kidx] == PL_K_UDPROUTE ? "UDP" : "TCP";
 	cr->grpc = rkinds[kidx] == PL_K_GRPCROUTE;
@@ -3588,6 +3593,14 @@ static int route_cmp(const struct croute *cr, size_t kidx, const struct pl_obj *
 	return r ? r : strcmp(cr->name, o->name);
 }
 
+/* A cached route dropped: deleted, or changed (built again). Its status key may be gone. */
+static void route_gone(struct ctx *c, struct croute *o)
+{
+	vpush(c->tmp, &c->gone, o);
+	if (c->gone_keys && o->status && json_array_append_new(c->gone_keys, json_string(o->full)) != 0)
+		PL_PANIC("out of memory");
+}
+
 /*
  * Every route of the store, in kind then (namespace, name) order: the cached
  * compile of an unchanged one, a fresh compile of the others. Then their
@@ -3620,7 +3633,7 @@ static void pass_routes(struct ctx *c)
 				if (r == 0 && !c->full && o->rev == v[i]->rev)
 					cr = o;
 				else
-					vpush(c->tmp, &c->gone, o);   /* deleted, or changed */
+					route_gone(c, o);   /* deleted, or changed */
 				if (r == 0)
 					break;
 			}
@@ -3636,7 +3649,7 @@ static void pass_routes(struct ctx *c)
 		}
 	}
 	while (old < pc->n_routes)
-		vpush(c->tmp, &c->gone, pc->routes[old++]);
+		route_gone(c, pc->routes[old++]);
 	free(pc->routes);
 	pc->routes = routes;
 	pc->n_routes = total;
@@ -5089,7 +5102,8 @@ static void add_status(struct ctx *c, struct pl_compile_result *r, const struct 
 	}
 	/* no UTF-8 check of the key: the store's names come from parsed JSON or YAML (see the routes' below) */
 	char *key = acat(c->tmp, (const char *[]){ pl_kind_str(o->kind), "/", o->ns, "/", o->name }, 5);
-	if (json_object_set_new_nocheck(r->statuses, key, st) != 0)
+	if (json_object_set_new_nocheck(r->statuses, key, st) != 0 ||
+	    (c->other_keys && json_object_set_new_nocheck(c->other_keys, key, json_true()) != 0))
 		PL_PANIC("out of memory");
 }
 
@@ -5315,6 +5329,7 @@ void pl_compiler_free(struct pl_compiler *pc)
 		return;
 	cache_drop(pc);
 	jint_clear(pc);
+	json_decref(pc->other_keys);
 	free(pc->controller_name);
 	free(pc->now);
 	free(pc);
@@ -5478,6 +5493,12 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 	c.gw_index = J(json_object());
 	c.cls_status = J(json_object());
 	r->statuses = J(pc->o.status_map ? json_object() : json_array());
+	int delta = pc->o.status_map && pc->o.status_delta;
+	if (delta) {
+		r->status_all = c.full;
+		c.gone_keys = c.full ? NULL : J(json_array());
+		c.other_keys = J(json_object());
+	}
 
 	pass_classes(&c);
 	pass_gateways(&c);
@@ -5511,6 +5532,8 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 			continue;
 		if (cr->unhealthy)
 			r->problems++;
+		if (c.gone_keys && cr->built != pc->runs)
+			continue;   /* cached: the same status as the previous run's */
 		/*
 		 * A key per route and compile: jansson's UTF-8 check of the key was
 		 * half the cost of the map (thousands of routes); the names come
@@ -5530,6 +5553,18 @@ int pl_compiler_run(struct pl_compiler *pc, const struct pl_store *s, struct pl_
 		for (size_t k = 0; k < c.gws[i].n; k++)
 			json_decref(c.gws[i].l[k].supported_kinds);
 
+	if (delta) {
+		/* the other kinds' keys of the previous run that this one has not */
+		const char *k;
+		json_t *unused;
+		if (c.gone_keys)
+			json_object_foreach(pc->other_keys, k, unused)
+				if (!json_object_get(c.other_keys, k) && json_array_append_new(c.gone_keys, json_string(k)) != 0)
+					PL_PANIC("out of memory");
+		json_decref(pc->other_keys);
+		pc->other_keys = c.other_keys;
+		r->status_gone = c.gone_keys;
+	}
 	cache_trim(&c);
 	cache_record(&c, stale);
 	if (pc->jint.n > 2 * pc->jint_live + 256)
@@ -5557,5 +5592,6 @@ void pl_compile_result_clear(struct pl_compile_result *r)
 	if (r->table)
 		pl_table_unref(r->table);
 	json_decref(r->statuses);
+	json_decref(r->status_gone);
 	memset(r, 0, sizeof(*r));
 }

@@ -31,6 +31,18 @@
  * - The table JSON for GET /config is made on demand: pl_table_json()
  *   (tabledump.h).
  *
+ * Status deltas (opts->status_delta, with status_map)
+ * - A run that reuses cached routes gives in r->statuses the statuses that
+ *   may have changed since the previous run of the same pl_compiler (the
+ *   routes compiled in this run, every GatewayClass, Gateway, ListenerSet and
+ *   BackendTLSPolicy) and in r->status_gone the keys that had a status then
+ *   and have none now; applying both to the previous run's map (gone keys
+ *   first) gives this run's map. A run that reuses nothing (pl_compile(),
+ *   a first or full run) sets r->status_all and gives every status. What a
+ *   cached route's status is never changes while it stays cached (a change
+ *   of what routes depend on makes the run a full one). r->problems counts
+ *   every object either way.
+ *
  * Incremental compilation (issue 4)
  * - A struct pl_compiler keeps what one compile computed for the next:
  *   every route's parsed rules, attachments and status, every cluster's
@@ -73,6 +85,7 @@ struct pl_compile_opts {
 	int ephemeral;                /* fuzzing/tests: no process-wide registries (rule->stats NULL,
 					 cluster ids numbered per table) */
 	int status_map;               /* r->statuses as {"Kind/ns/name": status} (see below) */
+	int status_delta;             /* with status_map: a pl_compiler's runs give what changed (see below) */
 	size_t max_entries;           /* route entries in the table counting hostname fallbacks (the
 					 rules of less specific hostnames copied behind a vhost's own);
 					 past it each vhost holds its own routes only. 0: 1000000 */
@@ -82,6 +95,8 @@ struct pl_compile_result {
 	struct pl_table *table;
 	json_t *statuses;
 	unsigned problems;
+	int status_all;               /* status_delta: statuses holds every status, not the changes */
+	json_t *status_gone;          /* status_delta, not status_all: keys whose status is no more (array) */
 };
 
 int pl_compile(const struct pl_store *s, const struct pl_compile_opts *opts, struct pl_compile_result *r);

@@ -2564,43 +2564,66 @@ static int all_synced(void)
 }
 
 /*
- * K.desired brought to the compiler's statuses ("Kind/ns/name" -> status),
- * in place, interned: a status equal to the previous compile's stays the same
- * value, and the statuses of thousands of routes attached the same way are
- * one value between them. A status that changed is interned as a copy made
- * here, so what is kept lives in this thread's arena, not among the
- * compile's garbage. The keys that changed or left go to K.desired_changed,
- * which is all the next status pass needs to look at.
+ * K.desired brought to the compile's statuses ("Kind/ns/name" -> status), in
+ * place, interned: a status equal to the previous one stays the same value,
+ * and the statuses of thousands of routes attached the same way are one
+ * value between them. A status that changed is interned as a copy made here,
+ * so what is kept lives in this thread's arena, not among the compile's
+ * garbage. The compiler hands over what changed (compile.h, status deltas),
+ * or everything after a full compile; the keys that changed or left go to
+ * K.desired_changed, which is all the next status pass needs to look at.
  */
-static void desired_update(json_t *statuses)
+static void desired_set(const char *key, json_t *st, int same_as_before)
+{
+	json_t *p = json_object_get(K.desired, key);
+	if (p && (same_as_before || json_equal(p, st)))
+		return;
+	json_object_set_new(K.desired, key, pl_jintern(K.jt, json_deep_copy(st)));
+	json_object_set_new(K.desired_changed, key, json_true());
+}
+
+static void desired_update(const struct pl_compile_result *r)
 {
 	if (!K.desired && !(K.desired = json_object()))
 		PL_PANIC("out of memory");
 	const char *key;
 	json_t *st;
-	json_object_foreach(statuses, key, st) {
-		json_t *p = json_object_get(K.desired, key);
-		/*
-		 * An unchanged route's status is the very json_t the previous result
-		 * held (compile.h): one pointer comparison instead of a deep one.
-		 */
-		if (p && (json_object_get(K.desired_src, key) == st || json_equal(p, st)))
-			continue;
-		json_object_set_new(K.desired, key, pl_jintern(K.jt, json_deep_copy(st)));
-		json_object_set_new(K.desired_changed, key, json_true());
+	if (!r->status_all) {
+		size_t i;
+		json_t *k;
+		json_array_foreach(r->status_gone, i, k) {
+			key = json_string_value(k);
+			if (key && json_object_get(K.desired, key)) {
+				json_object_del(K.desired, key);
+				json_object_set_new(K.desired_changed, key, json_true());
+			}
+		}
+		json_object_foreach(r->statuses, key, st)
+			desired_set(key, st, 0);
+		/* K.desired_src no longer stands for K.desired */
+		json_decref(K.desired_src);
+		K.desired_src = NULL;
+		return;
 	}
+	/*
+	 * Everything: an unchanged route's status is the very json_t the
+	 * previous full result held (compile.h), one pointer comparison instead
+	 * of a deep one.
+	 */
+	json_object_foreach(r->statuses, key, st)
+		desired_set(key, st, K.desired_src && json_object_get(K.desired_src, key) == st);
 	/* every key of statuses is in K.desired now: a larger map holds keys that left */
-	if (json_object_size(K.desired) > json_object_size(statuses)) {
+	if (json_object_size(K.desired) > json_object_size(r->statuses)) {
 		void *tmp;
 		json_object_foreach_safe(K.desired, tmp, key, st) {
-			if (json_object_get(statuses, key))
+			if (json_object_get(r->statuses, key))
 				continue;
 			json_object_set_new(K.desired_changed, key, json_true());
 			json_object_del(K.desired, key);
 		}
 	}
 	json_decref(K.desired_src);
-	K.desired_src = json_incref(statuses);
+	K.desired_src = json_incref(r->statuses);
 }
 
 /*
@@ -2743,7 +2766,8 @@ static void compile_publish(void)
 	assign_pool_addresses();
 	/* a fixed time: lastTransitionTime is filled in when status is written (keep_ltt) */
 	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z",
-				     .status_map = 1 };
+				     .status_map = 1,
+				     .status_delta = 1 };
 	struct pl_compile_result r;
 	int64_t t_req = pl_now_ns();
 	compile_store(&o, &r, 1);
@@ -2775,7 +2799,7 @@ static void compile_publish(void)
 	       (double)(t_back - t1) / 1e6, cs.routes_compiled, cs.routes_reused, cs.full ? ", full: " : "",
 	       cs.full && cs.why ? cs.why : "");
 	/* after the log line, whose timestamp the benchmark takes for the swap's */
-	desired_update(r.statuses);
+	desired_update(&r);
 	if (prev)
 		pl_table_unref(prev);
 	pl_compile_result_clear(&r);
@@ -2790,7 +2814,7 @@ static void compile_publish(void)
  * them (the pages its tables, indexes and statuses reuse each run: ~1,700 at
  * 3000 routes). The next compile would fault them in again, 25-70 ms on this
  * 2-core VM against ~2 ms warm, and that compile is the one a route change
- * waits for. So a compile whose result is thrown away runs right after the
+ * waits for. So a compile whose table is thrown away runs right after the
  * trim, while nothing waits: the working set is resident again and the
  * burst's garbage stays returned.
  */
@@ -2805,11 +2829,18 @@ static void compile_warm(void)
 	 */
 	assign_pool_addresses();
 	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z",
-				     .status_map = 1 };
+				     .status_map = 1,
+				     .status_delta = 1 };
 	struct pl_compile_result r;
 	compile_store(&o, &r, 0);
 	pl_debug("kubernetes: warm-up compile after trim: %.2f ms, %ld faults",
 		 (double)(CT.end_ns - CT.start_ns) / 1e6, CT.minflt);
+	/* its statuses are a run's like any other (compile.h, status deltas); normally nothing changed */
+	desired_update(&r);
+	if (json_object_size(K.desired_changed)) {
+		K.status_diff = K.status_due = 1;
+		K.status_at_ns = 0;
+	}
 	pl_compile_result_clear(&r);
 }
 
