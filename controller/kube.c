@@ -290,7 +290,6 @@ static struct {
 	json_t *written;             /* "Kind/ns/name" -> struct wr (as integer pointer) */
 	json_t *status_keys;         /* "Kind/ns/name" whose status changed, for a partial pass; empty: all */
 	int status_full;             /* next pass covers every object (leadership, failures) */
-	int status_diff;             /* next pass covers what the compiles since the last pass changed */
 	json_t *desired_changed;     /* "Kind/ns/name" whose desired status changed or left since the last pass */
 	char now_str[40];            /* lastTransitionTime for conditions that change in this pass */
 	json_t *assigned;            /* "ns/name" -> pool address */
@@ -2473,6 +2472,17 @@ static int status_gone(const char *key)
 	return o ? drop_our_parents(o) : 0;
 }
 
+/* Counts status_examine()'s answer rc; a Gateway or ListenerSet still binding is looked at again in 100 ms. */
+static void examined(const char *key, int rc, int *waiting, int *failed)
+{
+	if (rc > 0) {
+		++*waiting;
+		status_retry(key, 100 * MS);
+	} else if (rc < 0) {
+		++*failed;
+	}
+}
+
 /*
  * One pass over the statuses we want. Three scopes: everything (leadership
  * gained, a write failed, listeners pending), what the compiles since the
@@ -2485,14 +2495,14 @@ static void status_pass(void)
 {
 	int64_t now = pl_now_ns();
 	K.status_due = 0;
-	int full = K.status_full, diff = K.status_diff;
+	int full = K.status_full;
 	json_t *only = K.status_keys;   /* handed over: events during the pass start new sets */
 	json_t *changed = K.desired_changed;
 	K.status_keys = json_object();
 	K.desired_changed = json_object();
 	if (!K.status_keys || !K.desired_changed)
 		PL_PANIC("out of memory");
-	K.status_full = K.status_diff = 0;
+	K.status_full = 0;
 	if (!K.leader || !K.desired) {
 		json_decref(only);
 		json_decref(changed);
@@ -2501,17 +2511,15 @@ static void status_pass(void)
 	now_rfc3339(K.now_str, sizeof(K.now_str), 0);
 	if (full)
 		K.trim_pending = 1;
-	pl_debug("kubernetes: status pass (%s)", full ? "all objects" : diff ? "changed by the compile" : "changed objects");
+	pl_debug("kubernetes: status pass (%s)", full ? "all objects" : json_object_size(changed) ? "changed by the compile"
+											       : "changed objects");
 	struct pl_table *t = pl_table_acquire();
 	int failed = 0, waiting = 0, rc;
 	const char *key;
 	json_t *st, *unused;
-	/* a Gateway or ListenerSet whose listeners are still binding: that one again in 100 ms */
-#define EXAMINED(key, rc) do { if ((rc) > 0) { waiting++; status_retry((key), 100 * MS); } else if ((rc) < 0) failed++; } while (0)
 	if (full) {
 		json_object_foreach(K.desired, key, st) {
-			rc = status_examine(key, st, t, now);
-			EXAMINED(key, rc);
+			examined(key, status_examine(key, st, t, now), &waiting, &failed);
 		}
 		/* routes that no longer name a Gateway of ours: take our entries out of status.parents */
 		for (int k = 0; k < PL_K_N; k++) {
@@ -2536,7 +2544,7 @@ static void status_pass(void)
 					rc = status_examine(key, st, t, now);
 				else
 					rc = status_gone(key) < 0 ? -1 : 0;
-				EXAMINED(key, rc);
+				examined(key, rc, &waiting, &failed);
 			}
 		}
 	}
@@ -2544,7 +2552,6 @@ static void status_pass(void)
 	json_decref(changed);
 	if (t)
 		pl_table_unref(t);
-#undef EXAMINED
 	K.waiting_binds = waiting != 0;
 	if (failed) {   /* out of memory queueing a write: everything again, later */
 		K.status_full = 1;
@@ -2640,7 +2647,6 @@ static struct {
 	pthread_cond_t cv;
 	pthread_t th;
 	int running, busy, quit;
-	const struct pl_compile_opts *o;
 	struct pl_compile_result *r;
 	int publish;                         /* publish r->table right after the compile (compile_publish()) */
 	struct pl_table *prev;               /* then: a reference to the table it replaced, for the caller */
@@ -2652,8 +2658,8 @@ static struct {
 /*
  * The store compiled incrementally (compile.h): only the routes that changed
  * are compiled again, an EndpointSlice change rebuilds only its clusters.
- * One compile at a time (compile_store() waits for it); o is the same every
- * time.
+ * One compile at a time (compile_store() waits for it), with one set of
+ * options (compile_run()): status map, status deltas, a fixed time.
  */
 static struct pl_compiler *compiler;
 
@@ -2667,12 +2673,16 @@ static long thread_minflt(void)
  * With publish, the table is swapped in here, on the thread that compiled it:
  * the data plane does not wait for the controller thread to wake up again.
  */
-static void compile_run(const struct pl_compile_opts *o, struct pl_compile_result *r, int publish)
+static void compile_run(struct pl_compile_result *r, int publish)
 {
 	long f0 = thread_minflt();
 	CT.start_ns = pl_now_ns();
-	if (!compiler)
-		compiler = pl_compiler_new(o);
+	if (!compiler) {
+		/* a fixed time: lastTransitionTime is filled in when status is written (keep_ltt) */
+		const struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z",
+						   .status_map = 1, .status_delta = 1 };
+		compiler = pl_compiler_new(&o);
+	}
 	pl_compiler_run(compiler, K.store, r);
 	CT.end_ns = pl_now_ns();
 	CT.minflt = thread_minflt() - f0;
@@ -2703,7 +2713,7 @@ static void *compile_thread(void *arg)
 		if (CT.quit)
 			break;
 		pthread_mutex_unlock(&CT.mu);
-		compile_run(CT.o, CT.r, CT.publish);
+		compile_run(CT.r, CT.publish);
 		pthread_mutex_lock(&CT.mu);
 		CT.busy = 0;
 		pthread_cond_broadcast(&CT.cv);
@@ -2713,20 +2723,19 @@ static void *compile_thread(void *arg)
 }
 
 /*
- * compile_run(o, r, publish) on the compile thread (here when it could not be started).
+ * compile_run(r, publish) on the compile thread (here when it could not be started).
  * Measured at 3000 routes with both cores busy, the hand-over (two wake-ups)
  * costs ~2 ms on average, but a small compile run on this thread instead took
  * twice as long (p50 5 ms against 2.5 ms): this thread is busy all the time
  * and the scheduler preempts it, while the compile thread wakes as a sleeper.
  */
-static void compile_store(const struct pl_compile_opts *o, struct pl_compile_result *r, int publish)
+static void compile_store(struct pl_compile_result *r, int publish)
 {
 	if (!CT.running) {
-		compile_run(o, r, publish);
+		compile_run(r, publish);
 		return;
 	}
 	pthread_mutex_lock(&CT.mu);
-	CT.o = o;
 	CT.r = r;
 	CT.publish = publish;
 	CT.busy = 1;
@@ -2764,20 +2773,15 @@ static void compile_publish(void)
 	K.last_compile_ns = t0;
 	K.trim_pending = 1;   /* and compile_warm() after the trim */
 	assign_pool_addresses();
-	/* a fixed time: lastTransitionTime is filled in when status is written (keep_ltt) */
-	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z",
-				     .status_map = 1,
-				     .status_delta = 1 };
 	struct pl_compile_result r;
 	int64_t t_req = pl_now_ns();
-	compile_store(&o, &r, 1);
+	compile_store(&r, 1);
 	int64_t t_back = pl_now_ns();
 	unsigned nb = CT.nb, nc = CT.nc;
 	struct pl_table *prev = CT.prev;
 	int64_t t1 = CT.swap_ns;
 	K.compiles++;
 	K.compiled_ns = t1;
-	K.status_diff = 1;
 	K.status_due = 1;
 	K.status_at_ns = 0;
 	/*
@@ -2828,17 +2832,14 @@ static void compile_warm(void)
 	 * Gateway would look changed (a full compile, twice).
 	 */
 	assign_pool_addresses();
-	struct pl_compile_opts o = { .controller_name = K.controller_name, .now = "1970-01-01T00:00:00Z",
-				     .status_map = 1,
-				     .status_delta = 1 };
 	struct pl_compile_result r;
-	compile_store(&o, &r, 0);
+	compile_store(&r, 0);
 	pl_debug("kubernetes: warm-up compile after trim: %.2f ms, %ld faults",
 		 (double)(CT.end_ns - CT.start_ns) / 1e6, CT.minflt);
 	/* its statuses are a run's like any other (compile.h, status deltas); normally nothing changed */
 	desired_update(&r);
 	if (json_object_size(K.desired_changed)) {
-		K.status_diff = K.status_due = 1;
+		K.status_due = 1;
 		K.status_at_ns = 0;
 	}
 	pl_compile_result_clear(&r);

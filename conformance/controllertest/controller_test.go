@@ -282,6 +282,26 @@ func waitHTTP(t *testing.T, addr, host, want string, code int, d time.Duration) 
 	}
 }
 
+// routesYAML is n HTTPRoutes prefix0..prefix<n-1> for hosts prefix<i>.example, to Service svc.
+func routesYAML(ns, prefix, svc string, n int) string {
+	y := ""
+	for i := 0; i < n; i++ {
+		y += "---\n" + routeYAML(ns, fmt.Sprintf("%s%d", prefix, i), fmt.Sprintf("%s%d.example", prefix, i), svc)
+	}
+	return y
+}
+
+// waitRouteStatuses waits until routes prefix0..prefix<n-1> each carry our parent status.
+func waitRouteStatuses(t *testing.T, ns, prefix string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		if err := waitFor(10*time.Second, func() bool { return len(routeParentsOf(t, ns, name)) == 1 }); err != nil {
+			t.Fatalf("route %s has no status", name)
+		}
+	}
+}
+
 func routeParentsOf(t *testing.T, ns, name string) []any {
 	r := cl.get(t, "httproute", ns, name)
 	p, _ := field(r, "status", "parents").([]any)
@@ -814,19 +834,10 @@ func TestStatusEchoKeepsCompiledRoutes(t *testing.T) {
 	ns, class, ctl := "t-echo", "ctl-echo", "pylon.dev/ctltest-echo"
 	p := startPylon(t, ctl, "127.0.39.0/24")
 	port := backend(t, "echo")
-	y := baseYAML(ns, class, ctl) + "---\n" + serviceYAML(ns, "echo", port)
-	for i := 0; i < 5; i++ {
-		y += "---\n" + routeYAML(ns, fmt.Sprintf("r%d", i), fmt.Sprintf("r%d.example", i), "echo")
-	}
-	cl.apply(t, y)
+	cl.apply(t, baseYAML(ns, class, ctl)+"---\n"+serviceYAML(ns, "echo", port)+routesYAML(ns, "r", "echo", 5))
 	addr := gatewayAddr(t, ns)
 	waitHTTP(t, addr, "r4.example", "backend=echo", 200, 10*time.Second)
-	for i := 0; i < 5; i++ {
-		name := fmt.Sprintf("r%d", i)
-		if err := waitFor(10*time.Second, func() bool { return len(routeParentsOf(t, ns, name)) == 1 }); err != nil {
-			t.Fatalf("route %s has no status", name)
-		}
-	}
+	waitRouteStatuses(t, ns, "r", 5)
 	time.Sleep(500 * time.Millisecond) // the last echoes reach pylon
 	off := len(p.logText())
 	cl.apply(t, routeYAML(ns, "r5", "r5.example", "echo"))
@@ -854,11 +865,7 @@ func TestBurstWritesWithoutConflicts(t *testing.T) {
 	addr := gatewayAddr(t, ns)
 	off := len(p.logText())
 	const n = 40
-	y := ""
-	for i := 0; i < n; i++ {
-		y += "---\n" + routeYAML(ns, fmt.Sprintf("b%d", i), fmt.Sprintf("b%d.example", i), "echo")
-	}
-	cl.apply(t, y)
+	cl.apply(t, routesYAML(ns, "b", "echo", n))
 	waitHTTP(t, addr, fmt.Sprintf("b%d.example", n-1), "backend=burst", 200, 10*time.Second)
 	if err := waitFor(15*time.Second, func() bool {
 		ls, _ := field(cl.get(t, "gateway", ns, "gw"), "status", "listeners").([]any)
@@ -866,12 +873,7 @@ func TestBurstWritesWithoutConflicts(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("attachedRoutes did not reach %d", n)
 	}
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("b%d", i)
-		if err := waitFor(10*time.Second, func() bool { return len(routeParentsOf(t, ns, name)) == 1 }); err != nil {
-			t.Fatalf("route %s has no status", name)
-		}
-	}
+	waitRouteStatuses(t, ns, "b", n)
 	log := p.logText()[off:]
 	if c := strings.Count(log, "conflict; writing again"); c > 0 {
 		t.Fatalf("%d status writes refused with 409 during a burst of %d routes", c, n)
